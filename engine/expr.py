@@ -1,0 +1,455 @@
+"""The condition language: parsed with `ast` against an allow-list, type-checked, never eval'd.
+
+Conditions are comparisons (chains allowed), `and`/`or`/`not`, `in`/`not in` a literal
+list, and bare flags, over dotted paths from `engine.facts`. Amounts (`up_to`,
+`charge`) add `+ - *` and `min(...)`/`max(...)`. Parsing lowers a condition to a small
+normal form (`Leaf`, `All`, `Any`; negation pushed into the leaves) that both the
+durable_rules compiler and the reference evaluator read, so they cannot disagree on
+what a condition means — only on how it is matched, which the differential tests check.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Literal, Union
+
+from engine.errors import Span, did_you_mean
+from engine.facts import Field, FieldType, Scalar
+
+Op = Literal["==", "!=", "<", "<=", ">", ">="]
+_OPS: dict[type[ast.cmpop], Op] = {
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+}
+_NEGATE: dict[Op, Op] = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+_FLIP: dict[Op, Op] = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_ORDERED: frozenset[FieldType] = frozenset({"money", "number"})
+
+
+class ExprError(Exception):
+    def __init__(self, message: str, span: Span, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """`path op value` or `path op other`; `text` is the source clause it came from."""
+
+    op: Op
+    path: str
+    value: Scalar | None
+    other: str | None
+    text: str
+
+    def test(self, fact: dict[str, Scalar]) -> bool:
+        left = fact[self.path]
+        right = fact[self.other] if self.other is not None else self.value
+        assert right is not None
+        return _compare(self.op, left, right)
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Cond, ...]
+
+
+@dataclass(frozen=True)
+class Any:
+    items: tuple[Cond, ...]
+
+
+Cond = Union[Leaf, All, Any]  # noqa: UP007 (recursive alias)
+
+
+def _compare(op: Op, left: Scalar, right: Scalar) -> bool:
+    if op == "==":
+        return left == right
+    if op == "!=":
+        return left != right
+    assert isinstance(left, int) and isinstance(right, int)
+    if op == "<":
+        return left < right
+    if op == "<=":
+        return left <= right
+    if op == ">":
+        return left > right
+    return left >= right
+
+
+def evaluate(cond: Cond, fact: dict[str, Scalar]) -> bool:
+    """The reference evaluator: what durable_rules must agree with."""
+    if isinstance(cond, Leaf):
+        return cond.test(fact)
+    if isinstance(cond, All):
+        return all(evaluate(c, fact) for c in cond.items)
+    return any(evaluate(c, fact) for c in cond.items)
+
+
+def leaves(cond: Cond) -> list[Leaf]:
+    if isinstance(cond, Leaf):
+        return [cond]
+    return [leaf for item in cond.items for leaf in leaves(item)]
+
+
+def paths(cond: Cond) -> set[str]:
+    out: set[str] = set()
+    for leaf in leaves(cond):
+        out.add(leaf.path)
+        if leaf.other is not None:
+            out.add(leaf.other)
+    return out
+
+
+# ------------------------------------------------------------------ parsing
+
+
+class _Source:
+    """The expression text and where it sits in its file, to place errors."""
+
+    def __init__(self, text: str, at: Span) -> None:
+        self.text = text
+        self.at = at
+
+    def span(self, node: ast.AST) -> Span:
+        line = getattr(node, "lineno", 1)
+        col = getattr(node, "col_offset", 0)
+        end = getattr(node, "end_col_offset", None) or col + 1
+        if getattr(node, "end_lineno", line) != line:
+            end = len(self.text.splitlines()[line - 1])
+        # `at` is where the expression's first character sits in the file; a block
+        # scalar's later lines start at the same indentation.
+        return Span(self.at.line + line - 1, self.at.col + col, self.at.col + max(end, col + 1))
+
+    def segment(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.text, node) or self.text
+
+
+def _parse(text: str, src: _Source) -> ast.expr:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as err:
+        col = (err.offset or 1) - 1
+        line = err.lineno or 1
+        node = ast.Constant(value=None, lineno=line, col_offset=col, end_col_offset=col + 1)
+        raise ExprError(
+            f"cannot parse condition: {err.msg}",
+            src.span(node),
+            "conditions look like: order.amount <= 500 and customer.tier in ['gold', 'silver']",
+        ) from None
+    return tree.body
+
+
+class _Checker:
+    def __init__(self, vocab: dict[str, Field], src: _Source, event_type: str) -> None:
+        self.vocab = vocab
+        self.src = src
+        self.event_type = event_type
+
+    # -- shared
+    def path(self, node: ast.expr) -> Field | None:
+        parts: list[str] = []
+        cur = node
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if not isinstance(cur, ast.Name):
+            return None
+        parts.append(cur.id)
+        dotted = ".".join(reversed(parts))
+        if dotted in ("true", "false", "True", "False"):
+            return None
+        field = self.vocab.get(dotted)
+        if field is None:
+            raise ExprError(
+                f"unknown field '{dotted}' on {self.event_type}",
+                self.src.span(node),
+                did_you_mean(dotted, self.vocab) or "run `goodwill fields` to list the fields",
+            )
+        return field
+
+    def literal(self, node: ast.expr) -> Scalar | Decimal | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool | str):
+            return node.value
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            if isinstance(node.value, float):
+                text = self.src.segment(node)
+                try:
+                    return Decimal(text)
+                except InvalidOperation:
+                    raise ExprError("not a plain decimal number", self.src.span(node)) from None
+            return node.value
+        if isinstance(node, ast.Name) and node.id in ("true", "false"):
+            return node.id == "true"
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = self.literal(node.operand)
+            if isinstance(inner, int | Decimal) and not isinstance(inner, bool):
+                return -inner
+        return None
+
+    def coerce(self, value: Scalar | Decimal, want: FieldType, node: ast.expr) -> Scalar:
+        span = self.src.span(node)
+        if want == "money" and isinstance(value, int | Decimal) and not isinstance(value, bool):
+            cents = Decimal(value).scaleb(2)
+            if cents != cents.to_integral_value():
+                raise ExprError("money has at most two decimal places", span)
+            return int(cents)
+        if want == "number" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if want == "text" and isinstance(value, str):
+            return value
+        if want == "bool" and isinstance(value, bool):
+            return value
+        shown = "text" if isinstance(value, str) else "a flag" if isinstance(value, bool) else (
+            "a decimal" if isinstance(value, Decimal) else "a number")
+        raise ExprError(
+            f"type mismatch: compares {want} with {shown} {self.src.segment(node)}",
+            span,
+            _type_hint(want),
+        )
+
+    def unsupported(self, node: ast.AST, what: str) -> ExprError:
+        return ExprError(
+            f"{what} is not allowed in a condition",
+            self.src.span(node),
+            "allowed: comparisons, and/or/not, `in` a literal list, dotted fields, literals",
+        )
+
+    # -- conditions
+    def cond(self, node: ast.expr, negate: bool = False) -> Cond:
+        if isinstance(node, ast.BoolOp):
+            items = tuple(self.cond(v, negate) for v in node.values)
+            conj = isinstance(node.op, ast.And) != negate
+            return All(items) if conj else Any(items)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return self.cond(node.operand, not negate)
+        if isinstance(node, ast.Compare):
+            return self.compare(node, negate)
+        if isinstance(node, ast.Attribute | ast.Name):
+            field = self.path(node)
+            if field is None:
+                raise self.unsupported(node, "a constant")
+            if field.type != "bool":
+                raise ExprError(
+                    f"'{field.path}' is {field.type}, not a condition",
+                    self.src.span(node),
+                    f"compare it, e.g. {field.path} {_example(field.type)}",
+                )
+            return Leaf("!=" if negate else "==", field.path, True, None, self.src.segment(node))
+        raise self.unsupported(node, type(node).__name__.lower())
+
+    def compare(self, node: ast.Compare, negate: bool) -> Cond:
+        text = self.src.segment(node)
+        operands = [node.left, *node.comparators]
+        parts: list[Cond] = []
+        for i, op_node in enumerate(node.ops):
+            left, right = operands[i], operands[i + 1]
+            if isinstance(op_node, ast.In | ast.NotIn):
+                parts.append(self.membership(left, right, isinstance(op_node, ast.NotIn), text))
+                continue
+            op = _OPS.get(type(op_node))
+            if op is None:
+                raise self.unsupported(node, f"the operator `{type(op_node).__name__}`")
+            parts.append(self.binary(op, left, right, text))
+        cond: Cond = parts[0] if len(parts) == 1 else All(tuple(parts))
+        return _negate(cond) if negate else cond
+
+    def binary(self, op: Op, left: ast.expr, right: ast.expr, text: str) -> Leaf:
+        lf = self.path(left) if isinstance(left, ast.Attribute | ast.Name) else None
+        rf = self.path(right) if isinstance(right, ast.Attribute | ast.Name) else None
+        if lf is None and rf is None:
+            raise ExprError(
+                "a comparison needs a field on one side", self.src.span(left),
+                "e.g. order.amount <= 500",
+            )
+        if lf is None:
+            lf, rf, left, right, op = rf, None, right, left, _FLIP[op]
+        assert lf is not None
+        if op not in ("==", "!=") and lf.type not in _ORDERED:
+            raise ExprError(
+                f"'{lf.path}' is {lf.type}: only == and != apply", self.src.span(left),
+                "order comparisons (<, <=, >, >=) apply to money and numbers",
+            )
+        if rf is not None:
+            if rf.type != lf.type:
+                raise ExprError(
+                    f"type mismatch: '{lf.path}' is {lf.type} but '{rf.path}' is {rf.type}",
+                    self.src.span(right),
+                )
+            return Leaf(op, lf.path, None, rf.path, text)
+        value = self.literal(right)
+        if value is None:
+            raise self.unsupported(right, "this expression")
+        return Leaf(op, lf.path, self.coerce(value, lf.type, right), None, text)
+
+    def membership(self, left: ast.expr, right: ast.expr, negated: bool, text: str) -> Cond:
+        field = self.path(left) if isinstance(left, ast.Attribute | ast.Name) else None
+        if field is None:
+            raise ExprError("`in` needs a field on its left", self.src.span(left))
+        if not isinstance(right, ast.List | ast.Tuple | ast.Set) or not right.elts:
+            raise ExprError(
+                "`in` takes a non-empty literal list", self.src.span(right),
+                "e.g. customer.tier in ['gold', 'silver']",
+            )
+        values: list[Scalar] = []
+        for elt in right.elts:
+            lit = self.literal(elt)
+            if lit is None:
+                raise ExprError("list items must be literals", self.src.span(elt))
+            values.append(self.coerce(lit, field.type, elt))
+        op: Op = "!=" if negated else "=="
+        items = tuple(Leaf(op, field.path, v, None, text) for v in dict.fromkeys(values))
+        if len(items) == 1:
+            return items[0]
+        return All(items) if negated else Any(items)
+
+    # -- amounts
+    def amount(self, node: ast.expr) -> Amount:
+        if isinstance(node, ast.Attribute | ast.Name):
+            field = self.path(node)
+            if field is not None:
+                if field.type not in _ORDERED:
+                    raise ExprError(
+                        f"'{field.path}' is {field.type}, not an amount", self.src.span(node)
+                    )
+                return Ref(field.path, field.type)
+        lit = self.literal(node)
+        if lit is not None:
+            if isinstance(lit, bool | str):
+                raise ExprError("an amount must be a number or money", self.src.span(node))
+            return Num(Decimal(lit))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
+            sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}[type(node.op)]
+            return Arith(sym, self.amount(node.left), self.amount(node.right))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("min", "max")
+            and node.args
+            and not node.keywords
+        ):
+            return Call(node.func.id, tuple(self.amount(a) for a in node.args))
+        raise ExprError(
+            "amounts may use fields, numbers, + - *, min() and max()",
+            self.src.span(node),
+            "e.g. min(order.amount, 50) or customer.lifetime_value * 0.05",
+        )
+
+
+def _negate(cond: Cond) -> Cond:
+    if isinstance(cond, Leaf):
+        text = cond.text[4:] if cond.text.startswith("not ") else f"not {cond.text}"
+        return Leaf(_NEGATE[cond.op], cond.path, cond.value, cond.other, text)
+    if isinstance(cond, All):
+        return Any(tuple(_negate(c) for c in cond.items))
+    return All(tuple(_negate(c) for c in cond.items))
+
+
+def _example(t: FieldType) -> str:
+    return {"money": "<= 100", "number": ">= 3", "text": "== 'gold'", "bool": "== true"}[t]
+
+
+def _type_hint(t: FieldType) -> str:
+    return {
+        "money": "money is written as a number of currency units, e.g. 49.99",
+        "number": "write a whole number, e.g. 3",
+        "text": "write text in quotes, e.g. 'gold'",
+        "bool": "write true or false",
+    }[t]
+
+
+# ------------------------------------------------------------------ amounts
+
+
+@dataclass(frozen=True)
+class Num:
+    value: Decimal
+
+
+@dataclass(frozen=True)
+class Ref:
+    path: str
+    type: FieldType
+
+
+@dataclass(frozen=True)
+class Arith:
+    op: Literal["+", "-", "*"]
+    left: Amount
+    right: Amount
+
+
+@dataclass(frozen=True)
+class Call:
+    fn: Literal["min", "max"]
+    args: tuple[Amount, ...]
+
+
+Amount = Union[Num, Ref, Arith, Call]  # noqa: UP007 (recursive alias)
+
+
+def amount_value(expr: Amount, fact: dict[str, Scalar]) -> Decimal:
+    """Evaluate an amount in currency units (money paths are cents in the fact)."""
+    if isinstance(expr, Num):
+        return expr.value
+    if isinstance(expr, Ref):
+        raw = fact[expr.path]
+        assert isinstance(raw, int)
+        return Decimal(raw).scaleb(-2) if expr.type == "money" else Decimal(raw)
+    if isinstance(expr, Arith):
+        a, b = amount_value(expr.left, fact), amount_value(expr.right, fact)
+        return a + b if expr.op == "+" else a - b if expr.op == "-" else a * b
+    values = [amount_value(a, fact) for a in expr.args]
+    return min(values) if expr.fn == "min" else max(values)
+
+
+def amount_cents(expr: Amount, fact: dict[str, Scalar]) -> int:
+    """Round half-even to the cent, never below zero: a grant cannot be negative."""
+    value = amount_value(expr, fact).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    return max(0, int(value.scaleb(2)))
+
+
+def amount_paths(expr: Amount) -> set[str]:
+    if isinstance(expr, Ref):
+        return {expr.path}
+    if isinstance(expr, Arith):
+        return amount_paths(expr.left) | amount_paths(expr.right)
+    if isinstance(expr, Call):
+        return {p for a in expr.args for p in amount_paths(a)}
+    return set()
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def parse_condition(
+    text: str, vocab: dict[str, Field], event_type: str, at: Span
+) -> Cond:
+    src = _Source(text, at)
+    return _Checker(vocab, src, event_type).cond(_parse(text, src))
+
+
+def parse_amount(
+    text: str, vocab: dict[str, Field], event_type: str, at: Span
+) -> Amount:
+    src = _Source(text, at)
+    return _Checker(vocab, src, event_type).amount(_parse(text, src))
+
+
+def parse_path(
+    text: str, vocab: dict[str, Field], event_type: str, at: Span
+) -> Field | None:
+    """A context entry or a route target: a dotted field, or None when `text` is a name."""
+    src = _Source(text, at)
+    node = _parse(text, src)
+    if isinstance(node, ast.Attribute):
+        return _Checker(vocab, src, event_type).path(node)
+    return None

@@ -1,0 +1,499 @@
+"""Policy files: YAML with positions → validated, typed, content-hashed `PolicySet`.
+
+Nothing downstream of `load_policy_set` ever sees an unvalidated policy: every problem
+is collected as a positioned `Diagnostic` and the whole set is refused together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from engine.errors import Diagnostic, PolicyError, Span, did_you_mean, relpath
+from engine.expr import Amount, Cond, ExprError, Leaf, leaves, parse_amount, parse_condition
+from engine.facts import Field, fact_key, vocabulary
+from engine.policy_schema import (
+    BUDGET_KEYS,
+    BUDGETS_FILE_KEYS,
+    MAX_CONDITIONS,
+    POLICY_KEYS,
+    REMEDIES,
+    RULE_KEYS,
+    THEN_KEYS,
+)
+from events.models import CATALOG
+
+BUDGETS_FILE = "budgets.yaml"
+_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+_DURATION = re.compile(r"^(\d+)([mhd])$")
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    remedy: str
+    up_to: Amount
+    text: str
+
+
+@dataclass(frozen=True)
+class ChargeSpec:
+    budget: str
+    amount: Amount
+    text: str
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    to: str
+    to_path: str | None  # a text field naming the target, e.g. event.to_team
+    reason: str
+    context: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    index: int
+    when: Cond
+    when_text: str
+    line: int
+    grants: tuple[GrantSpec, ...] = ()
+    charges: tuple[ChargeSpec, ...] = ()
+    follow_ups: tuple[timedelta, ...] = ()
+    route: RouteSpec | None = None
+    alert: RouteSpec | None = None
+    say: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    version: int
+    owner: str
+    principle: str
+    summary: str
+    on: str
+    budget: str | None
+    rules: tuple[Rule, ...]
+    path: str
+    hash: str
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Fact paths any rule of this policy may read, sorted (for lean facts)."""
+        found: set[str] = set()
+        for rule in self.rules:
+            for leaf in leaves(rule.when):
+                found.add(leaf.path)
+                if leaf.other:
+                    found.add(leaf.other)
+        return tuple(sorted(found))
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    scope: Literal["rep", "team"]
+    period: Literal["day", "week", "month"]
+    amount: int  # cents allocated per period unless a budget.allocated event says otherwise
+    overflow: RouteSpec
+    say: str
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    policies: tuple[Policy, ...]  # sorted by id: evaluation order is never dict order
+    budgets: dict[str, Budget]
+    currency: str
+    hash: str
+    files: tuple[tuple[str, str, int, str], ...]  # (path, policy id, version, hash)
+
+    def on(self, event_type: str) -> tuple[Policy, ...]:
+        return self._by_type.get(event_type, ())
+
+    @property
+    def _by_type(self) -> dict[str, tuple[Policy, ...]]:
+        cached: dict[str, tuple[Policy, ...]] | None = self.__dict__.get("_by_type_cache")
+        if cached is None:
+            grouped: dict[str, list[Policy]] = {}
+            for p in self.policies:
+                grouped.setdefault(p.on, []).append(p)
+            cached = {k: tuple(v) for k, v in grouped.items()}
+            object.__setattr__(self, "_by_type_cache", cached)
+        return cached
+
+
+def digest(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _File:
+    """One YAML file being read: its text, its tree and the problems found so far."""
+
+    path: str
+    text: str
+    problems: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, span: Span | None, message: str, hint: str | None = None) -> None:
+        self.problems.append(Diagnostic(self.path, span, message, hint))
+
+    def key_span(self, node: CommentedMap, key: str) -> Span:
+        line, col = node.lc.key(key)
+        return Span(line + 1, col + 1, col + 1 + len(str(key)))
+
+    def value_span(self, node: CommentedMap | CommentedSeq, key: Any) -> Span:
+        line, col = node.lc.item(key) if isinstance(node, CommentedSeq) else node.lc.value(key)
+        value = node[key]
+        text = self.text.splitlines()[line] if line < len(self.text.splitlines()) else ""
+        width = len(str(value)) if not isinstance(value, dict | list) else 1
+        if text[col : col + 1] in ("'", '"'):
+            col += 1
+        elif text[col : col + 1] in ("|", ">"):
+            # block scalar: the text starts on the next line, at that line's indentation
+            rows = self.text.splitlines()
+            nxt = rows[line + 1] if line + 1 < len(rows) else ""
+            return Span(line + 2, len(nxt) - len(nxt.lstrip()) + 1, len(nxt) + 1)
+        return Span(line + 1, col + 1, col + 1 + min(width, max(1, len(text) - col)))
+
+    def keys(self, node: Any, allowed: dict[str, str], where: str, required: tuple[str, ...]) -> bool:
+        if not isinstance(node, CommentedMap):
+            self.error(None, f"{where} must be a mapping")
+            return False
+        for key in node:
+            if key not in allowed:
+                self.error(
+                    self.key_span(node, key), f"unknown key '{key}' in {where}",
+                    did_you_mean(str(key), allowed) or "allowed: " + ", ".join(sorted(allowed)),
+                )
+        ok = True
+        for key in required:
+            if key not in node:
+                line, col = node.lc.line, node.lc.col
+                self.error(Span(line + 1, col + 1, col + 2), f"{where} needs '{key}'",
+                           allowed.get(key))
+                ok = False
+        return ok
+
+    def text_value(self, node: CommentedMap, key: str, required: bool = True) -> str | None:
+        value = node.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or (required and not value.strip()):
+            self.error(self.value_span(node, key), f"'{key}' must be text")
+            return None
+        return value
+
+
+def _read_yaml(path: Path) -> tuple[_File, Any]:
+    text = path.read_text(encoding="utf-8")
+    f = _File(relpath(path), text)
+    try:
+        return f, YAML(typ="rt").load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark
+        span = Span(mark.line + 1, mark.column + 1, mark.column + 2) if mark else None
+        f.error(span, f"not valid YAML: {err.problem}", "check indentation and quoting")
+        return f, None
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented tree → plain data, for hashing."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def parse_duration(text: str) -> timedelta | None:
+    m = _DURATION.match(text.strip())
+    if not m or int(m.group(1)) == 0:
+        return None
+    n, unit = int(m.group(1)), m.group(2)
+    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+
+
+class _PolicyReader:
+    def __init__(self, f: _File, budgets: dict[str, Budget]) -> None:
+        self.f = f
+        self.budgets = budgets
+
+    def read(self, doc: Any) -> Policy | None:
+        f = self.f
+        if not f.keys(doc, POLICY_KEYS, "a policy", ("policy", "version", "on", "rules")):
+            return None
+        pid = f.text_value(doc, "policy")
+        if pid is not None and not _ID.match(pid):
+            f.error(f.value_span(doc, "policy"), f"policy id '{pid}' is not a valid id",
+                    "use lower-case letters, digits and dashes, e.g. replace-broken-part")
+        version = doc.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            f.error(f.value_span(doc, "version"), "version must be a whole number >= 1")
+        on = f.text_value(doc, "on")
+        if on is not None and on not in CATALOG:
+            f.error(f.value_span(doc, "on"), f"unknown event type '{on}'",
+                    did_you_mean(on, CATALOG) or "see `goodwill schema` for the event types")
+            on = None
+        for key in ("owner", "principle", "summary"):
+            if key not in doc:
+                line, col = doc.lc.line, doc.lc.col
+                f.error(Span(line + 1, col + 1, col + 2), f"a policy needs '{key}'",
+                        POLICY_KEYS[key])
+            f.text_value(doc, key)
+        budget = f.text_value(doc, "budget")
+        if budget is not None and budget not in self.budgets:
+            f.error(f.value_span(doc, "budget"), f"undefined budget '{budget}'",
+                    did_you_mean(budget, self.budgets) or f"define it in policies/{BUDGETS_FILE}")
+            budget = None
+        rules_node = doc.get("rules")
+        if not isinstance(rules_node, CommentedSeq) or not rules_node:
+            f.error(f.key_span(doc, "rules"), "rules must be a non-empty list of rules")
+            return None
+        if on is None or pid is None:
+            return None
+        vocab = vocabulary(on, budget is not None)
+        rules: list[Rule] = []
+        names: set[str] = set()
+        for i, node in enumerate(rules_node):
+            rule = self.rule(node, i, on, vocab, budget, names)
+            if rule is not None:
+                rules.append(rule)
+        distinct = {(leaf.op, leaf.path, leaf.value, leaf.other) for r in rules for leaf in leaves(r.when)}
+        if len(distinct) > MAX_CONDITIONS:
+            f.error(f.key_span(doc, "rules"),
+                    f"policy has {len(distinct)} distinct conditions; the matcher allows "
+                    f"{MAX_CONDITIONS}", "split it into several policies on the same event")
+        if len(rules) != len(rules_node) or not isinstance(version, int) or f.problems:
+            return None
+        content = _plain(doc)
+        return Policy(
+            id=pid, version=version, owner=str(doc["owner"]), principle=str(doc["principle"]),
+            summary=str(doc["summary"]), on=on, budget=budget, rules=tuple(rules),
+            path=f.path, hash=digest(content),
+        )
+
+    def rule(self, node: Any, index: int, on: str, vocab: dict[str, Field],
+             budget: str | None, names: set[str]) -> Rule | None:
+        f = self.f
+        if not f.keys(node, RULE_KEYS, "a rule", ("name", "then")):
+            return None
+        name = f.text_value(node, "name") or f"rule-{index + 1}"
+        if name in names:
+            f.error(f.value_span(node, "name"), f"duplicate rule name '{name}' in this policy")
+        names.add(name)
+        when_text = node.get("when")
+        cond: Cond | None = Leaf("==", "event.type", on, None, "always")
+        if when_text is not None:
+            cond = self.condition(node, "when", on, vocab)
+            when_text = str(when_text).strip()
+        then = node.get("then")
+        if not f.keys(then, THEN_KEYS, f"rule '{name}' then", ()):
+            return None
+        grants = tuple(self.grants(then, on, vocab))
+        charges = tuple(self.charges(then, on, vocab))
+        follow = tuple(self.follow_ups(then))
+        route = self.route(then, "route", on, vocab)
+        alert = self.route(then, "alert", on, vocab)
+        say = f.text_value(then, "say")
+        if say is not None:
+            self.placeholders(then, "say", vocab)
+        line = node.lc.line + 1
+        if not (grants or route or alert or follow):
+            f.error(Span(line, node.lc.col + 1, node.lc.col + 2),
+                    f"rule '{name}' is a dead end: it neither authorizes anything nor routes "
+                    "to someone", "add `authorize`, `route` (with `say`) or an obligation")
+        if (grants or route) and say is None:
+            f.error(Span(line, node.lc.col + 1, node.lc.col + 2),
+                    f"rule '{name}' gives the rep no words to say", "add `say: ...`")
+        if cond is None:
+            return None
+        return Rule(name, index, cond, when_text or "always", line, grants, charges, follow,
+                    route, alert, say)
+
+    def condition(self, node: CommentedMap, key: str, on: str, vocab: dict[str, Field]) -> Cond | None:
+        try:
+            return parse_condition(str(node[key]), vocab, on, self.f.value_span(node, key))
+        except ExprError as err:
+            self.f.error(err.span, err.message, err.hint)
+            return None
+
+    def amount(self, node: Any, key: Any, on: str, vocab: dict[str, Field]) -> Amount | None:
+        try:
+            return parse_amount(str(node[key]), vocab, on, self.f.value_span(node, key))
+        except ExprError as err:
+            self.f.error(err.span, err.message, err.hint)
+            return None
+
+    def grants(self, then: CommentedMap, on: str, vocab: dict[str, Field]) -> list[GrantSpec]:
+        if "authorize" not in then:
+            return []
+        items = then["authorize"]
+        out: list[GrantSpec] = []
+        if not isinstance(items, CommentedSeq):
+            self.f.error(self.f.key_span(then, "authorize"), "authorize must be a list",
+                         "e.g. authorize: [{remedy: replacement, up_to: order.amount}]")
+            return out
+        for item in items:
+            if not self.f.keys(item, {"remedy": "", "up_to": ""}, "a grant", ("remedy", "up_to")):
+                continue
+            remedy = self.f.text_value(item, "remedy")
+            if remedy is not None and remedy not in REMEDIES:
+                self.f.error(self.f.value_span(item, "remedy"), f"unknown remedy '{remedy}'",
+                             did_you_mean(remedy, REMEDIES) or "one of " + ", ".join(REMEDIES))
+                continue
+            up_to = self.amount(item, "up_to", on, vocab)
+            if remedy is not None and up_to is not None:
+                out.append(GrantSpec(remedy, up_to, str(item["up_to"])))
+        return out
+
+    def charges(self, then: CommentedMap, on: str, vocab: dict[str, Field]) -> list[ChargeSpec]:
+        node = then.get("charge")
+        if node is None:
+            return []
+        if not self.f.keys(node, {"budget": "", "amount": ""}, "a charge", ("budget", "amount")):
+            return []
+        name = self.f.text_value(node, "budget")
+        if name is not None and name not in self.budgets:
+            self.f.error(self.f.value_span(node, "budget"), f"undefined budget '{name}'",
+                         did_you_mean(name, self.budgets) or f"define it in policies/{BUDGETS_FILE}")
+            return []
+        amount = self.amount(node, "amount", on, vocab)
+        if name is None or amount is None:
+            return []
+        return [ChargeSpec(name, amount, str(node["amount"]))]
+
+    def follow_ups(self, then: CommentedMap) -> list[timedelta]:
+        items = then.get("obligations") or []
+        out = []
+        for item in items if isinstance(items, CommentedSeq) else []:
+            if not self.f.keys(item, {"follow_up": ""}, "an obligation", ("follow_up",)):
+                continue
+            within = parse_duration(str(item["follow_up"]))
+            if within is None:
+                self.f.error(self.f.value_span(item, "follow_up"), "follow_up needs a duration",
+                             "e.g. 48h, 2d or 30m")
+            else:
+                out.append(within)
+        return out
+
+    def route(self, then: CommentedMap, key: str, on: str, vocab: dict[str, Field]) -> RouteSpec | None:
+        node = then.get(key)
+        if node is None:
+            return None
+        if not self.f.keys(node, {"to": "", "reason": "", "context": ""}, key, ("to",)):
+            return None
+        to = self.f.text_value(node, "to") or ""
+        to_path = None
+        if "." in to:
+            target = vocab.get(to)
+            if target is None or target.type != "text":
+                self.f.error(self.f.value_span(node, "to"), f"'{to}' is not a text field",
+                             did_you_mean(to, vocab))
+                return None
+            to_path = to
+        context = node.get("context") or []
+        for i, path in enumerate(context):
+            if path not in vocab:
+                self.f.error(self.f.value_span(context, i), f"unknown field '{path}' on {on}",
+                             did_you_mean(str(path), vocab))
+        reason = self.f.text_value(node, "reason") or f"policy asks for {to}"
+        return RouteSpec(to, to_path, reason, tuple(str(p) for p in context))
+
+    def placeholders(self, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
+        for m in _PLACEHOLDER.finditer(str(node[key])):
+            if m.group(1) not in vocab:
+                self.f.error(self.f.value_span(node, key), f"unknown field '{{{m.group(1)}}}' in say",
+                             did_you_mean(m.group(1), vocab))
+
+
+def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
+    f, doc = _read_yaml(path)
+    budgets: dict[str, Budget] = {}
+    if doc is None or not f.keys(doc, BUDGETS_FILE_KEYS, "the budgets file", ("budgets",)):
+        return f, budgets, "USD"
+    currency = str(doc.get("currency", "USD"))
+    for node in doc.get("budgets") or []:
+        if not f.keys(node, BUDGET_KEYS, "a budget", tuple(BUDGET_KEYS)):
+            continue
+        name = str(node["name"])
+        scope, period = node["scope"], node["period"]
+        if scope not in ("rep", "team"):
+            f.error(f.value_span(node, "scope"), f"unknown scope '{scope}'", "rep or team")
+        if period not in ("day", "week", "month"):
+            f.error(f.value_span(node, "period"), f"unknown period '{period}'", "day, week or month")
+        amount = node["amount"]
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+            f.error(f.value_span(node, "amount"), "amount must be a non-negative number")
+            continue
+        overflow = node["overflow"]
+        if not f.keys(overflow, {"to": "", "say": ""}, "overflow", ("to", "say")):
+            continue
+        if name in budgets:
+            f.error(f.value_span(node, "name"), f"duplicate budget '{name}'")
+        budgets[name] = Budget(
+            name, scope, period, int(round(amount * 100)),
+            RouteSpec(str(overflow["to"]), None, f"over the {name} budget", ()),
+            str(overflow["say"]),
+        )
+    return f, budgets, currency
+
+
+def load_policy_set(directory: Path) -> PolicySet:
+    """Read and validate every policy file in `directory`; refuse the set on any problem."""
+    if not directory.is_dir():
+        raise PolicyError([Diagnostic(relpath(directory), None, "no such policy directory")], {})
+    files: list[_File] = []
+    budgets: dict[str, Budget] = {}
+    currency = "USD"
+    if (directory / BUDGETS_FILE).exists():
+        bf, budgets, currency = _read_budgets(directory / BUDGETS_FILE)
+        files.append(bf)
+    policies: list[Policy] = []
+    seen: dict[str, str] = {}
+    paths = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    for path in paths:
+        if path.name == BUDGETS_FILE:
+            continue
+        f, doc = _read_yaml(path)
+        files.append(f)
+        if doc is None:
+            continue
+        policy = _PolicyReader(f, budgets).read(doc)
+        if policy is None:
+            continue
+        if policy.id in seen:
+            f.error(f.value_span(doc, "policy"), f"duplicate policy id '{policy.id}'",
+                    f"also defined in {seen[policy.id]}")
+            continue
+        seen[policy.id] = policy.path
+        policies.append(policy)
+    problems = [d for f in files for d in f.problems]
+    if problems:
+        raise PolicyError(problems, {f.path: f.text for f in files})
+    if not policies:
+        raise PolicyError([Diagnostic(relpath(directory), None, "no policy files found",
+                                      "policy files are *.yaml next to budgets.yaml")], {})
+    policies.sort(key=lambda p: p.id)
+    budget_hash = digest({b.name: [b.scope, b.period, b.amount, b.overflow.to, b.say]
+                          for b in budgets.values()})
+    set_hash = digest([[p.id, p.version, p.hash] for p in policies] + [budget_hash, currency])
+    return PolicySet(
+        tuple(policies), budgets, currency, set_hash,
+        tuple((p.path, p.id, p.version, p.hash) for p in policies),
+    )
+
+
+def fact_keys(policy: Policy) -> tuple[str, ...]:
+    return tuple(fact_key(p) for p in policy.reads)

@@ -1,0 +1,350 @@
+"""The event contract with producers: one frozen envelope, a typed payload per `type`.
+
+Every model here is part of the public, versioned contract (`goodwill schema` exports
+them as JSON Schema). Extend by adding optional fields or new types; never rename or
+retype a field — bump `schema_version` and add an upcaster in `events.upcast` instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+)
+
+SCHEMA_VERSION = 1
+"""The envelope version this build writes and decides on."""
+
+
+def _refuse_float(value: Any) -> Any:
+    # A binary float cannot carry an exact amount; producers send "12.50" or 12.
+    if isinstance(value, float):
+        raise ValueError("money must be a decimal string such as \"12.50\", not a float")
+    if isinstance(value, bool):
+        raise ValueError("money must be a decimal string such as \"12.50\"")
+    return value
+
+
+def _cents_exact(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("money must be a finite amount")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise ValueError("money has at most two decimal places")
+    if value < 0:
+        raise ValueError("money must not be negative")
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_refuse_float),
+    AfterValidator(_cents_exact),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}),
+]
+"""A non-negative amount with at most two decimals; JSON carries it as a string."""
+
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD")]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(max_length=4000)]
+Remedy = Literal["replacement", "expedite", "credit", "refund"]
+ServiceLevel = Literal["standard", "expedited", "overnight"]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LineItem(Payload):
+    sku: Id
+    qty: int = Field(gt=0)
+    unit_price: Money
+
+
+class OrderPlaced(Payload):
+    order_id: Id
+    amount: Money
+    currency: Currency
+    items: tuple[LineItem, ...] = ()
+    channel: Id = "web"
+
+
+class OrderShipped(Payload):
+    order_id: Id
+    carrier: Id
+    service_level: ServiceLevel
+    promised_by: AwareDatetime
+
+
+class ShipmentDelayed(Payload):
+    order_id: Id
+    new_eta: AwareDatetime
+
+
+class ShipmentLost(Payload):
+    order_id: Id
+    last_scan: AwareDatetime
+
+
+class ItemDefectReported(Payload):
+    order_id: Id
+    sku: Id
+    description: Text = ""
+    case_id: Id | None = None
+    rep_id: Id | None = None
+
+
+class ContactOpened(Payload):
+    case_id: Id
+    rep_id: Id
+    channel: Id
+    topic: Id
+    order_id: Id | None = None
+
+
+class ContactTransferred(Payload):
+    case_id: Id
+    from_rep: Id
+    to_team: Id
+    note: Text = ""
+
+
+class RemedyRequested(Payload):
+    case_id: Id
+    rep_id: Id
+    order_id: Id | None = None
+    remedy: Remedy
+    amount: Money
+    currency: Currency
+
+
+class RemedyFulfilled(Payload):
+    case_id: Id
+    remedy: Remedy
+    actual_cost: Money
+    currency: Currency
+
+
+class CaseResolved(Payload):
+    case_id: Id
+    resolution: Id
+    csat: int | None = Field(default=None, ge=1, le=5)
+
+
+class BudgetAllocated(Payload):
+    owner: Id = Field(description="rep or team id the budget belongs to")
+    budget: Id = Field(description="budget name from policies/budgets.yaml")
+    amount: Money
+    currency: Currency
+    period: Annotated[str, Field(pattern=r"^\d{4}-(\d{2}(-\d{2})?|W\d{2})$")] = Field(
+        description="the period this allocation is for: 2026-11 (month), 2026-W47, 2026-11-23"
+    )
+
+
+class RepAssigned(Payload):
+    rep_id: Id
+    team: Id
+    lead: Id = Field(description="the person overflow and reviews for this team route to")
+
+
+class ClockTick(Payload):
+    pass
+
+
+class Envelope(BaseModel):
+    """Fields common to every event; `data` is typed by the subclass for each `type`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    data: Payload
+    event_id: Id = Field(description="producer-assigned, globally unique; the dedupe key")
+    occurred_at: AwareDatetime = Field(description="event time (RFC 3339 with offset)")
+    customer_id: Id | None = Field(
+        default=None, description="the Kafka key; required for customer events"
+    )
+    schema_version: int = SCHEMA_VERSION
+    source: Id = "unknown"
+
+
+def _event(type_name: str, payload: type[Payload], customer: bool) -> type[Envelope]:
+    namespace: dict[str, Any] = {
+        "__annotations__": {"type": Literal[type_name], "data": payload},  # type: ignore[valid-type]
+        "__doc__": f"`{type_name}` event.",
+        "__module__": __name__,
+    }
+    if customer:
+        namespace["__annotations__"]["customer_id"] = Id
+        namespace["customer_id"] = Field(description="the Kafka key")
+    if not payload.model_fields:
+        namespace["data"] = ClockTick()
+    cls_name = "".join(part.capitalize() for part in type_name.replace("_", ".").split("."))
+    return type(cls_name + "Event", (Envelope,), namespace)
+
+
+CATALOG: dict[str, tuple[type[Payload], bool]] = {
+    # type: (payload, needs customer_id)
+    "order.placed": (OrderPlaced, True),
+    "order.shipped": (OrderShipped, True),
+    "shipment.delayed": (ShipmentDelayed, True),
+    "shipment.lost": (ShipmentLost, True),
+    "item.defect_reported": (ItemDefectReported, True),
+    "contact.opened": (ContactOpened, True),
+    "contact.transferred": (ContactTransferred, True),
+    "remedy.requested": (RemedyRequested, True),
+    "remedy.fulfilled": (RemedyFulfilled, True),
+    "case.resolved": (CaseResolved, True),
+    "budget.allocated": (BudgetAllocated, False),
+    "rep.assigned": (RepAssigned, False),
+    "clock.tick": (ClockTick, False),
+}
+"""Input event types, in catalog order. `rep.assigned` extends DESIGN.md's v1 catalog."""
+
+EVENT_CLASSES: dict[str, type[Envelope]] = {
+    name: _event(name, payload, customer) for name, (payload, customer) in CATALOG.items()
+}
+
+# ---------------------------------------------------------------- engine outputs
+
+Outcome = Literal["authorized", "routed", "noted"]
+
+
+class Grant(Payload):
+    remedy: Id
+    up_to: Money
+    currency: Currency
+
+
+class Charge(Payload):
+    budget: Id
+    owner: Id
+    period: str
+    amount: Money
+    allocated: Money
+    remaining: Money
+    currency: Currency
+
+
+class Obligation(Payload):
+    kind: Literal["follow_up"] = "follow_up"
+    obligation_id: Id
+    case_id: Id
+    due_at: AwareDatetime
+
+
+class Route(Payload):
+    to: Id = Field(description="role or team named by the policy, e.g. team-lead")
+    person: Id | None = Field(default=None, description="who that is, when state knows")
+    reason: Text
+    context: dict[str, str | int | bool | None] = Field(default_factory=dict)
+
+
+class PolicyRef(Payload):
+    id: Id
+    version: int
+    hash: str
+    rule: Id
+
+
+class Clause(Payload):
+    text: str
+    result: bool
+    values: dict[str, str | int | bool | None] = Field(default_factory=dict)
+
+
+class Why(Payload):
+    policy: Id
+    rule: Id
+    clauses: tuple[Clause, ...]
+
+
+class DecisionData(Payload):
+    decision_id: Id
+    caused_by: Id
+    cause_type: Id
+    rep_id: Id | None = None
+    case_id: Id | None = None
+    order_id: Id | None = None
+    outcome: Outcome
+    grants: tuple[Grant, ...] = ()
+    charges: tuple[Charge, ...] = ()
+    obligations: tuple[Obligation, ...] = ()
+    routes: tuple[Route, ...] = ()
+    say: tuple[Text, ...] = ()
+    policies: tuple[PolicyRef, ...] = ()
+    policy_set: str
+    why: tuple[Why, ...] = ()
+
+
+class FollowupOverdue(Payload):
+    obligation_id: Id
+    case_id: Id
+    rep_id: Id | None = None
+    due_at: AwareDatetime
+    watermark: AwareDatetime
+    escalate_to: Route
+
+
+class RootcauseAlert(Payload):
+    sku: Id
+    reports: int
+    threshold: int
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    notify: Id
+    orders: tuple[Id, ...] = ()
+
+
+class PolicyFile(Payload):
+    path: str
+    policy: Id
+    version: int
+    hash: str
+
+
+class PolicySetActivated(Payload):
+    policy_set: str
+    files: tuple[PolicyFile, ...]
+
+
+OUTPUTS: dict[str, tuple[type[Payload], bool]] = {
+    "decision.made": (DecisionData, False),
+    "followup.overdue": (FollowupOverdue, False),
+    "rootcause.alert": (RootcauseAlert, False),
+    "policy_set.activated": (PolicySetActivated, False),
+}
+
+OUTPUT_CLASSES: dict[str, type[Envelope]] = {
+    name: _event(name, payload, customer) for name, (payload, customer) in OUTPUTS.items()
+}
+
+
+def make_output(
+    type_name: str, event_id: str, occurred_at: datetime, data: Payload, customer_id: str | None
+) -> Envelope:
+    """Build an engine output event; `source` is always `goodwill`."""
+    cls = OUTPUT_CLASSES[type_name]
+    return cls(
+        event_id=event_id,
+        occurred_at=occurred_at,
+        customer_id=customer_id,
+        source="goodwill",
+        data=data,  # type: ignore[call-arg]
+    )
+
+
+# The union is spelled from the catalog so the catalog stays the one source of types.
+_UNION: Any = Annotated[Union[tuple(EVENT_CLASSES.values())], Field(discriminator="type")]  # noqa: UP007
+EVENT_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(_UNION)
+"""Validates any input event, dispatching on `type`."""
