@@ -1,0 +1,248 @@
+"""Kafka plumbing: connection settings and client factories (no engine logic).
+
+Clients speak bytes in and bytes out; the codec lives elsewhere. Behaviour measured on Tansu
+(the test broker, see tests/kafka_broker.py) with kafka-python 3.0:
+
+- ``acks="all"`` with ``enable_idempotence=True`` works: the producer obtains a producer id.
+- Tansu enforces no message size limit (a 100 MB record was accepted), so ``max_message_bytes``
+  is enforced here, client side: ``send()`` raises ``MessageSizeTooLargeError`` synchronously
+  for a record whose serialized size exceeds it. The record overhead counts, so a value of
+  exactly ``max_message_bytes`` is too large. A real broker's ``message.max.bytes`` (default
+  ~1 MB) must be at least this value.
+- A consumer returns a record larger than ``max_partition_fetch_bytes`` on its own (KIP-74).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypedDict
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import for_code as error_for_code
+
+log = logging.getLogger(__name__)
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+class GroupTimeouts(TypedDict):
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+
+
+# Tansu makes a group member wait session_timeout/2 before its join completes, so tests pass
+# these as overrides, KafkaConfig(..., **FAST_GROUP_TIMEOUTS), to join in about a second.
+# Real Kafka refuses a session timeout below its group.min.session.timeout.ms (6000 by
+# default): never use these in production.
+FAST_GROUP_TIMEOUTS: Final = GroupTimeouts(session_timeout_ms=2000, heartbeat_interval_ms=500)
+
+
+class KafkaUnavailable(Exception):
+    """The brokers could not be reached; the message says where and what failed, in one line."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str
+    events_topic: str = "goodwill.events"
+    decisions_topic: str = "goodwill.decisions"
+    deadletter_topic: str = "goodwill.deadletter"
+    group_id: str = "goodwill"
+    client_id: str = "goodwill"
+    security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS (kafka-python names)
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 3000
+    max_message_bytes: int = 1_048_576
+    bootstrap_timeout_ms: int = 10000  # how long a factory tries to reach a broker
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(
+                f"security_protocol {self.security_protocol!r} is not one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> KafkaConfig:
+        """Read the settings from environment variables; ``overrides`` win over them.
+
+        Empty variables count as unset. Every field ``name`` is read from
+        ``GOODWILL_KAFKA_<NAME>``:
+
+        - ``GOODWILL_KAFKA_BOOTSTRAP_SERVERS`` (else ``KAFKA_BOOTSTRAP_SERVERS``): comma-separated
+          ``host:port`` list; required unless given as an override.
+        - ``GOODWILL_KAFKA_EVENTS_TOPIC``, ``..._DECISIONS_TOPIC``, ``..._DEADLETTER_TOPIC``: topic
+          names (default ``goodwill.events``, ``goodwill.decisions``, ``goodwill.deadletter``).
+        - ``GOODWILL_KAFKA_GROUP_ID``, ``GOODWILL_KAFKA_CLIENT_ID``: consumer group and client id
+          (default ``goodwill``).
+        - ``GOODWILL_KAFKA_SECURITY_PROTOCOL``: PLAINTEXT (default), SSL, SASL_PLAINTEXT or
+          SASL_SSL, case-insensitive.
+        - ``GOODWILL_KAFKA_SASL_MECHANISM`` (e.g. PLAIN, SCRAM-SHA-512),
+          ``GOODWILL_KAFKA_SASL_PLAIN_USERNAME``, ``GOODWILL_KAFKA_SASL_PLAIN_PASSWORD``.
+        - ``GOODWILL_KAFKA_SSL_CAFILE``, ``..._SSL_CERTFILE``, ``..._SSL_KEYFILE``: PEM file paths.
+        - ``GOODWILL_KAFKA_SESSION_TIMEOUT_MS`` (default 10000),
+          ``GOODWILL_KAFKA_HEARTBEAT_INTERVAL_MS`` (default 3000): consumer group liveness.
+        - ``GOODWILL_KAFKA_MAX_MESSAGE_BYTES`` (default 1048576): largest record produced.
+        - ``GOODWILL_KAFKA_BOOTSTRAP_TIMEOUT_MS`` (default 10000): how long to try to connect.
+        """
+        values: dict[str, Any] = {}
+        generic = environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+        if generic:
+            values["bootstrap_servers"] = generic
+        for field in dataclasses.fields(cls):
+            variable = f"GOODWILL_KAFKA_{field.name.upper()}"
+            raw = environ.get(variable, "").strip()
+            if not raw:
+                continue
+            if field.type in ("int", int):
+                try:
+                    values[field.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{variable}={raw!r} is not a whole number") from None
+            else:
+                values[field.name] = raw
+        if "security_protocol" in values:
+            values["security_protocol"] = values["security_protocol"].upper()
+        values.update(overrides)
+        if not values.get("bootstrap_servers"):
+            raise ValueError(
+                "no Kafka brokers configured: set GOODWILL_KAFKA_BOOTSTRAP_SERVERS "
+                "(or KAFKA_BOOTSTRAP_SERVERS) to host:port[,host:port...]"
+            )
+        return cls(**values)
+
+    def client_settings(self) -> dict[str, Any]:
+        """Connection keyword arguments shared by every kafka-python client."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_plain_username,
+            "sasl_plain_password": self.sasl_plain_password,
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
+        }
+
+
+def make_producer(cfg: KafkaConfig) -> KafkaProducer:
+    """A bytes producer that loses nothing it acknowledged and never writes a record twice.
+
+    kafka-python retries without limit inside ``delivery_timeout_ms``; idempotence keeps those
+    retries from duplicating or reordering records of one partition.
+    """
+    return _connect(
+        cfg,
+        KafkaProducer,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        compression_type=None,
+        max_request_size=cfg.max_message_bytes,
+    )
+
+
+def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:
+    """A bytes consumer that commits only when told to.
+
+    With ``group`` it joins ``cfg.group_id`` (call ``subscribe``); without, it has no group and
+    no committed offsets (call ``assign``).
+    """
+    return _connect(
+        cfg,
+        KafkaConsumer,
+        group_id=cfg.group_id if group else None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=cfg.session_timeout_ms,
+        heartbeat_interval_ms=cfg.heartbeat_interval_ms,
+        max_partition_fetch_bytes=cfg.max_message_bytes,
+    )
+
+
+def create_topics(cfg: KafkaConfig, partitions: int, replication: int = 1) -> list[str]:
+    """Create the events, decisions and dead-letter topics; return the ones this call created.
+
+    Topics that already exist are left alone and logged, with a warning when their partition
+    count differs from ``partitions`` (a changed count moves customers between partitions).
+    """
+    wanted = [cfg.events_topic, cfg.decisions_topic, cfg.deadletter_topic]
+    admin = _connect(cfg, KafkaAdminClient)
+    try:
+        spec = {"num_partitions": partitions, "replication_factor": replication}
+        response = admin.create_topics({t: spec for t in wanted}, raise_errors=False)
+        created, existing = [], []
+        for result in response["topics"]:
+            error = error_for_code(result["error_code"])
+            if result["error_code"] == 0:
+                created.append(result["name"])
+            elif error is TopicAlreadyExistsError:
+                existing.append(result["name"])
+            else:
+                detail = result.get("error_message") or error.__name__
+                raise ValueError(
+                    f"cannot create topic {result['name']!r} with {partitions} partition(s), "
+                    f"replication {replication} on {cfg.bootstrap_servers}: {detail}"
+                )
+        if created:
+            admin.wait_for_topics(created, timeout_ms=cfg.bootstrap_timeout_ms)
+        for topic in admin.describe_topics(existing) if existing else []:
+            found = len(topic["partitions"])
+            level = logging.INFO if found == partitions else logging.WARNING
+            message = "topic %s exists with %d partition(s), asked for %d; left alone"
+            log.log(level, message, topic["name"], found, partitions)
+        return created
+    finally:
+        admin.close()
+
+
+def _connect(cfg: KafkaConfig, client: Any, **settings: Any) -> Any:
+    # kafka-python reaches a broker while constructing a client; a failure there is a
+    # configuration or network problem that the operator must see in one line.
+    try:
+        return client(**cfg.client_settings(), **settings)
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        raise KafkaUnavailable(_explain_unreachable(cfg, exc)) from None
+
+
+def _explain_unreachable(cfg: KafkaConfig, exc: Exception) -> str:
+    reasons = "; ".join(
+        f"{address}: {_probe(address)}" for address in cfg.bootstrap_servers.split(",")
+    )
+    return (
+        f"cannot reach Kafka at {cfg.bootstrap_servers} within {cfg.bootstrap_timeout_ms} ms "
+        f"(security_protocol={cfg.security_protocol}): {reasons} [{type(exc).__name__}: {exc}]"
+    )
+
+
+def _probe(address: str) -> str:
+    """Why a plain TCP connection to ``host:port`` fails, or that it works."""
+    host, _, port = address.strip().rpartition(":")
+    host = host.strip("[]")  # IPv6 literals are written [::1]:9092
+    if not host or not port.isdigit():
+        return "not a host:port address"
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            pass
+    except socket.gaierror:
+        return f"cannot resolve host {host!r}"
+    except ConnectionRefusedError:
+        return "connection refused (nothing listens there)"
+    except TimeoutError:
+        return "no answer to a TCP connection within 1 s"
+    except OSError as error:
+        return error.strerror or str(error)
+    return "TCP connects, but no Kafka handshake completed (check security and SASL/TLS settings)"
