@@ -35,6 +35,9 @@ def _refuse_float(value: Any) -> Any:
     return value
 
 
+_MONEY_LIMIT = Decimal("1E15")
+
+
 def _cents_exact(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("money must be a finite amount")
@@ -43,6 +46,10 @@ def _cents_exact(value: Decimal) -> Decimal:
         raise ValueError("money has at most two decimal places")
     if value < 0:
         raise ValueError("money must not be negative")
+    if value >= _MONEY_LIMIT:
+        # The matcher carries money as integer minor units, which must fit in 64 bits; the
+        # bound also stops "1E+999999999" from expanding to a gigabyte string when encoded.
+        raise ValueError("money must be less than 1000000000000000")
     return value
 
 
@@ -180,9 +187,10 @@ class Envelope(BaseModel):
 
 def _event(type_name: str, payload: type[Payload], customer: bool) -> type[Envelope]:
     namespace: dict[str, Any] = {
-        "__annotations__": {"type": Literal[type_name], "data": payload},  # type: ignore[valid-type]
+        "__annotations__": {"type": Literal[type_name], "data": payload},
         "__doc__": f"`{type_name}` event.",
         "__module__": __name__,
+        "type": type_name,
     }
     if customer:
         namespace["__annotations__"]["customer_id"] = Id
@@ -348,3 +356,7 @@ def make_output(
 _UNION: Any = Annotated[Union[tuple(EVENT_CLASSES.values())], Field(discriminator="type")]  # noqa: UP007
 EVENT_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(_UNION)
 """Validates any input event, dispatching on `type`."""
+
+_OUTPUT_UNION: Any = Annotated[Union[tuple(OUTPUT_CLASSES.values())], Field(discriminator="type")]  # noqa: UP007
+OUTPUT_ADAPTER: TypeAdapter[Envelope] = TypeAdapter(_OUTPUT_UNION)
+"""Validates any engine output (decisions, alerts, overdue follow-ups, activations)."""
