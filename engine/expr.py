@@ -208,8 +208,13 @@ class _Checker:
             return value
         if want == "bool" and isinstance(value, bool):
             return value
-        shown = "text" if isinstance(value, str) else "a flag" if isinstance(value, bool) else (
-            "a decimal" if isinstance(value, Decimal) else "a number")
+        shown = (
+            "text"
+            if isinstance(value, str)
+            else "a flag"
+            if isinstance(value, bool)
+            else ("a decimal" if isinstance(value, Decimal) else "a number")
+        )
         raise ExprError(
             f"type mismatch: compares {want} with {shown} {self.src.segment(node)}",
             span,
@@ -267,7 +272,8 @@ class _Checker:
         rf = self.path(right) if isinstance(right, ast.Attribute | ast.Name) else None
         if lf is None and rf is None:
             raise ExprError(
-                "a comparison needs a field on one side", self.src.span(left),
+                "a comparison needs a field on one side",
+                self.src.span(left),
                 "e.g. order.amount <= 500",
             )
         if lf is None:
@@ -275,7 +281,8 @@ class _Checker:
         assert lf is not None
         if op not in ("==", "!=") and lf.type not in _ORDERED:
             raise ExprError(
-                f"'{lf.path}' is {lf.type}: only == and != apply", self.src.span(left),
+                f"'{lf.path}' is {lf.type}: only == and != apply",
+                self.src.span(left),
                 "order comparisons (<, <=, >, >=) apply to money and numbers",
             )
         if rf is not None:
@@ -296,7 +303,8 @@ class _Checker:
             raise ExprError("`in` needs a field on its left", self.src.span(left))
         if not isinstance(right, ast.List | ast.Tuple | ast.Set) or not right.elts:
             raise ExprError(
-                "`in` takes a non-empty literal list", self.src.span(right),
+                "`in` takes a non-empty literal list",
+                self.src.span(right),
                 "e.g. customer.tier in ['gold', 'silver']",
             )
         values: list[Scalar] = []
@@ -430,23 +438,17 @@ def amount_paths(expr: Amount) -> set[str]:
 # ------------------------------------------------------------------ entry points
 
 
-def parse_condition(
-    text: str, vocab: dict[str, Field], event_type: str, at: Span
-) -> Cond:
+def parse_condition(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Cond:
     src = _Source(text, at)
     return _Checker(vocab, src, event_type).cond(_parse(text, src))
 
 
-def parse_amount(
-    text: str, vocab: dict[str, Field], event_type: str, at: Span
-) -> Amount:
+def parse_amount(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Amount:
     src = _Source(text, at)
     return _Checker(vocab, src, event_type).amount(_parse(text, src))
 
 
-def parse_path(
-    text: str, vocab: dict[str, Field], event_type: str, at: Span
-) -> Field | None:
+def parse_path(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Field | None:
     """A context entry or a route target: a dotted field, or None when `text` is a name."""
     src = _Source(text, at)
     node = _parse(text, src)

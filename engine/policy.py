@@ -167,22 +167,26 @@ class _File:
             return Span(line + 2, len(nxt) - len(nxt.lstrip()) + 1, len(nxt) + 1)
         return Span(line + 1, col + 1, col + 1 + min(width, max(1, len(text) - col)))
 
-    def keys(self, node: Any, allowed: dict[str, str], where: str, required: tuple[str, ...]) -> bool:
+    def keys(
+        self, node: Any, allowed: dict[str, str], where: str, required: tuple[str, ...]
+    ) -> bool:
         if not isinstance(node, CommentedMap):
             self.error(None, f"{where} must be a mapping")
             return False
         for key in node:
             if key not in allowed:
                 self.error(
-                    self.key_span(node, key), f"unknown key '{key}' in {where}",
+                    self.key_span(node, key),
+                    f"unknown key '{key}' in {where}",
                     did_you_mean(str(key), allowed) or "allowed: " + ", ".join(sorted(allowed)),
                 )
         ok = True
         for key in required:
             if key not in node:
                 line, col = node.lc.line, node.lc.col
-                self.error(Span(line + 1, col + 1, col + 2), f"{where} needs '{key}'",
-                           allowed.get(key))
+                self.error(
+                    Span(line + 1, col + 1, col + 2), f"{where} needs '{key}'", allowed.get(key)
+                )
                 ok = False
         return ok
 
@@ -236,26 +240,36 @@ class _PolicyReader:
             return None
         pid = f.text_value(doc, "policy")
         if pid is not None and not _ID.match(pid):
-            f.error(f.value_span(doc, "policy"), f"policy id '{pid}' is not a valid id",
-                    "use lower-case letters, digits and dashes, e.g. replace-broken-part")
+            f.error(
+                f.value_span(doc, "policy"),
+                f"policy id '{pid}' is not a valid id",
+                "use lower-case letters, digits and dashes, e.g. replace-broken-part",
+            )
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             f.error(f.value_span(doc, "version"), "version must be a whole number >= 1")
         on = f.text_value(doc, "on")
         if on is not None and on not in CATALOG:
-            f.error(f.value_span(doc, "on"), f"unknown event type '{on}'",
-                    did_you_mean(on, CATALOG) or "see `goodwill schema` for the event types")
+            f.error(
+                f.value_span(doc, "on"),
+                f"unknown event type '{on}'",
+                did_you_mean(on, CATALOG) or "see `goodwill schema` for the event types",
+            )
             on = None
         for key in ("owner", "principle", "summary"):
             if key not in doc:
                 line, col = doc.lc.line, doc.lc.col
-                f.error(Span(line + 1, col + 1, col + 2), f"a policy needs '{key}'",
-                        POLICY_KEYS[key])
+                f.error(
+                    Span(line + 1, col + 1, col + 2), f"a policy needs '{key}'", POLICY_KEYS[key]
+                )
             f.text_value(doc, key)
         budget = f.text_value(doc, "budget")
         if budget is not None and budget not in self.budgets:
-            f.error(f.value_span(doc, "budget"), f"undefined budget '{budget}'",
-                    did_you_mean(budget, self.budgets) or f"define it in policies/{BUDGETS_FILE}")
+            f.error(
+                f.value_span(doc, "budget"),
+                f"undefined budget '{budget}'",
+                did_you_mean(budget, self.budgets) or f"define it in policies/{BUDGETS_FILE}",
+            )
             budget = None
         rules_node = doc.get("rules")
         if not isinstance(rules_node, CommentedSeq) or not rules_node:
@@ -270,22 +284,41 @@ class _PolicyReader:
             rule = self.rule(node, i, on, vocab, budget, names)
             if rule is not None:
                 rules.append(rule)
-        distinct = {(leaf.op, leaf.path, leaf.value, leaf.other) for r in rules for leaf in leaves(r.when)}
+        distinct = {
+            (leaf.op, leaf.path, leaf.value, leaf.other) for r in rules for leaf in leaves(r.when)
+        }
         if len(distinct) > MAX_CONDITIONS:
-            f.error(f.key_span(doc, "rules"),
-                    f"policy has {len(distinct)} distinct conditions; the matcher allows "
-                    f"{MAX_CONDITIONS}", "split it into several policies on the same event")
+            f.error(
+                f.key_span(doc, "rules"),
+                f"policy has {len(distinct)} distinct conditions; the matcher allows "
+                f"{MAX_CONDITIONS}",
+                "split it into several policies on the same event",
+            )
         if len(rules) != len(rules_node) or not isinstance(version, int) or f.problems:
             return None
         content = _plain(doc)
         return Policy(
-            id=pid, version=version, owner=str(doc["owner"]), principle=str(doc["principle"]),
-            summary=str(doc["summary"]), on=on, budget=budget, rules=tuple(rules),
-            path=f.path, hash=digest(content),
+            id=pid,
+            version=version,
+            owner=str(doc["owner"]),
+            principle=str(doc["principle"]),
+            summary=str(doc["summary"]),
+            on=on,
+            budget=budget,
+            rules=tuple(rules),
+            path=f.path,
+            hash=digest(content),
         )
 
-    def rule(self, node: Any, index: int, on: str, vocab: dict[str, Field],
-             budget: str | None, names: set[str]) -> Rule | None:
+    def rule(
+        self,
+        node: Any,
+        index: int,
+        on: str,
+        vocab: dict[str, Field],
+        budget: str | None,
+        names: set[str],
+    ) -> Rule | None:
         f = self.f
         if not f.keys(node, RULE_KEYS, "a rule", ("name", "then")):
             return None
@@ -310,19 +343,40 @@ class _PolicyReader:
         if say is not None:
             self.placeholders(then, "say", vocab)
         line = node.lc.line + 1
-        if not (grants or route or alert or follow):
-            f.error(Span(line, node.lc.col + 1, node.lc.col + 2),
-                    f"rule '{name}' is a dead end: it neither authorizes anything nor routes "
-                    "to someone", "add `authorize`, `route` (with `say`) or an obligation")
-        if (grants or route) and say is None:
-            f.error(Span(line, node.lc.col + 1, node.lc.col + 2),
-                    f"rule '{name}' gives the rep no words to say", "add `say: ...`")
+        # judged on the keys written, so a typo inside one is not also called a dead end
+        acts = {"authorize", "route", "alert", "obligations"} & set(then)
+        if not acts:
+            f.error(
+                Span(line, node.lc.col + 1, node.lc.col + 2),
+                f"rule '{name}' is a dead end: it neither authorizes anything nor routes "
+                "to someone",
+                "add `authorize`, `route` (with `say`) or an obligation",
+            )
+        if acts & {"authorize", "route"} and say is None:
+            f.error(
+                Span(line, node.lc.col + 1, node.lc.col + 2),
+                f"rule '{name}' gives the rep no words to say",
+                "add `say: ...`",
+            )
         if cond is None:
             return None
-        return Rule(name, index, cond, when_text or "always", line, grants, charges, follow,
-                    route, alert, say)
+        return Rule(
+            name,
+            index,
+            cond,
+            when_text or "always",
+            line,
+            grants,
+            charges,
+            follow,
+            route,
+            alert,
+            say,
+        )
 
-    def condition(self, node: CommentedMap, key: str, on: str, vocab: dict[str, Field]) -> Cond | None:
+    def condition(
+        self, node: CommentedMap, key: str, on: str, vocab: dict[str, Field]
+    ) -> Cond | None:
         try:
             return parse_condition(str(node[key]), vocab, on, self.f.value_span(node, key))
         except ExprError as err:
@@ -342,16 +396,22 @@ class _PolicyReader:
         items = then["authorize"]
         out: list[GrantSpec] = []
         if not isinstance(items, CommentedSeq):
-            self.f.error(self.f.key_span(then, "authorize"), "authorize must be a list",
-                         "e.g. authorize: [{remedy: replacement, up_to: order.amount}]")
+            self.f.error(
+                self.f.key_span(then, "authorize"),
+                "authorize must be a list",
+                "e.g. authorize: [{remedy: replacement, up_to: order.amount}]",
+            )
             return out
         for item in items:
             if not self.f.keys(item, {"remedy": "", "up_to": ""}, "a grant", ("remedy", "up_to")):
                 continue
             remedy = self.f.text_value(item, "remedy")
             if remedy is not None and remedy not in REMEDIES:
-                self.f.error(self.f.value_span(item, "remedy"), f"unknown remedy '{remedy}'",
-                             did_you_mean(remedy, REMEDIES) or "one of " + ", ".join(REMEDIES))
+                self.f.error(
+                    self.f.value_span(item, "remedy"),
+                    f"unknown remedy '{remedy}'",
+                    did_you_mean(remedy, REMEDIES) or "one of " + ", ".join(REMEDIES),
+                )
                 continue
             up_to = self.amount(item, "up_to", on, vocab)
             if remedy is not None and up_to is not None:
@@ -366,8 +426,11 @@ class _PolicyReader:
             return []
         name = self.f.text_value(node, "budget")
         if name is not None and name not in self.budgets:
-            self.f.error(self.f.value_span(node, "budget"), f"undefined budget '{name}'",
-                         did_you_mean(name, self.budgets) or f"define it in policies/{BUDGETS_FILE}")
+            self.f.error(
+                self.f.value_span(node, "budget"),
+                f"undefined budget '{name}'",
+                did_you_mean(name, self.budgets) or f"define it in policies/{BUDGETS_FILE}",
+            )
             return []
         amount = self.amount(node, "amount", on, vocab)
         if name is None or amount is None:
@@ -382,13 +445,18 @@ class _PolicyReader:
                 continue
             within = parse_duration(str(item["follow_up"]))
             if within is None:
-                self.f.error(self.f.value_span(item, "follow_up"), "follow_up needs a duration",
-                             "e.g. 48h, 2d or 30m")
+                self.f.error(
+                    self.f.value_span(item, "follow_up"),
+                    "follow_up needs a duration",
+                    "e.g. 48h, 2d or 30m",
+                )
             else:
                 out.append(within)
         return out
 
-    def route(self, then: CommentedMap, key: str, on: str, vocab: dict[str, Field]) -> RouteSpec | None:
+    def route(
+        self, then: CommentedMap, key: str, on: str, vocab: dict[str, Field]
+    ) -> RouteSpec | None:
         node = then.get(key)
         if node is None:
             return None
@@ -399,23 +467,32 @@ class _PolicyReader:
         if "." in to:
             target = vocab.get(to)
             if target is None or target.type != "text":
-                self.f.error(self.f.value_span(node, "to"), f"'{to}' is not a text field",
-                             did_you_mean(to, vocab))
+                self.f.error(
+                    self.f.value_span(node, "to"),
+                    f"'{to}' is not a text field",
+                    did_you_mean(to, vocab),
+                )
                 return None
             to_path = to
         context = node.get("context") or []
         for i, path in enumerate(context):
             if path not in vocab:
-                self.f.error(self.f.value_span(context, i), f"unknown field '{path}' on {on}",
-                             did_you_mean(str(path), vocab))
+                self.f.error(
+                    self.f.value_span(context, i),
+                    f"unknown field '{path}' on {on}",
+                    did_you_mean(str(path), vocab),
+                )
         reason = self.f.text_value(node, "reason") or f"policy asks for {to}"
         return RouteSpec(to, to_path, reason, tuple(str(p) for p in context))
 
     def placeholders(self, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
         for m in _PLACEHOLDER.finditer(str(node[key])):
             if m.group(1) not in vocab:
-                self.f.error(self.f.value_span(node, key), f"unknown field '{{{m.group(1)}}}' in say",
-                             did_you_mean(m.group(1), vocab))
+                self.f.error(
+                    self.f.value_span(node, key),
+                    f"unknown field '{{{m.group(1)}}}' in say",
+                    did_you_mean(m.group(1), vocab),
+                )
 
 
 def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
@@ -432,7 +509,9 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
         if scope not in ("rep", "team"):
             f.error(f.value_span(node, "scope"), f"unknown scope '{scope}'", "rep or team")
         if period not in ("day", "week", "month"):
-            f.error(f.value_span(node, "period"), f"unknown period '{period}'", "day, week or month")
+            f.error(
+                f.value_span(node, "period"), f"unknown period '{period}'", "day, week or month"
+            )
         amount = node["amount"]
         if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
             f.error(f.value_span(node, "amount"), "amount must be a non-negative number")
@@ -443,7 +522,10 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
         if name in budgets:
             f.error(f.value_span(node, "name"), f"duplicate budget '{name}'")
         budgets[name] = Budget(
-            name, scope, period, int(round(amount * 100)),
+            name,
+            scope,
+            period,
+            int(round(amount * 100)),
             RouteSpec(str(overflow["to"]), None, f"over the {name} budget", ()),
             str(overflow["say"]),
         )
@@ -474,8 +556,11 @@ def load_policy_set(directory: Path) -> PolicySet:
         if policy is None:
             continue
         if policy.id in seen:
-            f.error(f.value_span(doc, "policy"), f"duplicate policy id '{policy.id}'",
-                    f"also defined in {seen[policy.id]}")
+            f.error(
+                f.value_span(doc, "policy"),
+                f"duplicate policy id '{policy.id}'",
+                f"also defined in {seen[policy.id]}",
+            )
             continue
         seen[policy.id] = policy.path
         policies.append(policy)
@@ -483,14 +568,27 @@ def load_policy_set(directory: Path) -> PolicySet:
     if problems:
         raise PolicyError(problems, {f.path: f.text for f in files})
     if not policies:
-        raise PolicyError([Diagnostic(relpath(directory), None, "no policy files found",
-                                      "policy files are *.yaml next to budgets.yaml")], {})
+        raise PolicyError(
+            [
+                Diagnostic(
+                    relpath(directory),
+                    None,
+                    "no policy files found",
+                    "policy files are *.yaml next to budgets.yaml",
+                )
+            ],
+            {},
+        )
     policies.sort(key=lambda p: p.id)
-    budget_hash = digest({b.name: [b.scope, b.period, b.amount, b.overflow.to, b.say]
-                          for b in budgets.values()})
+    budget_hash = digest(
+        {b.name: [b.scope, b.period, b.amount, b.overflow.to, b.say] for b in budgets.values()}
+    )
     set_hash = digest([[p.id, p.version, p.hash] for p in policies] + [budget_hash, currency])
     return PolicySet(
-        tuple(policies), budgets, currency, set_hash,
+        tuple(policies),
+        budgets,
+        currency,
+        set_hash,
         tuple((p.path, p.id, p.version, p.hash) for p in policies),
     )
 

@@ -1,0 +1,423 @@
+"""The decision: a pure function of (event, state as of that event, compiled policy set).
+
+No clock, no I/O, no randomness: time is the event's `occurred_at`, state is a read-only
+view, policies are visited in id order. The same inputs give byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from engine.compile import CompiledSet
+from engine.expr import All, Cond, Leaf, amount_cents, evaluate, leaves, paths
+from engine.facts import (
+    BUDGET_FIELDS,
+    STATE_FIELDS,
+    ZERO,
+    Field,
+    Scalar,
+    event_fields,
+    fact_key,
+    from_minor,
+    to_minor,
+)
+from engine.policy import Budget, Policy, RouteSpec, Rule
+from events.models import (
+    CATALOG,
+    Charge,
+    Clause,
+    DecisionData,
+    Envelope,
+    FollowupOverdue,
+    Grant,
+    Obligation,
+    PolicyRef,
+    RootcauseAlert,
+    Route,
+    Why,
+    make_output,
+)
+
+ALERT_WINDOW = timedelta(days=7)
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+
+
+class StateView(Protocol):
+    """What a decision may read besides the event's own fact (see `engine.state`)."""
+
+    def budget_usage(self, budget: str, owner: str, period: str) -> tuple[int | None, int]: ...
+
+    def last_alert(self, sku: str) -> datetime | None: ...
+
+    def sku_reports(self, sku: str, since: datetime) -> tuple[int, list[str]]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything one input event produced: its decision and any alerts."""
+
+    decision: Envelope
+    alerts: tuple[Envelope, ...] = ()
+
+    @property
+    def data(self) -> DecisionData:
+        assert isinstance(self.decision.data, DecisionData)
+        return self.decision.data
+
+
+def event_fact(event: Envelope) -> dict[str, Scalar]:
+    """The `event.` part of a fact: scalar payload fields, money in cents, None as zero."""
+    fields: dict[str, Field] = event_fields(event.type)
+    payload = event.data
+    fact: dict[str, Scalar] = {
+        "event.type": event.type,
+        "event.customer_id": event.customer_id or "",
+        "event.source": event.source,
+    }
+    for path, f in fields.items():
+        if path in fact:
+            continue
+        raw = getattr(payload, path[6:], None)
+        if raw is None:
+            fact[path] = ZERO[f.type]
+        elif isinstance(raw, Decimal):
+            fact[path] = to_minor(raw)
+        else:
+            fact[path] = raw
+    return fact
+
+
+def period_key(period: str, at: datetime) -> str:
+    if period == "day":
+        return at.strftime("%Y-%m-%d")
+    if period == "week":
+        year, week, _ = at.isocalendar()
+        return f"{year}-W{week:02d}"
+    return at.strftime("%Y-%m")
+
+
+def money_text(cents: int, currency: str) -> str:
+    amount = from_minor(cents)
+    return f"${amount:,}" if currency == "USD" else f"{amount:,} {currency}"
+
+
+@dataclass
+class _Draft:
+    """The decision being assembled across the policies that apply to one event."""
+
+    grants: list[Grant] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)
+    obligations: list[Obligation] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    say: list[str] = field(default_factory=list)
+    fired: list[PolicyRef] = field(default_factory=list)
+    why: list[Why] = field(default_factory=list)
+    alerts: list[Envelope] = field(default_factory=list)
+    pending: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+class Decider:
+    """Applies one compiled policy set; cheap to call once per event."""
+
+    def __init__(self, compiled: CompiledSet) -> None:
+        self.compiled = compiled
+        self.policy_set = compiled.policy_set
+        self.currency = compiled.policy_set.currency
+        self._keys = {
+            p.id: tuple((path, fact_key(path)) for path in p.reads)
+            for p in compiled.policy_set.policies
+        }
+
+    def decide(self, event: Envelope, state: Mapping[str, Scalar], view: StateView) -> Outcome:
+        fact: dict[str, Scalar] = {**state, **event_fact(event)}
+        decision_id = hashlib.sha256(
+            f"{event.event_id}|{self.policy_set.hash}".encode()
+        ).hexdigest()[:32]
+        draft = _Draft()
+        for policy in self.policy_set.on(event.type):
+            budget = self._budget_fact(policy, fact, event.occurred_at, view, draft)
+            lean = {key: fact[path] for path, key in self._keys[policy.id]}
+            name = self.compiled.host.match(policy.id, lean)
+            if name is None:
+                continue
+            rule = next(r for r in policy.rules if r.name == name)
+            self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
+        return self._finish(event, fact, decision_id, draft)
+
+    # ---------------------------------------------------------------- steps
+
+    def _budget_fact(
+        self,
+        policy: Policy,
+        fact: dict[str, Scalar],
+        at: datetime,
+        view: StateView,
+        draft: _Draft,
+    ) -> Budget | None:
+        if policy.budget is None:
+            return None
+        budget = self.policy_set.budgets[policy.budget]
+        owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
+        period = period_key(budget.period, at)
+        allocated, charged = view.budget_usage(budget.name, owner, period) if owner else (None, 0)
+        allocated = budget.amount if allocated is None else allocated
+        charged += draft.pending.get((budget.name, owner, period), 0)
+        fact.update(
+            {
+                "budget.name": budget.name,
+                "budget.owner": owner,
+                "budget.period": period,
+                "budget.allocated": allocated,
+                "budget.charged": charged,
+                "budget.remaining": max(0, allocated - charged),
+            }
+        )
+        return budget
+
+    def _apply(
+        self,
+        policy: Policy,
+        rule: Rule,
+        fact: dict[str, Scalar],
+        budget: Budget | None,
+        event: Envelope,
+        decision_id: str,
+        view: StateView,
+        draft: _Draft,
+    ) -> None:
+        draft.fired.append(
+            PolicyRef(id=policy.id, version=policy.version, hash=policy.hash, rule=rule.name)
+        )
+        draft.why.append(Why(policy=policy.id, rule=rule.name, clauses=self._clauses(rule, fact)))
+        grants = [
+            Grant(remedy=g.remedy, up_to=from_minor(cents), currency=self.currency)
+            for g in rule.grants
+            if (cents := amount_cents(g.up_to, fact)) > 0
+        ]
+        say = rule.say
+        for spec in rule.charges:
+            routed = self._charge(spec.budget, amount_cents(spec.amount, fact), fact, event, draft)
+            if routed is not None:
+                grants, say = [], routed  # over budget: a person decides, nobody is refused
+        draft.grants.extend(grants)
+        case_id = str(fact["case.id"])
+        for i, within in enumerate(rule.follow_ups):
+            if case_id:
+                draft.obligations.append(
+                    Obligation(
+                        obligation_id=f"{decision_id}:{policy.id}:{i}",
+                        case_id=case_id,
+                        due_at=event.occurred_at + within,
+                    )
+                )
+        if rule.route is not None:
+            draft.routes.append(self._route(rule.route, fact))
+        if rule.alert is not None:
+            self._alert(policy, rule.alert, fact, event, view, draft)
+        if say:
+            draft.say.append(self._fill(say, fact))
+
+    def _charge(
+        self, name: str, cents: int, fact: dict[str, Scalar], event: Envelope, draft: _Draft
+    ) -> str | None:
+        """Charge within budget, or route the overflow; returns the overflow words if routed."""
+        budget = self.policy_set.budgets[name]
+        owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
+        period = period_key(budget.period, event.occurred_at)
+        allocated, charged = int(fact["budget.allocated"]), int(fact["budget.charged"])
+        if fact.get("budget.name") != name:  # a charge to a budget the policy does not read
+            allocated, charged = budget.amount, draft.pending.get((name, owner, period), 0)
+        remaining = allocated - charged
+        if owner and cents <= remaining:
+            draft.pending[(name, owner, period)] = (
+                draft.pending.get((name, owner, period), 0) + cents
+            )
+            fact["budget.charged"] = charged + cents
+            fact["budget.remaining"] = remaining - cents
+            draft.charges.append(
+                Charge(
+                    budget=name,
+                    owner=owner,
+                    period=period,
+                    amount=from_minor(cents),
+                    allocated=from_minor(allocated),
+                    remaining=from_minor(remaining - cents),
+                    currency=self.currency,
+                )
+            )
+            return None
+        route = self._route(budget.overflow, fact)
+        context = {
+            "budget": name,
+            "owner": owner or None,
+            "period": period,
+            "requested": str(from_minor(cents)),
+            "remaining": str(from_minor(max(0, remaining))),
+            "allocated": str(from_minor(allocated)),
+        }
+        draft.routes.append(route.model_copy(update={"context": context}))
+        return budget.say
+
+    def _route(self, spec: RouteSpec, fact: dict[str, Scalar]) -> Route:
+        to = str(fact[spec.to_path]) if spec.to_path else spec.to
+        person = str(fact["rep.lead"]) or None if to == "team-lead" else None
+        return Route(
+            to=to,
+            person=person,
+            reason=spec.reason,
+            context={p: self._shown(p, fact) for p in spec.context},
+        )
+
+    def _alert(
+        self,
+        policy: Policy,
+        spec: RouteSpec,
+        fact: dict[str, Scalar],
+        event: Envelope,
+        view: StateView,
+        draft: _Draft,
+    ) -> None:
+        sku = str(fact["sku.id"])
+        if not sku:
+            return
+        last = view.last_alert(sku)
+        if last is not None and event.occurred_at - last < ALERT_WINDOW:
+            return  # one alert per window
+        since = event.occurred_at - ALERT_WINDOW
+        count, orders = view.sku_reports(sku, since)
+        alert = RootcauseAlert(
+            sku=sku,
+            reports=count,
+            threshold=_threshold(policy),
+            window_start=since,
+            window_end=event.occurred_at,
+            notify=spec.to,
+            orders=tuple(sorted(set(orders))),
+        )
+        event_id = f"alert:{sku}:{event.event_id}"
+        draft.alerts.append(
+            make_output("rootcause.alert", event_id, event.occurred_at, alert, event.customer_id)
+        )
+
+    def _clauses(self, rule: Rule, fact: dict[str, Scalar]) -> tuple[Clause, ...]:
+        parts: tuple[Cond, ...] = rule.when.items if isinstance(rule.when, All) else (rule.when,)
+        out = []
+        for part in parts:
+            out.append(
+                Clause(
+                    text=_text(part),
+                    result=evaluate(part, fact),
+                    values={p: self._shown(p, fact) for p in sorted(paths(part))},
+                )
+            )
+        return tuple(out)
+
+    def _shown(self, path: str, fact: Mapping[str, Scalar]) -> str | int | bool | None:
+        value = fact.get(path)
+        if _is_money(path) and isinstance(value, int):
+            return str(from_minor(value))
+        return value
+
+    def _fill(self, text: str, fact: Mapping[str, Scalar]) -> str:
+        def one(m: re.Match[str]) -> str:
+            path, value = m.group(1), fact.get(m.group(1))
+            if _is_money(path) and isinstance(value, int):
+                return money_text(value, self.currency)
+            return str(value)
+
+        return _PLACEHOLDER.sub(one, text)
+
+    def _finish(
+        self, event: Envelope, fact: Mapping[str, Scalar], decision_id: str, draft: _Draft
+    ) -> Outcome:
+        outcome = "routed" if draft.routes else "authorized" if draft.grants else "noted"
+        data = DecisionData(
+            decision_id=decision_id,
+            caused_by=event.event_id,
+            cause_type=event.type,
+            rep_id=str(fact.get("rep.id") or "") or None,
+            case_id=str(fact.get("case.id") or "") or None,
+            order_id=str(fact.get("order.id") or "") or None,
+            outcome=outcome,
+            grants=tuple(draft.grants),
+            charges=tuple(draft.charges),
+            obligations=tuple(draft.obligations),
+            routes=tuple(draft.routes),
+            say=tuple(draft.say),
+            policies=tuple(draft.fired),
+            policy_set=self.policy_set.hash,
+            why=tuple(draft.why),
+        )
+        decision = make_output(
+            "decision.made", decision_id, event.occurred_at, data, event.customer_id
+        )
+        return Outcome(decision, tuple(draft.alerts))
+
+
+def _text(cond: Cond) -> str:
+    if isinstance(cond, Leaf):
+        return cond.text
+    texts = list(dict.fromkeys(_text(c) for c in cond.items))
+    joiner = " and " if isinstance(cond, All) else " or "
+    return texts[0] if len(texts) == 1 else joiner.join(texts)
+
+
+_MONEY_PATHS = frozenset(
+    path
+    for fields in (STATE_FIELDS, BUDGET_FIELDS, *(event_fields(t) for t in CATALOG))
+    for path, f in fields.items()
+    if f.type == "money"
+)
+
+
+def _is_money(path: str) -> bool:
+    return path in _MONEY_PATHS
+
+
+def _threshold(policy: Policy) -> int:
+    """The smallest reports count an alerting rule compares with, shown in the alert."""
+    values = [
+        leaf.value
+        for rule in policy.rules
+        if rule.alert is not None
+        for leaf in leaves(rule.when)
+        if leaf.path == "sku.reports_7d" and isinstance(leaf.value, int)
+    ]
+    return min(values, default=0)
+
+
+def overdue(
+    due: list[tuple[str, str, str | None, str | None, datetime]],
+    watermark: datetime,
+    leads: Mapping[str, str],
+) -> list[Envelope]:
+    """`followup.overdue` for each obligation past the watermark, in (due_at, id) order."""
+    out = []
+    for obligation_id, case_id, customer_id, rep_id, due_at in due:
+        lead = leads.get(rep_id or "")
+        route = Route(
+            to="team-lead",
+            person=lead,
+            reason="follow-up is overdue",
+            context={"case_id": case_id, "rep_id": rep_id, "due_at": due_at.isoformat()},
+        )
+        data = FollowupOverdue(
+            obligation_id=obligation_id,
+            case_id=case_id,
+            rep_id=rep_id,
+            due_at=due_at,
+            watermark=watermark,
+            escalate_to=route,
+        )
+        out.append(
+            make_output(
+                "followup.overdue", f"overdue:{obligation_id}", watermark, data, customer_id
+            )
+        )
+    return out

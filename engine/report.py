@@ -1,0 +1,141 @@
+"""How decisions read to a person: one block per decision, then the run summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from engine.decide import money_text
+from engine.embedded import Summary
+from engine.facts import to_minor
+from events.codec import encode
+from events.models import DecisionData, Envelope, FollowupOverdue, RootcauseAlert
+
+_MARK = {"authorized": "AUTHORIZED", "routed": "ROUTED", "noted": "noted"}
+
+
+def _when(text: str) -> str:
+    return text.replace("T", " ")[:16]
+
+
+class Printer:
+    def __init__(self, json_lines: bool, quiet: bool, currency: str) -> None:
+        self.json_lines = json_lines
+        self.quiet = quiet
+        self.currency = currency
+
+    def money(self, amount: Any) -> str:
+        return money_text(to_minor(amount), self.currency)
+
+    def output(self, event: Envelope) -> None:
+        if self.quiet:
+            return
+        if self.json_lines:
+            typer.echo(encode(event).decode())
+            return
+        data = event.data
+        if isinstance(data, DecisionData):
+            if data.outcome != "noted" or data.obligations or data.policies:
+                typer.echo(self.decision(event, data))
+        elif isinstance(data, FollowupOverdue):
+            lead = data.escalate_to.person or "the team lead"
+            typer.echo(
+                f"{_when(event.occurred_at.isoformat())}"
+                f"  FOLLOW-UP OVERDUE  case {data.case_id} (rep {data.rep_id or '?'}), "
+                f"due {_when(data.due_at.isoformat())} → escalated to {lead}\n"
+            )
+        elif isinstance(data, RootcauseAlert):
+            typer.echo(
+                f"{_when(event.occurred_at.isoformat())}  ROOT-CAUSE ALERT  {data.sku}: "
+                f"{data.reports} defect reports in 7 days (threshold {data.threshold}) "
+                f"→ {data.notify}\n"
+            )
+
+    def decision(self, event: Envelope, d: DecisionData) -> str:
+        who = ", ".join(
+            x
+            for x in (
+                f"customer {event.customer_id}" if event.customer_id else "",
+                f"rep {d.rep_id}" if d.rep_id else "",
+                f"case {d.case_id}" if d.case_id else "",
+            )
+            if x
+        )
+        lines = [
+            f"{_when(event.occurred_at.isoformat())}  {d.cause_type} {d.caused_by}"
+            f"  → {_MARK[d.outcome]}  ({who})"
+        ]
+        for g in d.grants:
+            lines.append(f"    may give    {g.remedy} up to {self.money(g.up_to)}")
+        for c in d.charges:
+            lines.append(
+                f"    charged     {self.money(c.amount)} to {c.budget}/{c.owner} "
+                f"{c.period}; {self.money(c.remaining)} left"
+            )
+        for r in d.routes:
+            person = f" ({r.person})" if r.person else ""
+            context = ", ".join(f"{k}={v}" for k, v in r.context.items())
+            lines.append(
+                f"    routed to   {r.to}{person}: {r.reason}" + (f" [{context}]" if context else "")
+            )
+        for o in d.obligations:
+            lines.append(f"    follow up   case {o.case_id} by {_when(o.due_at.isoformat())}")
+        for s in d.say:
+            lines.append(f'    say         "{s}"')
+        if d.policies:
+            fired = ", ".join(f"{p.id} v{p.version} ({p.rule})" for p in d.policies)
+            lines.append(f"    policies    {fired}")
+        return "\n".join(lines) + "\n"
+
+    def summary(self, s: Summary) -> None:
+        t = s.tally
+        echo = typer.echo if not self.json_lines else _stderr
+        echo(f"— summary (policy set {s.policy_set}) —")
+        echo(
+            f"events read        {t.read}"
+            + (f" ({t.duplicates} already decided, skipped)" if t.duplicates else "")
+        )
+        outcomes = ", ".join(f"{k} {t.outcomes[k]}" for k in ("authorized", "routed", "noted"))
+        echo(f"decisions          {sum(t.outcomes.values())}: {outcomes}")
+        routed_outliers = t.outcomes["routed"]
+        echo(f"outliers routed    {routed_outliers} to a person, with context")
+        echo(f"follow-ups         {t.followups_created} created, {t.overdue} overdue")
+        echo(f"root-cause alerts  {t.alerts}")
+        dead = sum(t.deadlettered.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.deadlettered.items()))
+        echo(f"dead-lettered      {dead}" + (f" ({reasons}) → {s.deadletter_file}" if dead else ""))
+        if s.budgets:
+            echo("budgets            budget/owner period: spent of allocated, remaining")
+            for name, owner, period, allocated, charged in s.budgets:
+                alloc = allocated if allocated is not None else 0
+                echo(
+                    f"  {name}/{owner} {period}: {money_text(charged, self.currency)} of "
+                    f"{money_text(alloc, self.currency)}, "
+                    f"{money_text(max(0, alloc - charged), self.currency)} left"
+                )
+
+
+def _stderr(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def explain_text(doc: dict[str, Any]) -> str:
+    d = doc["data"]
+    lines = [
+        f"decision {doc['event_id']}: {d['outcome']}",
+        f"  caused by   {d['cause_type']} {d['caused_by']} at {doc['occurred_at']}",
+        f"  policy set  {d['policy_set']}",
+    ]
+    if not d["why"]:
+        lines.append("  no policy rule matched this event; it was noted")
+    for why in d["why"]:
+        ref = next((p for p in d["policies"] if p["id"] == why["policy"]), None)
+        version = f" v{ref['version']} (hash {ref['hash']})" if ref else ""
+        lines.append(f"  {why['policy']}{version}: rule '{why['rule']}' matched because")
+        for clause in why["clauses"]:
+            values = ", ".join(f"{k} = {json.dumps(v)}" for k, v in clause["values"].items())
+            mark = "✓" if clause["result"] else "✗"
+            lines.append(f"    {mark} {clause['text']}" + (f"   ({values})" if values else ""))
+    return "\n".join(lines)

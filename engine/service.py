@@ -1,0 +1,179 @@
+"""The processing loop shared by every backend: records in → decisions out, nothing lost.
+
+Per batch, one SQLite transaction holds the state changes, the next offset per input
+partition, the outputs to publish (outbox) and the event ids seen. Outputs are published
+by `relay` afterwards and marked sent only once the log has acknowledged them, so a crash
+anywhere re-publishes identical bytes at worst, and never applies an effect twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine.decide import Decider, Outcome, overdue
+from engine.state import StateStore
+from events.codec import DecodeError, decode, encode
+from events.log import EventLog, Record
+from events.models import OUTPUT_ADAPTER, Envelope, PolicyFile, PolicySetActivated, make_output
+
+log = logging.getLogger("goodwill.service")
+
+DECISIONS_TOPIC = "goodwill.decisions"
+DEADLETTER_TOPIC = "goodwill.deadletter"
+
+
+@dataclass
+class Tally:
+    """Counts for the run summary and for metrics."""
+
+    read: int = 0
+    duplicates: int = 0
+    deadlettered: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    by_policy: Counter[str] = field(default_factory=Counter)
+    followups_created: int = 0
+    overdue: int = 0
+    alerts: int = 0
+
+
+Listener = Callable[[Envelope], None]
+
+
+class Processor:
+    """Decides records in batches against one store and one policy-set version."""
+
+    def __init__(self, store: StateStore, decider: Decider, on_output: Listener | None = None):
+        self.store = store
+        self.decider = decider
+        self.tally = Tally()
+        self.on_output = on_output
+
+    def activate(self) -> Envelope | None:
+        """Record `policy_set.activated` when this policy set was not the active one."""
+        ps = self.decider.policy_set
+        if self.store.meta("policy_set") == ps.hash:
+            return None
+        files = tuple(PolicyFile(path=p, policy=i, version=v, hash=h) for p, i, v, h in ps.files)
+        at = self.store.watermark() or datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+        event = make_output(
+            "policy_set.activated",
+            f"policy-set:{ps.hash}:{at.isoformat()}",
+            at,
+            PolicySetActivated(policy_set=ps.hash, files=files),
+            None,
+        )
+        self.store.begin()
+        self.store.set_meta("policy_set", ps.hash)
+        self._emit(event)
+        self.store.commit()
+        return event
+
+    def process(self, records: Sequence[Record]) -> None:
+        """Decide a batch atomically: all of its effects and positions, or none."""
+        self.store.begin()
+        try:
+            for record in records:
+                self._one(record)
+                self.store.set_position(record.topic, record.partition, record.offset + 1)
+            self.store.commit()
+        except BaseException:
+            self.store.rollback()
+            raise
+
+    def _one(self, record: Record) -> None:
+        self.tally.read += 1
+        try:
+            event = decode(record.value)
+        except DecodeError as err:
+            self._deadletter(record, err.reason, err.detail)
+            return
+        if self.store.seen(event.event_id):
+            self.tally.duplicates += 1
+            return
+        self.store.apply_event(event)
+        outcome = self.decider.decide(event, self.store.enrich(event), self.store)
+        self._record(outcome)
+        self.store.mark_seen(event.event_id)
+        watermark = self.store.watermark()
+        if watermark is not None:
+            self._overdue(watermark)
+
+    def _record(self, outcome: Outcome) -> None:
+        data = outcome.data
+        self.store.apply_decision(data, outcome.decision.occurred_at, outcome.decision.customer_id)
+        self.tally.outcomes[data.outcome] += 1
+        self.tally.by_policy.update(p.id for p in data.policies)
+        self.tally.followups_created += len(data.obligations)
+        self._emit(outcome.decision)
+        for alert in outcome.alerts:
+            self.store.record_alert(alert.data.sku, alert.occurred_at)  # type: ignore[attr-defined]
+            self.tally.alerts += 1
+            self._emit(alert)
+
+    def _overdue(self, watermark: datetime) -> None:
+        due = self.store.due_followups(watermark)
+        if not due:
+            return
+        leads = {}
+        for f in due:
+            rep = self.store.rep(f.rep_id) if f.rep_id else None
+            if rep is not None:
+                leads[f.rep_id or ""] = rep[1]
+        rows = [(f.obligation_id, f.case_id, f.customer_id, f.rep_id, f.due_at) for f in due]
+        for event in overdue(rows, watermark, leads):
+            self.store.mark_overdue(event.data.obligation_id)  # type: ignore[attr-defined]
+            self.tally.overdue += 1
+            self._emit(event)
+
+    def _emit(self, event: Envelope) -> None:
+        key = event.customer_id.encode() if event.customer_id else None
+        self.store.outbox_add(DECISIONS_TOPIC, key, encode(event), (), event.type, event.event_id)
+        if self.on_output is not None:
+            self.on_output(event)
+
+    def _deadletter(self, record: Record, reason: str, detail: str) -> None:
+        self.tally.deadlettered[reason] += 1
+        headers = (
+            *record.headers,
+            ("goodwill.reason", reason.encode()),
+            ("goodwill.detail", detail.encode()),
+            ("goodwill.source.topic", record.topic.encode()),
+            ("goodwill.source.partition", str(record.partition).encode()),
+            ("goodwill.source.offset", str(record.offset).encode()),
+        )
+        ident = f"dlq:{record.topic}:{record.partition}:{record.offset}"
+        self.store.outbox_add(
+            DEADLETTER_TOPIC, record.key, record.value, headers, "deadletter", ident
+        )
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+            detail,
+        )
+
+
+def relay(store: StateStore, out: EventLog, batch: int = 500) -> int:
+    """Publish pending outputs in order; mark them sent only after the log has them."""
+    sent = 0
+    while True:
+        pending = store.outbox_pending(batch)
+        if not pending:
+            return sent
+        for _rowid, topic, key, value, headers in pending:
+            out.append(topic, key, value, headers)
+        out.flush()
+        store.begin()
+        store.outbox_mark_sent([row[0] for row in pending])
+        store.commit()
+        sent += len(pending)
+
+
+def read_output(value: bytes) -> Envelope:
+    return OUTPUT_ADAPTER.validate_json(value)

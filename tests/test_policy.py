@@ -1,0 +1,149 @@
+"""Policy files: refused with positions and hints, or accepted with stable hashes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.errors import PolicyError
+from engine.policy import load_policy_set
+
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+@pytest.fixture
+def pdir(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(POLICIES, target)
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def refused(directory: Path) -> PolicyError:
+    with pytest.raises(PolicyError) as err:
+        load_policy_set(directory)
+    return err.value
+
+
+def test_the_library_loads_with_every_policy() -> None:
+    ps = load_policy_set(POLICIES)
+    ids = [p.id for p in ps.policies]
+    assert ids == sorted(ids)
+    assert {
+        "replace-broken-part", "expedite-within-budget", "goodwill-by-lifetime-value",
+        "trust-by-default", "follow-through", "recover-the-moment", "warm-handoff",
+        "root-cause-alert", "take-responsibility",
+    } <= set(ids)
+    assert all(p.principle and p.owner and p.summary for p in ps.policies)
+
+
+def test_hash_ignores_comments_but_not_meaning(pdir: Path) -> None:
+    before = load_policy_set(pdir)
+    f = pdir / "replace-broken-part.yaml"
+    f.write_text("# a comment an auditor added\n" + f.read_text())
+    assert load_policy_set(pdir).hash == before.hash
+    edit(f, "up_to: 20", "up_to: 25")
+    after = load_policy_set(pdir)
+    assert after.hash != before.hash
+    changed = {p.id for p in after.policies} - {
+        p.id for p in after.policies
+        if p.hash == next(q.hash for q in before.policies if q.id == p.id)
+    }
+    assert changed == {"replace-broken-part"}
+
+
+def test_unknown_field_points_at_it_with_a_suggestion(pdir: Path) -> None:
+    edit(pdir / "replace-broken-part.yaml", "order.age_days <= 365", "order.age_dayz <= 365")
+    err = refused(pdir)
+    [d] = err.diagnostics
+    assert d.file.endswith("replace-broken-part.yaml")
+    assert d.span is not None and (d.span.line, d.span.col) == (9, 27)
+    assert d.span.end_col - d.span.col == len("order.age_dayz")
+    assert d.hint == "did you mean 'order.age_days'?"
+    rendered = err.render()
+    assert "replace-broken-part.yaml:9:27: unknown field 'order.age_dayz'" in rendered
+    assert "\n                              ^^^^^^^^^^^^^^\n" in rendered
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message", "hint"),
+    [
+        ("follow-through.yaml", "on: contact.opened", "on: contact.openned",
+         "unknown event type 'contact.openned'", "did you mean 'contact.opened'?"),
+        ("expedite-within-budget.yaml", "        budget: expedite", "        budget: expedit",
+         "undefined budget 'expedit'", "did you mean 'expedite'?"),
+        ("goodwill-by-lifetime-value.yaml", "      say: Thank you", "      sai: Thank you",
+         "unknown key 'sai'", "did you mean 'say'?"),
+        ("trust-by-default.yaml", "remedy: refund", "remedy: refnud",
+         "unknown remedy 'refnud'", "did you mean 'refund'?"),
+        ("replace-broken-part.yaml", "customer.remedies_90d < 3", "customer.remedies_90d < '3'",
+         "type mismatch: compares number with text '3'", "write a whole number"),
+        ("follow-through.yaml", "follow_up: 48h", "follow_up: soon",
+         "follow_up needs a duration", "e.g. 48h"),
+        ("warm-handoff.yaml", "policy: warm-handoff", "policy: follow-through",
+         "duplicate policy id 'follow-through'", "also defined in"),
+        ("goodwill-by-lifetime-value.yaml", "  - name: silver", "  - name: gold",
+         "duplicate rule name 'gold'", None),
+    ],
+)
+def test_each_kind_of_mistake_is_refused(pdir: Path, file: str, old: str, new: str,
+                                         message: str, hint: str | None) -> None:
+    edit(pdir / file, old, new)
+    err = refused(pdir)
+    found = [d for d in err.diagnostics if message in d.message]
+    assert found, err.render()
+    assert found[0].span is not None
+    if hint is not None:
+        assert found[0].hint is not None and hint in found[0].hint
+
+
+def test_a_dead_end_rule_is_refused(pdir: Path) -> None:
+    (pdir / "dead-end.yaml").write_text(
+        "policy: dead-end\nversion: 1\nowner: x\nprinciple: p\nsummary: s\n"
+        "on: contact.opened\nrules:\n  - name: just-words\n    then:\n      say: no.\n"
+    )
+    err = refused(pdir)
+    [d] = err.diagnostics
+    assert "dead end" in d.message and d.span is not None and d.span.line == 8
+
+
+def test_routing_without_words_is_refused(pdir: Path) -> None:
+    (pdir / "mute.yaml").write_text(
+        "policy: mute\nversion: 1\nowner: x\nprinciple: p\nsummary: s\n"
+        "on: contact.opened\nrules:\n  - name: hand-off\n    then:\n"
+        "      route: {to: team-lead}\n"
+    )
+    assert "no words to say" in refused(pdir).render()
+
+
+def test_too_many_conditions_for_the_matcher_are_refused(pdir: Path) -> None:
+    rules = "".join(
+        f"  - name: r{i}\n    when: event.amount == {i}\n    then:\n"
+        f"      authorize: [{{remedy: credit, up_to: 1}}]\n      say: ok\n"
+        for i in range(65)
+    )
+    (pdir / "wide.yaml").write_text(
+        "policy: wide\nversion: 1\nowner: x\nprinciple: p\nsummary: s\n"
+        f"on: remedy.requested\nrules:\n{rules}"
+    )
+    assert "65 distinct conditions; the matcher allows 64" in refused(pdir).render()
+
+
+def test_invalid_yaml_is_positioned(pdir: Path) -> None:
+    (pdir / "broken.yaml").write_text("policy: broken\nrules: [\n  - name: x\n")
+    [d] = refused(pdir).diagnostics
+    assert d.file.endswith("broken.yaml") and "not valid YAML" in d.message
+    assert d.span is not None
+
+
+def test_every_problem_is_reported_at_once(pdir: Path) -> None:
+    edit(pdir / "follow-through.yaml", "follow_up: 48h", "follow_up: soon")
+    edit(pdir / "warm-handoff.yaml", "case.topic", "case.topik")
+    assert len(refused(pdir).diagnostics) == 2
