@@ -1,0 +1,184 @@
+"""The `goodwill` command on the embedded backend, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
+
+
+def goodwill(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script's code path, in a child process like a user's shell."""
+    return subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )
+
+
+def run_json(data_dir: Path, source: Path = EXAMPLE) -> list[dict[str, object]]:
+    result = goodwill("run", source, "--data-dir", data_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    data = tmp_path_factory.mktemp("run") / "data"
+    result = goodwill("run", EXAMPLE, "--data-dir", data, "--json")
+    assert result.returncode == 0, result.stderr
+    return data, result.stdout
+
+
+def test_two_runs_give_byte_identical_json(first_run: tuple[Path, str], tmp_path: Path) -> None:
+    _, out = first_run
+    again = goodwill("run", EXAMPLE, "--data-dir", tmp_path / "other", "--json")
+    assert again.returncode == 0
+    assert again.stdout == out
+    assert out.count('"type":"decision.made"') == 601  # one per good input event
+
+
+def test_every_input_line_yields_a_decision_or_a_dead_letter(first_run: tuple[Path, str]) -> None:
+    data, out = first_run
+    causes = {json.loads(line)["data"]["caused_by"] for line in out.splitlines()
+              if '"type":"decision.made"' in line}
+    good = set()
+    for raw in EXAMPLE.read_bytes().splitlines():
+        try:
+            good.add(json.loads(raw)["event_id"])
+        except (ValueError, KeyError):
+            continue
+    dead = [json.loads(line) for line in
+            (data / "log" / "goodwill.deadletter.jsonl").read_text().splitlines()]
+    assert len(dead) == 7
+    assert len(causes) + len(dead) == len(EXAMPLE.read_bytes().splitlines())
+    assert causes <= good
+    reasons = {h[0]: h[1] for h in dead[0]["h"]}
+    assert reasons["goodwill.reason"] == "invalid_json"
+    assert reasons["goodwill.source.offset"] == "25"  # the line number in the file
+
+
+def test_rerunning_the_same_input_adds_nothing(first_run: tuple[Path, str], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(first_run[0], data)
+    before = sqlite3.connect(data / "state.db").execute(
+        "SELECT count(*), (SELECT sum(charged) FROM budgets) FROM outbox").fetchone()
+    again = goodwill("run", EXAMPLE, "--data-dir", data, "--json")
+    assert again.returncode == 0 and again.stdout == ""
+    after = sqlite3.connect(data / "state.db").execute(
+        "SELECT count(*), (SELECT sum(charged) FROM budgets) FROM outbox").fetchone()
+    assert before == after
+
+
+def test_budgets_never_exceed_their_allocation(first_run: tuple[Path, str]) -> None:
+    _, out = first_run
+    spent: dict[tuple[str, str, str], int] = defaultdict(int)
+    allocated: dict[tuple[str, str, str], int] = {}
+    routed_for_budget = 0
+    for line in out.splitlines():
+        doc = json.loads(line)
+        if doc["type"] != "decision.made":
+            continue
+        for c in doc["data"]["charges"]:
+            key = (c["budget"], c["owner"], c["period"])
+            spent[key] += round(float(c["amount"]) * 100)
+            allocated[key] = round(float(c["allocated"]) * 100)
+            assert round(float(c["remaining"]) * 100) == allocated[key] - spent[key]
+        routed_for_budget += sum(1 for r in doc["data"]["routes"] if "budget" in r["context"])
+    assert spent, "the example charges budgets"
+    assert all(spent[k] <= allocated[k] for k in spent)
+    assert routed_for_budget >= 1, "dee's expedite budget runs out in the example"
+
+
+def test_readable_output_and_summary(tmp_path: Path) -> None:
+    result = goodwill("run", EXAMPLE, "--data-dir", tmp_path / "d")
+    assert result.returncode == 0
+    out = result.stdout
+    assert "→ AUTHORIZED" in out and "→ ROUTED" in out
+    assert "may give    replacement up to $" in out
+    assert "FOLLOW-UP OVERDUE" in out and "ROOT-CAUSE ALERT  SKU-KETTLE-2" in out
+    assert "events read        608" in out
+    assert "dead-lettered      7" in out
+    assert "expedite/dee 2026-11:" in out
+
+
+def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> None:
+    data, out = first_run
+    doc = next(json.loads(line) for line in out.splitlines()
+               if '"outcome":"authorized"' in line and '"why":[{' in line)
+    result = goodwill("explain", doc["data"]["caused_by"], "--data-dir", data)
+    assert result.returncode == 0, result.stderr
+    why = doc["data"]["why"][0]
+    assert f"rule '{why['rule']}' matched because" in result.stdout
+    assert why["clauses"][0]["text"] in result.stdout
+    missing = goodwill("explain", "no-such-id", "--data-dir", data)
+    assert missing.returncode == 1 and "no decision" in missing.stderr
+
+
+def test_check_accepts_the_library_and_refuses_a_bad_set(tmp_path: Path) -> None:
+    ok = goodwill("check", "policies")
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: ")
+    bad = tmp_path / "p"
+    shutil.copytree(ROOT / "policies", bad)
+    f = bad / "replace-broken-part.yaml"
+    f.write_text(f.read_text().replace("order.age_days <= 365", "order.age_dayz <= 365"))
+    refused = goodwill("check", bad)
+    assert refused.returncode == 1
+    assert "replace-broken-part.yaml:9:27: unknown field 'order.age_dayz'" in refused.stderr
+    assert "did you mean 'order.age_days'?" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_a_refused_policy_set_decides_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "p"
+    shutil.copytree(ROOT / "policies", bad)
+    (bad / "follow-through.yaml").write_text("policy: [\n")
+    result = goodwill("run", EXAMPLE, "--policies", bad, "--data-dir", tmp_path / "d")
+    assert result.returncode == 1 and "policy set refused" in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_schema_writes_one_file_per_event_type(tmp_path: Path) -> None:
+    result = goodwill("schema", "--out", tmp_path / "s")
+    assert result.returncode == 0
+    names = {p.name for p in (tmp_path / "s").iterdir()}
+    assert "remedy.requested.schema.json" in names and "index.json" in names
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--frobnicate"], "No such option"),
+        (["run", "--batch", "0"], "--batch"),
+        (["nonsense"], "No such command"),
+        (["run", "missing.jsonl"], "no such input file: missing.jsonl"),
+        (["fields", "remedy.requestd"], "did you mean 'remedy.requested'?"),
+    ],
+)
+def test_bad_usage_is_one_line_and_non_zero(args: list[str], expected: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert expected.lower() in err.lower()
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("run", "check", "schema", "fields", "explain"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert "Usage:" in capsys.readouterr().out
