@@ -1,0 +1,845 @@
+"""StateStore: folding rules, the facts enrich() reads, batching, durability and digest."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.facts import STATE_FIELDS
+from engine.ledger import STATE_FILE, StateVersionError
+from engine.state import DueFollowup, StateStore
+from events.models import CATALOG, EVENT_ADAPTER, DecisionData, Envelope
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
+_ids = itertools.count()
+
+
+def ev(
+    type_: str,
+    data: dict[str, Any] | None = None,
+    *,
+    at: datetime = T0,
+    customer: str | None = "cust-1",
+    event_id: str | None = None,
+) -> Envelope:
+    raw: dict[str, Any] = {
+        "type": type_,
+        "event_id": event_id or f"evt-{next(_ids)}",
+        "occurred_at": at.isoformat(),
+        "data": data or {},
+    }
+    if customer is not None:
+        raw["customer_id"] = customer
+    return EVENT_ADAPTER.validate_python(raw)
+
+
+def placed(order: str = "ord-1", amount: str = "120.00", **kw: Any) -> Envelope:
+    items = kw.pop("items", [{"sku": "SKU-1", "qty": 2, "unit_price": "60.00"}])
+    data = {"order_id": order, "amount": amount, "currency": "USD", "items": items}
+    return ev("order.placed", data | {"channel": kw.pop("channel", "web")}, **kw)
+
+
+def opened(
+    case: str = "case-1", rep: str = "rep-1", order: str | None = None, **kw: Any
+) -> Envelope:
+    data = {"case_id": case, "rep_id": rep, "channel": "chat", "topic": "broken part"}
+    return ev("contact.opened", data | ({"order_id": order} if order else {}), **kw)
+
+
+def resolved(case: str = "case-1", **kw: Any) -> Envelope:
+    return ev("case.resolved", {"case_id": case, "resolution": "replaced"}, **kw)
+
+
+def defect(sku: str = "SKU-1", order: str = "ord-1", **kw: Any) -> Envelope:
+    return ev("item.defect_reported", {"order_id": order, "sku": sku}, **kw)
+
+
+def case_defect(case: str, rep: str | None = None) -> Envelope:
+    data = {"order_id": "ord-1", "sku": "SKU-1", "case_id": case}
+    return ev("item.defect_reported", data | ({"rep_id": rep} if rep else {}))
+
+
+def requested(case: str, remedy: str = "credit") -> Envelope:
+    data = {"case_id": case, "rep_id": "rep-1", "remedy": remedy, "amount": "5", "currency": "USD"}
+    return ev("remedy.requested", data)
+
+
+def tick(at: datetime) -> Envelope:
+    return ev("clock.tick", at=at, customer=None)
+
+
+def decision(decision_id: str | None = None, **fields: Any) -> DecisionData:
+    base: dict[str, Any] = {
+        "decision_id": decision_id or f"dec-{next(_ids)}",
+        "caused_by": "evt-x",
+        "cause_type": "item.defect_reported",
+        "outcome": "authorized",
+        "policy_set": "ps-1",
+    }
+    return DecisionData.model_validate(base | fields)
+
+
+def grant(remedy: str = "replacement", up_to: str = "10.00") -> dict[str, str]:
+    return {"remedy": remedy, "up_to": up_to, "currency": "USD"}
+
+
+def charge(amount: str, budget: str = "goodwill", owner: str = "team-a") -> dict[str, str]:
+    return {
+        "budget": budget,
+        "owner": owner,
+        "period": "2026-03",
+        "amount": amount,
+        "allocated": "0",
+        "remaining": "0",
+        "currency": "USD",
+    }
+
+
+def obligation(ob: str, case: str = "case-1", due: datetime = T0 + DAY) -> dict[str, Any]:
+    return {"obligation_id": ob, "case_id": case, "due_at": due.isoformat()}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    s = StateStore.open(tmp_path)
+    yield s
+    s.close()
+
+
+def fold(store: StateStore, *events: Envelope) -> None:
+    store.begin()
+    for e in events:
+        store.apply_event(e)
+    store.commit()
+
+
+def facts(store: StateStore, event: Envelope) -> dict[str, int | str | bool]:
+    """What the service sees: apply the event, then enrich it."""
+    store.begin()
+    store.apply_event(event)
+    result = store.enrich(event)
+    store.commit()
+    return result
+
+
+# ---------------------------------------------------------------- the fact contract
+
+
+def _one_of_each(at: datetime) -> list[Envelope]:
+    money = {"currency": "USD"}
+    payloads: dict[str, dict[str, Any]] = {
+        "order.placed": {"order_id": "ord-1", "amount": "5", **money},
+        "order.shipped": {
+            "order_id": "ord-1",
+            "carrier": "ups",
+            "service_level": "expedited",
+            "promised_by": at.isoformat(),
+        },
+        "shipment.delayed": {"order_id": "ord-1", "new_eta": at.isoformat()},
+        "shipment.lost": {"order_id": "ord-1", "last_scan": at.isoformat()},
+        "item.defect_reported": {"order_id": "ord-1", "sku": "SKU-1"},
+        "contact.opened": {"case_id": "case-1", "rep_id": "rep-1", "channel": "c", "topic": "t"},
+        "contact.transferred": {"case_id": "case-1", "from_rep": "rep-1", "to_team": "t2"},
+        "remedy.requested": {
+            "case_id": "case-1",
+            "rep_id": "rep-1",
+            "remedy": "credit",
+            "amount": "5",
+            **money,
+        },
+        "remedy.fulfilled": {"case_id": "case-1", "remedy": "credit", "actual_cost": "5", **money},
+        "case.resolved": {"case_id": "case-1", "resolution": "done"},
+        "budget.allocated": {
+            "owner": "team-a",
+            "budget": "b",
+            "amount": "5",
+            "period": "2026-03",
+            **money,
+        },
+        "rep.assigned": {"rep_id": "rep-1", "team": "team-a", "lead": "lee"},
+        "clock.tick": {},
+    }
+    assert set(payloads) == set(CATALOG), "a catalog type has no sample here"
+    return [
+        ev(t, p, at=at, customer="cust-1" if CATALOG[t][1] else None) for t, p in payloads.items()
+    ]
+
+
+_PYTHON_TYPE = {"money": int, "number": int, "text": str, "bool": bool}
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["empty-store", "after-history"])
+def test_enrich_returns_exactly_the_state_fields_with_their_types(
+    store: StateStore, known: bool
+) -> None:
+    if known:
+        fold(store, *_one_of_each(T0))
+    for event in _one_of_each(T0 + DAY):
+        fact = facts(store, event)
+        assert fact.keys() == STATE_FIELDS.keys(), event.type
+        for path, field in STATE_FIELDS.items():
+            # type() rather than isinstance: a bool must not pass for a number, nor 0 for False
+            assert type(fact[path]) is _PYTHON_TYPE[field.type], (event.type, path, fact[path])
+
+
+def test_every_catalog_type_folds_without_error_outside_a_batch(store: StateStore) -> None:
+    for event in _one_of_each(T0):
+        store.apply_event(event)  # autocommits: nothing left open
+    assert store.watermark() == T0
+    assert store.stats()["orders"] == 1
+
+
+def test_unknown_entities_read_as_zero_values_with_their_ids(store: StateStore) -> None:
+    fact = facts(store, defect(sku="SKU-9", order="ord-9", customer="cust-9"))
+    assert fact["customer.id"] == "cust-9"
+    assert fact["order.id"] == "ord-9"
+    assert fact["sku.id"] == "SKU-9"
+    assert fact["customer.known"] is False
+    assert fact["order.known"] is False
+    assert fact["case.known"] is False
+    assert fact["rep.known"] is False
+    assert fact["customer.tier"] == "standard"
+    assert fact["case.status"] == ""
+    assert fact["sku.reports_7d"] == 1  # this report itself, once applied
+
+
+def test_unknown_case_and_rep_named_by_the_event(store: StateStore) -> None:
+    fact = facts(store, case_defect("case-x", rep="rep-x"))
+    assert (fact["case.id"], fact["case.known"], fact["case.transfers"]) == ("case-x", False, 0)
+    assert (fact["rep.id"], fact["rep.known"], fact["rep.team"]) == ("rep-x", False, "")
+
+
+def test_events_without_customer_read_empty_customer(store: StateStore) -> None:
+    fold(store, placed())
+    fact = facts(store, tick(T0 + DAY))
+    assert fact["customer.id"] == ""
+    assert fact["customer.known"] is False
+    assert fact["customer.lifetime_value"] == 0
+
+
+# ---------------------------------------------------------------- orders and customers
+
+
+def test_order_placed_folds_order_and_customer(store: StateStore) -> None:
+    items = [
+        {"sku": "A", "qty": 2, "unit_price": "10.00"},
+        {"sku": "B", "qty": 3, "unit_price": "1.00"},
+    ]
+    fold(store, placed("ord-1", "23.00", items=items, channel="phone", at=T0))
+    fact = facts(store, placed("ord-2", "100.50", at=T0 + 3 * DAY + 5 * SECOND))
+    assert fact["customer.known"] is True
+    assert fact["customer.lifetime_value"] == 12_350
+    assert fact["customer.order_count"] == 2
+    assert fact["customer.tenure_days"] == 3
+    assert fact["order.id"] == "ord-2"
+    assert fact["order.known"] is True
+    assert fact["order.amount"] == 10_050
+    assert fact["order.age_days"] == 0
+    first = facts(store, defect(order="ord-1", at=T0 + 10 * DAY - SECOND))
+    assert first["order.amount"] == 2_300
+    assert first["order.channel"] == "phone"
+    assert first["order.item_count"] == 5
+    assert first["order.age_days"] == 9  # floor, one second short of 10 days
+
+
+def test_a_repeated_order_placed_counts_once(store: StateStore) -> None:
+    fold(store, placed("ord-1", "50.00"), placed("ord-1", "50.00"))
+    fact = facts(store, defect(order="ord-1"))
+    assert fact["customer.order_count"] == 1
+    assert fact["customer.lifetime_value"] == 5_000
+
+
+def test_order_age_is_never_negative(store: StateStore) -> None:
+    fold(store, placed(at=T0))
+    assert facts(store, defect(at=T0 - DAY))["order.age_days"] == 0
+
+
+def test_shipping_events(store: StateStore) -> None:
+    promised = T0 + 3 * DAY
+    fold(
+        store,
+        placed(at=T0),
+        ev(
+            "order.shipped",
+            {
+                "order_id": "ord-1",
+                "carrier": "ups",
+                "service_level": "overnight",
+                "promised_by": promised.isoformat(),
+            },
+        ),
+    )
+    fact = facts(store, defect())
+    assert (fact["order.shipped"], fact["order.service_level"]) == (True, "overnight")
+    assert (fact["order.delayed"], fact["order.delay_days"], fact["order.lost"]) == (
+        False,
+        0,
+        False,
+    )
+    late = promised + 2 * DAY + 23 * HOUR
+    fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": late.isoformat()}))
+    assert (fact["order.delayed"], fact["order.delay_days"]) == (True, 2)
+    early = promised - DAY
+    fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": early.isoformat()}))
+    assert fact["order.delay_days"] == 0  # the latest eta wins, and is not late
+    fact = facts(store, ev("shipment.lost", {"order_id": "ord-1", "last_scan": T0.isoformat()}))
+    assert fact["order.lost"] is True
+
+
+def test_delay_before_shipping_has_no_delay_days(store: StateStore) -> None:
+    eta = (T0 + 9 * DAY).isoformat()
+    fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": eta}))
+    assert (fact["order.delayed"], fact["order.delay_days"], fact["order.known"]) == (
+        True,
+        0,
+        False,
+    )
+
+
+def test_shipping_before_the_order_arrives_keeps_both(store: StateStore) -> None:
+    shipped = ev(
+        "order.shipped",
+        {
+            "order_id": "ord-1",
+            "carrier": "ups",
+            "service_level": "expedited",
+            "promised_by": T0.isoformat(),
+        },
+    )
+    assert facts(store, shipped)["order.known"] is False
+    fact = facts(store, placed("ord-1", "10.00"))
+    assert (fact["order.known"], fact["order.shipped"], fact["order.amount"]) == (True, True, 1000)
+    assert fact["customer.lifetime_value"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("amount", "tier"),
+    [
+        ("499.99", "standard"),
+        ("500.00", "silver"),
+        ("1999.99", "silver"),
+        ("2000.00", "gold"),
+    ],
+)
+def test_tier_thresholds(store: StateStore, amount: str, tier: str) -> None:
+    assert facts(store, placed(amount=amount))["customer.tier"] == tier
+
+
+def test_refund_grant_reduces_lifetime_value_down_to_zero(store: StateStore) -> None:
+    fold(store, placed(amount="2000.00"))
+    store.apply_decision(decision(grants=[grant("refund", "0.01")]), T0, "cust-1")
+    assert facts(store, defect())["customer.tier"] == "silver"
+    store.apply_decision(decision(grants=[grant("credit", "5000.00")]), T0, "cust-1")
+    assert facts(store, defect())["customer.lifetime_value"] == 199_999  # credit is no refund
+    store.apply_decision(decision(grants=[grant("refund", "5000.00")]), T0, "cust-1")
+    assert facts(store, defect())["customer.lifetime_value"] == 0
+
+
+# ---------------------------------------------------------------- remedies and reports windows
+
+
+@pytest.mark.parametrize(
+    ("granted_before", "counted"),
+    [
+        (timedelta(0), 1),
+        (90 * DAY - SECOND, 1),
+        (90 * DAY, 0),
+        (90 * DAY + SECOND, 0),
+        (-SECOND, 0),  # granted after the event's time
+    ],
+)
+def test_remedies_90d_window(store: StateStore, granted_before: timedelta, counted: int) -> None:
+    event_time = T0 + 200 * DAY
+    store.apply_decision(
+        decision(grants=[grant()], case_id="case-1"), event_time - granted_before, "cust-1"
+    )
+    assert facts(store, defect(at=event_time))["customer.remedies_90d"] == counted
+
+
+def test_remedies_90d_boundary_with_a_grant_inside_the_window(store: StateStore) -> None:
+    # with a recent grant the range count runs; its lower bound must still be exclusive
+    event_time = T0 + 200 * DAY
+    for before in (90 * DAY, 90 * DAY + SECOND, DAY, -SECOND):
+        store.apply_decision(decision(grants=[grant()]), event_time - before, "cust-1")
+    assert facts(store, defect(at=event_time))["customer.remedies_90d"] == 1
+
+
+def test_remedies_90d_counts_each_grant_for_its_customer_only(store: StateStore) -> None:
+    store.apply_decision(decision(grants=[grant(), grant("credit")]), T0, "cust-1")
+    store.apply_decision(decision(grants=[grant()]), T0, "cust-2")
+    assert facts(store, defect(at=T0 + DAY))["customer.remedies_90d"] == 2
+    assert facts(store, defect(at=T0 + DAY, customer="cust-3"))["customer.remedies_90d"] == 0
+
+
+@pytest.mark.parametrize(
+    ("reported_before", "counted"),
+    [(7 * DAY - SECOND, 2), (7 * DAY, 1), (7 * DAY + SECOND, 1)],
+)
+def test_reports_7d_window(store: StateStore, reported_before: timedelta, counted: int) -> None:
+    now = T0 + 30 * DAY
+    fold(store, defect(sku="SKU-1", at=now - reported_before), defect(sku="SKU-2", at=now))
+    assert facts(store, defect(sku="SKU-1", at=now))["sku.reports_7d"] == counted
+
+
+def test_reports_7d_ignores_reports_after_the_event(store: StateStore) -> None:
+    fold(store, defect(at=T0 + SECOND), defect(at=T0 - DAY))
+    assert store.enrich(defect(at=T0))["sku.reports_7d"] == 1
+
+
+def test_sku_reports_since_is_inclusive(store: StateStore) -> None:
+    fold(
+        store,
+        defect(order="o-1", at=T0 - SECOND),
+        defect(order="o-2", at=T0),
+        defect(order="o-3", at=T0 + DAY),
+        defect(order="o-2", at=T0 + 2 * DAY),
+        defect(sku="SKU-2", order="o-9", at=T0 + DAY),
+    )
+    assert store.sku_reports("SKU-1", T0) == (3, ["o-2", "o-3", "o-2"])
+    assert store.sku_reports("SKU-3", T0) == (0, [])
+
+
+# ---------------------------------------------------------------- cases and reps
+
+
+def test_case_lifecycle(store: StateStore) -> None:
+    fold(store, placed("ord-1", at=T0), opened("case-1", "rep-7", order="ord-1", at=T0))
+    transfer = {"case_id": "case-1", "from_rep": "rep-7", "to_team": "t2"}
+    fact = facts(store, ev("contact.transferred", transfer, at=T0 + 5 * HOUR - SECOND))
+    assert fact["case.known"] is True
+    assert (fact["case.status"], fact["case.rep"], fact["case.transfers"]) == ("open", "rep-7", 1)
+    assert (fact["case.topic"], fact["case.channel"], fact["case.age_hours"]) == (
+        "broken part",
+        "chat",
+        4,
+    )
+    assert fact["customer.open_cases"] == 1
+    # order and rep come from the case when the payload names none
+    assert (fact["order.id"], fact["order.known"], fact["rep.id"]) == ("ord-1", True, "rep-7")
+    fact = facts(store, resolved("case-1", at=T0 + DAY))
+    assert (fact["case.status"], fact["customer.open_cases"]) == ("resolved", 0)
+    fact = facts(store, resolved("case-1", at=T0 + 2 * DAY))  # twice: no change
+    assert fact["customer.open_cases"] == 0
+
+
+def test_open_cases_counts_only_open_ones_and_reopen(store: StateStore) -> None:
+    fold(store, opened("case-1"), opened("case-2"), opened("case-2"), resolved("case-1"))
+    assert facts(store, tick(T0))["customer.open_cases"] == 0  # no customer on a tick
+    assert facts(store, defect())["customer.open_cases"] == 1
+    fact = facts(store, opened("case-1", "rep-2", at=T0 + DAY))
+    assert (fact["customer.open_cases"], fact["case.status"], fact["case.rep"]) == (
+        2,
+        "open",
+        "rep-2",
+    )
+    assert fact["customer.known"] is False  # cases alone do not make a known customer
+    assert fact["customer.tenure_days"] == 0
+
+
+def test_contact_transferred_keeps_the_rep(store: StateStore) -> None:
+    fold(store, opened("case-1", "rep-1"))
+    data = {"case_id": "case-1", "from_rep": "rep-1", "to_team": "billing"}
+    fold(store, ev("contact.transferred", data), ev("contact.transferred", data))
+    fact = facts(store, case_defect("case-1"))
+    assert (fact["case.transfers"], fact["case.rep"]) == (2, "rep-1")
+
+
+def test_case_remedies_count_grants_on_the_case(store: StateStore) -> None:
+    fold(store, opened("case-1"), opened("case-2"))
+    store.apply_decision(decision(case_id="case-1", grants=[grant(), grant()]), T0, "cust-1")
+    store.apply_decision(decision(case_id="case-2", grants=[grant()]), T0, "cust-1")
+    assert facts(store, requested("case-1"))["case.remedies"] == 2
+
+
+def test_remedy_events_leave_facts_unchanged_but_are_recorded(store: StateStore) -> None:
+    fold(store, placed(), opened("case-1", order="ord-1"))
+    request = requested("case-1", remedy="refund")
+    before_fact = store.enrich(request)
+    before_digest = store.digest()
+    cost = {"case_id": "case-1", "remedy": "refund", "actual_cost": "4.50", "currency": "USD"}
+    fold(store, request, ev("remedy.fulfilled", cost))
+    assert store.enrich(request) == before_fact
+    assert store.digest() != before_digest
+
+
+def test_rep_assigned_latest_wins(store: StateStore) -> None:
+    assert store.rep("rep-1") is None
+    fold(store, ev("rep.assigned", {"rep_id": "rep-1", "team": "t1", "lead": "ann"}, customer=None))
+    fact = facts(
+        store, ev("rep.assigned", {"rep_id": "rep-1", "team": "t2", "lead": "bo"}, customer=None)
+    )
+    assert store.rep("rep-1") == ("t2", "bo")
+    assert (fact["rep.id"], fact["rep.known"], fact["rep.team"], fact["rep.lead"]) == (
+        "rep-1",
+        True,
+        "t2",
+        "bo",
+    )
+    # a rep named by the payload wins over the case's rep
+    fold(store, opened("case-1", "rep-2"))
+    fact = facts(store, case_defect("case-1", rep="rep-1"))
+    assert (fact["rep.id"], fact["rep.team"], fact["case.rep"]) == ("rep-1", "t2", "rep-2")
+
+
+# ---------------------------------------------------------------- budgets
+
+
+def test_budget_allocation_latest_wins_and_charges_add_up(store: StateStore) -> None:
+    assert store.budget_usage("goodwill", "team-a", "2026-03") == (None, 0)
+    store.apply_decision(decision(charges=[charge("12.50")]), T0, "cust-1")
+    assert store.budget_usage("goodwill", "team-a", "2026-03") == (None, 1250)
+    allocate = {"owner": "team-a", "budget": "goodwill", "currency": "USD", "period": "2026-03"}
+    fold(
+        store,
+        ev("budget.allocated", allocate | {"amount": "100"}, customer=None),
+        ev("budget.allocated", allocate | {"amount": "300.00"}, customer=None),
+    )
+    store.apply_decision(
+        decision(charges=[charge("7.50"), charge("1.00", owner="team-b")]), T0, "cust-1"
+    )
+    assert store.budget_usage("goodwill", "team-a", "2026-03") == (30_000, 2_000)
+    assert store.budget_usage("goodwill", "team-b", "2026-03") == (None, 100)
+    assert store.budget_usage("goodwill", "team-a", "2026-04") == (None, 0)
+    assert store.budgets() == [
+        ("goodwill", "team-a", "2026-03", 30_000, 2_000),
+        ("goodwill", "team-b", "2026-03", None, 100),
+    ]
+
+
+def test_the_same_decision_folds_once(store: StateStore) -> None:
+    fold(store, opened("case-1"))
+    d = decision(
+        "dec-1",
+        case_id="case-1",
+        grants=[grant()],
+        charges=[charge("10.00")],
+        obligations=[obligation("ob-1")],
+    )
+    store.apply_decision(d, T0, "cust-1")
+    first = store.digest()
+    store.apply_decision(d, T0, "cust-1")
+    assert store.digest() == first
+    assert store.budget_usage("goodwill", "team-a", "2026-03") == (None, 1000)
+    assert facts(store, defect(at=T0 + SECOND))["customer.remedies_90d"] == 1
+
+
+def test_noted_decisions_change_nothing(store: StateStore) -> None:
+    before = store.digest()
+    store.apply_decision(decision(outcome="noted"), T0, "cust-1")
+    assert store.digest() == before
+
+
+# ---------------------------------------------------------------- follow-ups and alerts
+
+
+def test_due_followups(store: StateStore) -> None:
+    fold(store, opened("case-1", "rep-1"), opened("case-2", "rep-2"), opened("case-3", "rep-3"))
+    store.apply_decision(
+        decision(
+            case_id="case-1",
+            rep_id="rep-9",
+            obligations=[
+                obligation("ob-b", "case-1", T0 + DAY),
+                obligation("ob-a", "case-1", T0 + DAY),
+            ],
+        ),
+        T0,
+        "cust-1",
+    )
+    store.apply_decision(decision(obligations=[obligation("ob-2", "case-2", T0 + DAY)]), T0, None)
+    store.apply_decision(
+        decision(obligations=[obligation("ob-3", "case-3", T0 + 3 * DAY)]), T0, None
+    )
+    assert store.due_followups(T0 + DAY - SECOND) == []
+    due = store.due_followups(T0 + DAY)
+    assert due == [  # by (due_at, obligation_id); the rep is the case's, not the decision's
+        DueFollowup("ob-2", "case-2", "cust-1", "rep-2", T0 + DAY),
+        DueFollowup("ob-a", "case-1", "cust-1", "rep-1", T0 + DAY),
+        DueFollowup("ob-b", "case-1", "cust-1", "rep-1", T0 + DAY),
+    ]
+    fold(store, resolved("case-2"))
+    store.mark_overdue("ob-a")
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-b", "ob-3"]
+    # reopening the case brings its follow-up back
+    fold(store, opened("case-2", "rep-2", at=T0 + DAY))
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-2", "ob-b", "ob-3"]
+    assert store.stats()["followups_overdue"] == 1
+
+
+def test_due_followups_sees_every_change_after_a_query(store: StateStore) -> None:
+    # due_followups remembers when the next follow-up can be due; nothing may slip past it
+    fold(store, opened("case-1"))
+    assert store.due_followups(T0 + 10 * DAY) == []
+    store.apply_decision(decision(obligations=[obligation("ob-1", due=T0 + 2 * DAY)]), T0, "c")
+    assert store.due_followups(T0 + DAY) == []
+    assert [d.obligation_id for d in store.due_followups(T0 + 2 * DAY)] == ["ob-1"]
+    store.begin()
+    store.mark_overdue("ob-1")
+    assert store.due_followups(T0 + 5 * DAY) == []
+    store.rollback()
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-1"]
+    fold(store, resolved("case-1"))
+    assert store.due_followups(T0 + 5 * DAY) == []
+    fold(store, opened("case-1", at=T0 + DAY))
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-1"]
+
+
+def test_followup_on_a_resolved_case_is_never_due(store: StateStore) -> None:
+    fold(store, opened("case-1"), resolved("case-1"))
+    store.apply_decision(decision(obligations=[obligation("ob-1")]), T0, "cust-1")
+    assert store.due_followups(T0 + 10 * DAY) == []
+
+
+def test_followup_on_an_unknown_case_is_reported(store: StateStore) -> None:
+    store.apply_decision(
+        decision(rep_id="rep-5", obligations=[obligation("ob-1", "case-x")]), T0, "cust-1"
+    )
+    assert store.due_followups(T0 + DAY) == [
+        DueFollowup("ob-1", "case-x", "cust-1", "rep-5", T0 + DAY)
+    ]
+
+
+def test_alerts(store: StateStore) -> None:
+    assert store.last_alert("SKU-1") is None
+    store.record_alert("SKU-1", T0)
+    store.record_alert("SKU-1", T0 + DAY)
+    assert store.last_alert("SKU-1") == T0 + DAY
+    assert store.last_alert("SKU-2") is None
+
+
+# ---------------------------------------------------------------- time
+
+
+def test_watermark_never_goes_back(store: StateStore) -> None:
+    assert store.watermark() is None
+    fold(store, tick(T0 + DAY), placed(at=T0))
+    assert store.watermark() == T0 + DAY
+    fold(store, defect(at=T0 + 2 * DAY), tick(T0))
+    assert store.watermark() == T0 + 2 * DAY
+
+
+def test_watermark_compares_instants_across_offsets(store: StateStore) -> None:
+    half_past = datetime(2026, 3, 1, 12, 30, 0, 5, tzinfo=UTC)
+    two_pm_in_plus_two = datetime(2026, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    fold(store, tick(half_past), tick(two_pm_in_plus_two))  # 12:00 UTC: earlier
+    assert store.watermark() == half_past
+
+
+# ---------------------------------------------------------------- delivery bookkeeping
+
+
+def test_seen(store: StateStore) -> None:
+    assert not store.seen("evt-1")
+    store.mark_seen("evt-1")
+    store.mark_seen("evt-1")
+    assert store.seen("evt-1")
+    assert not store.seen("evt-2")
+
+
+def test_positions(store: StateStore) -> None:
+    assert store.position("goodwill.events", 0) is None
+    store.set_position("goodwill.events", 0, 10)
+    store.set_position("goodwill.events", 1, 3)
+    store.set_position("goodwill.events", 0, 11)
+    assert store.position("goodwill.events", 0) == 11
+    assert store.position("goodwill.events", 1) == 3
+    assert store.position("other", 0) is None
+
+
+def test_outbox(store: StateStore) -> None:
+    store.outbox_add("decisions", b"cust-1", b"d1", (), "decision.made", "dec-1")
+    store.outbox_add("deadletter", None, b"f1", (("why", b"bad"),), "deadletter", "dlq-1")
+    store.outbox_add("decisions", b"cust-1", b"again", (), "decision.made", "dec-1")  # ignored
+    store.outbox_add("decisions", b"cust-2", b"d2", (), "decision.made", "dec-2")
+    pending = store.outbox_pending(10)
+    assert [row[1:] for row in pending] == [
+        ("decisions", b"cust-1", b"d1", ()),
+        ("deadletter", None, b"f1", (("why", b"bad"),)),
+        ("decisions", b"cust-2", b"d2", ()),
+    ]
+    assert [row[3] for row in store.outbox_pending(2)] == [b"d1", b"f1"]
+    store.outbox_mark_sent([pending[0][0], pending[2][0]])
+    assert [row[3] for row in store.outbox_pending(10)] == [b"f1"]
+    assert list(store.outputs()) == [b"d1", b"f1", b"d2"]  # sent or not
+    assert list(store.outputs("decision.made")) == [b"d1", b"d2"]
+    assert list(store.outputs("rootcause.alert")) == []
+
+
+def test_outbox_headers_keep_any_bytes(store: StateStore) -> None:
+    headers = (("goodwill.detail", bytes(range(256))), ("empty", b""), ("dup", b"1"), ("dup", b"2"))
+    store.outbox_add("deadletter", b"\xff", b"\x00raw", headers, "deadletter", "dlq-1")
+    ((_, topic, key, value, got),) = store.outbox_pending(1)
+    assert (topic, key, value, got) == ("deadletter", b"\xff", b"\x00raw", headers)
+
+
+def test_meta(store: StateStore) -> None:
+    assert store.meta("policy_set") is None
+    store.set_meta("policy_set", "0123")
+    store.set_meta("policy_set", "00456")  # digits stay text
+    assert store.meta("policy_set") == "00456"
+    with pytest.raises(ValueError, match="reserved"):
+        store.set_meta("watermark", "x")
+
+
+# ---------------------------------------------------------------- batches, files, digest
+
+
+def _history() -> list[Envelope]:
+    return [
+        placed("ord-1", "600.00", at=T0, event_id="h1"),
+        opened("case-1", "rep-1", order="ord-1", at=T0 + SECOND, event_id="h2"),
+        defect(at=T0 + 2 * SECOND, event_id="h3"),
+        tick(T0 + DAY),
+    ]
+
+
+def test_rollback_leaves_no_trace(store: StateStore) -> None:
+    fold(store, placed(at=T0))
+    before = store.digest()
+    store.begin()
+    for event in _history():
+        store.apply_event(event)
+        store.mark_seen(event.event_id)
+    store.apply_decision(decision(grants=[grant()], obligations=[obligation("ob-1")]), T0, "c")
+    store.set_position("in", 0, 99)
+    store.outbox_add("decisions", None, b"x", (), "decision.made", "dec-x")
+    store.rollback()
+    assert store.digest() == before
+    assert store.watermark() == T0
+    assert not store.seen("h1")
+    assert store.position("in", 0) is None
+    assert store.outbox_pending(10) == []
+    assert store.due_followups(T0 + 9 * DAY) == []
+
+
+def test_closing_mid_batch_discards_it(tmp_path: Path) -> None:
+    s = StateStore.open(tmp_path)
+    s.begin()
+    s.apply_event(placed())
+    s.close()
+    with StateStore.open(tmp_path) as again:
+        assert again.stats()["orders"] == 0
+        assert again.watermark() is None
+
+
+def test_begin_twice_and_commit_without_batch_are_errors(store: StateStore) -> None:
+    store.begin()
+    with pytest.raises(RuntimeError):
+        store.begin()
+    store.commit()
+    with pytest.raises(RuntimeError):
+        store.commit()
+
+
+def test_reopening_the_file_keeps_everything(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as s:
+        fold(s, *_history())
+        s.begin()
+        s.apply_decision(decision(grants=[grant()], obligations=[obligation("ob-1")]), T0, "c")
+        s.mark_seen("h1")
+        s.set_position("in", 2, 7)
+        s.outbox_add("decisions", b"k", b"v", (), "decision.made", "dec-1")
+        s.set_meta("policy_set", "ps-1")
+        s.commit()
+        digest = s.digest()
+    assert (tmp_path / STATE_FILE).exists()
+    with StateStore.open(tmp_path / STATE_FILE) as s:
+        assert s.digest() == digest
+        assert s.watermark() == T0 + DAY
+        assert s.seen("h1")
+        assert s.position("in", 2) == 7
+        assert s.meta("policy_set") == "ps-1"
+        assert [row[3] for row in s.outbox_pending(5)] == [b"v"]
+        assert [d.obligation_id for d in s.due_followups(T0 + 5 * DAY)] == ["ob-1"]
+
+
+def test_the_file_is_in_wal_mode(store: StateStore, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / STATE_FILE)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    finally:
+        conn.close()
+
+
+def test_another_schema_version_is_refused(tmp_path: Path) -> None:
+    StateStore.open(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / STATE_FILE)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateVersionError, match="version 99"):
+        StateStore.open(tmp_path)
+
+
+def test_digest_is_equal_for_the_same_log_and_differs_for_another(tmp_path: Path) -> None:
+    def run(name: str, events: list[Envelope]) -> str:
+        with StateStore.open(tmp_path / name) as s:
+            fold(s, *events)
+            s.apply_decision(decision("dec-1", grants=[grant()]), T0, "cust-1")
+            s.set_position("in", 0, len(events))  # positions are not state
+            return s.digest()
+
+    same = run("a", _history())
+    assert run("b", _history()) == same
+    changed = _history()
+    changed[0] = placed("ord-1", "600.01", at=T0, event_id="h1")
+    assert run("c", changed) != same
+    assert run("d", _history()[:-1]) != same  # the watermark is state too
+
+
+def test_digest_ignores_delivery_progress(store: StateStore) -> None:
+    fold(store, *_history())
+    store.outbox_add("decisions", None, b"x", (), "decision.made", "dec-1")
+    before = store.digest()
+    store.set_position("in", 0, 42)
+    store.outbox_mark_sent([row[0] for row in store.outbox_pending(10)])
+    assert store.digest() == before
+    store.mark_seen("h1")
+    assert store.digest() != before
+
+
+def test_digest_covers_where_and_how_outputs_go(tmp_path: Path) -> None:
+    def run(name: str, topic: str, headers: tuple[tuple[str, bytes], ...]) -> str:
+        with StateStore.open(tmp_path / name) as s:
+            s.outbox_add(topic, None, b"x", headers, "deadletter", "dlq-1")
+            return s.digest()
+
+    same = run("a", "deadletter", (("why", b"bad"),))
+    assert run("b", "deadletter", (("why", b"bad"),)) == same
+    assert run("c", "decisions", (("why", b"bad"),)) != same
+    assert run("d", "deadletter", (("why", b"worse"),)) != same
+
+
+def test_stats(store: StateStore) -> None:
+    fold(store, *_history(), opened("case-2", customer="cust-2"), resolved("case-2"))
+    store.apply_decision(decision(obligations=[obligation("ob-1")]), T0, "cust-1")
+    store.mark_overdue("ob-1")
+    store.mark_seen("h1")
+    store.outbox_add("decisions", None, b"x", (), "decision.made", "dec-1")
+    assert store.stats() == {
+        "customers": 2,
+        "orders": 1,
+        "cases_open": 1,
+        "cases_resolved": 1,
+        "followups_created": 1,
+        "followups_overdue": 1,
+        "events_seen": 1,
+        "outputs": 1,
+        "outputs_pending": 1,
+    }
+
+
+@pytest.mark.parametrize(("amount", "cents"), [("0.29", 29), ("1.15", 115), ("12", 1200)])
+def test_money_is_exact_cents(store: StateStore, amount: str, cents: int) -> None:
+    # 0.29 and 1.15 are the amounts a float conversion would get wrong by a cent
+    assert facts(store, placed(amount=amount))["order.amount"] == cents
