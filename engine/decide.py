@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol
 
 from engine.compile import CompiledSet
 from engine.expr import All, Cond, Leaf, amount_cents, evaluate, leaves, paths
@@ -336,7 +336,9 @@ class Decider:
     def _finish(
         self, event: Envelope, fact: Mapping[str, Scalar], decision_id: str, draft: _Draft
     ) -> Outcome:
-        outcome = "routed" if draft.routes else "authorized" if draft.grants else "noted"
+        outcome: Literal["authorized", "routed", "noted"] = (
+            "routed" if draft.routes else "authorized" if draft.grants else "noted"
+        )
         data = DecisionData(
             decision_id=decision_id,
             caused_by=event.event_id,

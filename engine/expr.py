@@ -335,7 +335,13 @@ class _Checker:
                 raise ExprError("an amount must be a number or money", self.src.span(node))
             return Num(Decimal(lit))
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
-            sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}[type(node.op)]
+            sym: Literal["+", "-", "*"] = (
+                "+"
+                if isinstance(node.op, ast.Add)
+                else "-"
+                if isinstance(node.op, ast.Sub)
+                else "*"
+            )
             return Arith(sym, self.amount(node.left), self.amount(node.right))
         if (
             isinstance(node, ast.Call)
@@ -344,7 +350,8 @@ class _Checker:
             and node.args
             and not node.keywords
         ):
-            return Call(node.func.id, tuple(self.amount(a) for a in node.args))
+            fn: Literal["min", "max"] = "min" if node.func.id == "min" else "max"
+            return Call(fn, tuple(self.amount(a) for a in node.args))
         raise ExprError(
             "amounts may use fields, numbers, + - *, min() and max()",
             self.src.span(node),

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from engine.errors import Diagnostic, PolicyError, Span, did_you_mean, relpath
 from engine.expr import Amount, Cond, ExprError, Leaf, leaves, parse_amount, parse_condition
-from engine.facts import Field, fact_key, vocabulary
+from engine.facts import Field, fact_key, to_minor, vocabulary
 from engine.policy_schema import (
     BUDGET_KEYS,
     BUDGETS_FILE_KEYS,
@@ -474,16 +475,24 @@ class _PolicyReader:
                 )
                 return None
             to_path = to
-        context = node.get("context") or []
-        for i, path in enumerate(context):
+        context = node.get("context")
+        if context is not None and not isinstance(context, CommentedSeq):
+            self.f.error(
+                self.f.value_span(node, "context"),
+                "context must be a list of fields",
+                "e.g. context: [customer.tier, order.amount]",
+            )
+            return None
+        items: CommentedSeq = context if context is not None else CommentedSeq()
+        for i, path in enumerate(items):
             if path not in vocab:
                 self.f.error(
-                    self.f.value_span(context, i),
+                    self.f.value_span(items, i),
                     f"unknown field '{path}' on {on}",
                     did_you_mean(str(path), vocab),
                 )
         reason = self.f.text_value(node, "reason") or f"policy asks for {to}"
-        return RouteSpec(to, to_path, reason, tuple(str(p) for p in context))
+        return RouteSpec(to, to_path, reason, tuple(str(p) for p in items))
 
     def placeholders(self, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
         for m in _PLACEHOLDER.finditer(str(node[key])):
@@ -525,7 +534,7 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
             name,
             scope,
             period,
-            int(round(amount * 100)),
+            to_minor(Decimal(str(amount))),
             RouteSpec(str(overflow["to"]), None, f"over the {name} budget", ()),
             str(overflow["say"]),
         )

@@ -29,9 +29,9 @@ SCHEMA_VERSION = 1
 def _refuse_float(value: Any) -> Any:
     # A binary float cannot carry an exact amount; producers send "12.50" or 12.
     if isinstance(value, float):
-        raise ValueError("money must be a decimal string such as \"12.50\", not a float")
+        raise ValueError('money must be a decimal string such as "12.50", not a float')
     if isinstance(value, bool):
-        raise ValueError("money must be a decimal string such as \"12.50\"")
+        raise ValueError('money must be a decimal string such as "12.50"')
     return value
 
 

@@ -22,7 +22,11 @@ def goodwill(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """The installed console script's code path, in a child process like a user's shell."""
     return subprocess.run(
         [sys.executable, "-c", "from engine.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
     )
 
 
@@ -50,16 +54,21 @@ def test_two_runs_give_byte_identical_json(first_run: tuple[Path, str], tmp_path
 
 def test_every_input_line_yields_a_decision_or_a_dead_letter(first_run: tuple[Path, str]) -> None:
     data, out = first_run
-    causes = {json.loads(line)["data"]["caused_by"] for line in out.splitlines()
-              if '"type":"decision.made"' in line}
+    causes = {
+        json.loads(line)["data"]["caused_by"]
+        for line in out.splitlines()
+        if '"type":"decision.made"' in line
+    }
     good = set()
     for raw in EXAMPLE.read_bytes().splitlines():
         try:
             good.add(json.loads(raw)["event_id"])
         except (ValueError, KeyError):
             continue
-    dead = [json.loads(line) for line in
-            (data / "log" / "goodwill.deadletter.jsonl").read_text().splitlines()]
+    dead = [
+        json.loads(line)
+        for line in (data / "log" / "goodwill.deadletter.jsonl").read_text().splitlines()
+    ]
     assert len(dead) == 7
     assert len(causes) + len(dead) == len(EXAMPLE.read_bytes().splitlines())
     assert causes <= good
@@ -71,12 +80,18 @@ def test_every_input_line_yields_a_decision_or_a_dead_letter(first_run: tuple[Pa
 def test_rerunning_the_same_input_adds_nothing(first_run: tuple[Path, str], tmp_path: Path) -> None:
     data = tmp_path / "data"
     shutil.copytree(first_run[0], data)
-    before = sqlite3.connect(data / "state.db").execute(
-        "SELECT count(*), (SELECT sum(charged) FROM budgets) FROM outbox").fetchone()
+    before = (
+        sqlite3.connect(data / "state.db")
+        .execute("SELECT count(*), (SELECT sum(charged) FROM budgets) FROM outbox")
+        .fetchone()
+    )
     again = goodwill("run", EXAMPLE, "--data-dir", data, "--json")
     assert again.returncode == 0 and again.stdout == ""
-    after = sqlite3.connect(data / "state.db").execute(
-        "SELECT count(*), (SELECT sum(charged) FROM budgets) FROM outbox").fetchone()
+    after = (
+        sqlite3.connect(data / "state.db")
+        .execute("SELECT count(*), (SELECT sum(charged) FROM budgets) FROM outbox")
+        .fetchone()
+    )
     assert before == after
 
 
@@ -114,8 +129,11 @@ def test_readable_output_and_summary(tmp_path: Path) -> None:
 
 def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> None:
     data, out = first_run
-    doc = next(json.loads(line) for line in out.splitlines()
-               if '"outcome":"authorized"' in line and '"why":[{' in line)
+    doc = next(
+        json.loads(line)
+        for line in out.splitlines()
+        if '"outcome":"authorized"' in line and '"why":[{' in line
+    )
     result = goodwill("explain", doc["data"]["caused_by"], "--data-dir", data)
     assert result.returncode == 0, result.stderr
     why = doc["data"]["why"][0]
@@ -165,8 +183,9 @@ def test_schema_writes_one_file_per_event_type(tmp_path: Path) -> None:
         (["fields", "remedy.requestd"], "did you mean 'remedy.requested'?"),
     ],
 )
-def test_bad_usage_is_one_line_and_non_zero(args: list[str], expected: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_usage_is_one_line_and_non_zero(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2

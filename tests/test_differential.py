@@ -23,7 +23,9 @@ COMPILED: CompiledSet = load(POLICIES)
 
 def values_for(field: Field, policy: Policy) -> st.SearchStrategy[Scalar]:
     seen = [
-        leaf.value for rule in policy.rules for leaf in leaves(rule.when)
+        leaf.value
+        for rule in policy.rules
+        for leaf in leaves(rule.when)
         if leaf.path == field.path and leaf.value is not None
     ]
     if field.type == "bool":
@@ -46,8 +48,12 @@ def reference(policy: Policy, fact: dict[str, Scalar]) -> str | None:
 
 @pytest.mark.parametrize("policy", COMPILED.policy_set.policies, ids=lambda p: p.id)
 def test_durable_rules_matches_the_reference_evaluator(policy: Policy) -> None:
-    @settings(max_examples=300, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(fact_strategy(policy))
     def agree(fact: dict[str, Scalar]) -> None:
         lean = {fact_key(p): v for p, v in fact.items()}

@@ -34,8 +34,9 @@ def fact(**values: object) -> dict[str, object]:
 
 
 def test_money_literals_become_cents_and_numbers_stay_whole() -> None:
-    assert cond("order.amount <= 19.99") == Leaf("<=", "order.amount", 1999, None,
-                                                 "order.amount <= 19.99")
+    assert cond("order.amount <= 19.99") == Leaf(
+        "<=", "order.amount", 1999, None, "order.amount <= 19.99"
+    )
     assert cond("customer.remedies_90d >= 3").value == 3  # type: ignore[union-attr]
 
 
@@ -74,8 +75,9 @@ def test_flags_read_alone_and_negated() -> None:
 
 def test_field_against_field_of_the_same_type() -> None:
     c = cond("event.amount <= budget.remaining")
-    assert c == Leaf("<=", "event.amount", None, "budget.remaining",
-                     "event.amount <= budget.remaining")
+    assert c == Leaf(
+        "<=", "event.amount", None, "budget.remaining", "event.amount <= budget.remaining"
+    )
     assert evaluate(c, fact(event__amount=500, budget__remaining=500))
     assert not evaluate(c, fact(event__amount=501, budget__remaining=500))
 
@@ -83,14 +85,21 @@ def test_field_against_field_of_the_same_type() -> None:
 @pytest.mark.parametrize(
     ("text", "message", "col", "hint"),
     [
-        ("order.amout <= 500", "unknown field 'order.amout' on remedy.requested", 11,
-         "did you mean 'order.amount'?"),
-        ("order.amount <= 'five'", "type mismatch: compares money with text 'five'", 27,
-         "money is written as a number"),
+        (
+            "order.amout <= 500",
+            "unknown field 'order.amout' on remedy.requested",
+            11,
+            "did you mean 'order.amount'?",
+        ),
+        (
+            "order.amount <= 'five'",
+            "type mismatch: compares money with text 'five'",
+            27,
+            "money is written as a number",
+        ),
         ("customer.tier > 'gold'", "'customer.tier' is text: only == and != apply", 11, None),
         ("order.amount == 1.234", "money has at most two decimal places", 27, None),
-        ("customer.remedies_90d > 2.5", "type mismatch: compares number with a decimal", 35,
-         None),
+        ("customer.remedies_90d > 2.5", "type mismatch: compares number with a decimal", 35, None),
         ("__import__('os').system('x')", "call is not allowed in a condition", 11, None),
         ("order.amount", "'order.amount' is money, not a condition", 11, None),
         ("order.amount <= customer.tier", "type mismatch: 'order.amount' is money", 27, None),
@@ -99,8 +108,9 @@ def test_field_against_field_of_the_same_type() -> None:
         ("order.amount <=", "cannot parse condition", None, None),
     ],
 )
-def test_refusals_point_at_the_span(text: str, message: str, col: int | None,
-                                    hint: str | None) -> None:
+def test_refusals_point_at_the_span(
+    text: str, message: str, col: int | None, hint: str | None
+) -> None:
     with pytest.raises(ExprError) as err:
         cond(text)
     assert message in err.value.message
@@ -117,8 +127,10 @@ def test_amounts_round_half_even_and_never_go_negative() -> None:
     assert amount_cents(amount, fact(order__amount=500)) == 52  # 0.525 → 0.52 (half-even)
     lower = parse_amount("min(order.amount, 25) - 30", VOCAB, "remedy.requested", AT)
     assert amount_cents(lower, fact(order__amount=10000)) == 0
-    assert amount_cents(parse_amount("max(event.amount, 5)", VOCAB, "x", AT),
-                        fact(event__amount=1250)) == 1250
+    assert (
+        amount_cents(parse_amount("max(event.amount, 5)", VOCAB, "x", AT), fact(event__amount=1250))
+        == 1250
+    )
 
 
 def test_amounts_refuse_text_and_unknown_functions() -> None:
@@ -130,6 +142,7 @@ def test_amounts_refuse_text_and_unknown_functions() -> None:
 
 def test_every_state_field_has_a_zero_value_of_its_type() -> None:
     for path, f in STATE_FIELDS.items():
-        assert type(ZERO[f.type]) is {"money": int, "number": int, "text": str,
-                                      "bool": bool}[f.type], path
+        assert (
+            type(ZERO[f.type]) is {"money": int, "number": int, "text": str, "bool": bool}[f.type]
+        ), path
     assert Decimal("0.10").scaleb(2) == 10

@@ -37,9 +37,15 @@ def test_the_library_loads_with_every_policy() -> None:
     ids = [p.id for p in ps.policies]
     assert ids == sorted(ids)
     assert {
-        "replace-broken-part", "expedite-within-budget", "goodwill-by-lifetime-value",
-        "trust-by-default", "follow-through", "recover-the-moment", "warm-handoff",
-        "root-cause-alert", "take-responsibility",
+        "replace-broken-part",
+        "expedite-within-budget",
+        "goodwill-by-lifetime-value",
+        "trust-by-default",
+        "follow-through",
+        "recover-the-moment",
+        "warm-handoff",
+        "root-cause-alert",
+        "take-responsibility",
     } <= set(ids)
     assert all(p.principle and p.owner and p.summary for p in ps.policies)
 
@@ -53,7 +59,8 @@ def test_hash_ignores_comments_but_not_meaning(pdir: Path) -> None:
     after = load_policy_set(pdir)
     assert after.hash != before.hash
     changed = {p.id for p in after.policies} - {
-        p.id for p in after.policies
+        p.id
+        for p in after.policies
         if p.hash == next(q.hash for q in before.policies if q.id == p.id)
     }
     assert changed == {"replace-broken-part"}
@@ -75,26 +82,67 @@ def test_unknown_field_points_at_it_with_a_suggestion(pdir: Path) -> None:
 @pytest.mark.parametrize(
     ("file", "old", "new", "message", "hint"),
     [
-        ("follow-through.yaml", "on: contact.opened", "on: contact.openned",
-         "unknown event type 'contact.openned'", "did you mean 'contact.opened'?"),
-        ("expedite-within-budget.yaml", "        budget: expedite", "        budget: expedit",
-         "undefined budget 'expedit'", "did you mean 'expedite'?"),
-        ("goodwill-by-lifetime-value.yaml", "      say: Thank you", "      sai: Thank you",
-         "unknown key 'sai'", "did you mean 'say'?"),
-        ("trust-by-default.yaml", "remedy: refund", "remedy: refnud",
-         "unknown remedy 'refnud'", "did you mean 'refund'?"),
-        ("replace-broken-part.yaml", "customer.remedies_90d < 3", "customer.remedies_90d < '3'",
-         "type mismatch: compares number with text '3'", "write a whole number"),
-        ("follow-through.yaml", "follow_up: 48h", "follow_up: soon",
-         "follow_up needs a duration", "e.g. 48h"),
-        ("warm-handoff.yaml", "policy: warm-handoff", "policy: follow-through",
-         "duplicate policy id 'follow-through'", "also defined in"),
-        ("goodwill-by-lifetime-value.yaml", "  - name: silver", "  - name: gold",
-         "duplicate rule name 'gold'", None),
+        (
+            "follow-through.yaml",
+            "on: contact.opened",
+            "on: contact.openned",
+            "unknown event type 'contact.openned'",
+            "did you mean 'contact.opened'?",
+        ),
+        (
+            "expedite-within-budget.yaml",
+            "        budget: expedite",
+            "        budget: expedit",
+            "undefined budget 'expedit'",
+            "did you mean 'expedite'?",
+        ),
+        (
+            "goodwill-by-lifetime-value.yaml",
+            "      say: Thank you",
+            "      sai: Thank you",
+            "unknown key 'sai'",
+            "did you mean 'say'?",
+        ),
+        (
+            "trust-by-default.yaml",
+            "remedy: refund",
+            "remedy: refnud",
+            "unknown remedy 'refnud'",
+            "did you mean 'refund'?",
+        ),
+        (
+            "replace-broken-part.yaml",
+            "customer.remedies_90d < 3",
+            "customer.remedies_90d < '3'",
+            "type mismatch: compares number with text '3'",
+            "write a whole number",
+        ),
+        (
+            "follow-through.yaml",
+            "follow_up: 48h",
+            "follow_up: soon",
+            "follow_up needs a duration",
+            "e.g. 48h",
+        ),
+        (
+            "warm-handoff.yaml",
+            "policy: warm-handoff",
+            "policy: follow-through",
+            "duplicate policy id 'follow-through'",
+            "also defined in",
+        ),
+        (
+            "goodwill-by-lifetime-value.yaml",
+            "  - name: silver",
+            "  - name: gold",
+            "duplicate rule name 'gold'",
+            None,
+        ),
     ],
 )
-def test_each_kind_of_mistake_is_refused(pdir: Path, file: str, old: str, new: str,
-                                         message: str, hint: str | None) -> None:
+def test_each_kind_of_mistake_is_refused(
+    pdir: Path, file: str, old: str, new: str, message: str, hint: str | None
+) -> None:
     edit(pdir / file, old, new)
     err = refused(pdir)
     found = [d for d in err.diagnostics if message in d.message]
