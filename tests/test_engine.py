@@ -1,0 +1,195 @@
+"""The processing loop on real state: budgets, follow-ups, alerts, activation, replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.compile import CompiledSet, load
+from engine.decide import Decider
+from engine.service import Processor
+from engine.state import StateStore
+from events.log import Record
+from events.models import DecisionData, Envelope
+from tests.samples import sample
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILED: CompiledSet = load(ROOT / "policies")
+
+
+class Engine:
+    """A processor on a fresh store that remembers every output."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = StateStore.open(path / "state.db")
+        self.outputs: list[Envelope] = []
+        self.processor = Processor(self.store, Decider(COMPILED), self.outputs.append)
+        self.offset = 0
+
+    def feed(self, *events: dict[str, Any]) -> list[Envelope]:
+        before = len(self.outputs)
+        records = []
+        for event in events:
+            records.append(Record("in", 0, self.offset, None, json.dumps(event).encode()))
+            self.offset += 1
+        self.processor.process(records)
+        return self.outputs[before:]
+
+    def decision(self, *events: dict[str, Any]) -> DecisionData:
+        outs = [o.data for o in self.feed(*events) if isinstance(o.data, DecisionData)]
+        return outs[-1]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    e = Engine(tmp_path)
+    e.feed(
+        sample(
+            "rep.assigned",
+            event_id="r1",
+            rep_id="ana",
+            team="east",
+            lead="lena",
+            occurred_at="2026-11-02T08:00:00Z",
+        ),
+        sample(
+            "budget.allocated",
+            event_id="b1",
+            owner="ana",
+            budget="expedite",
+            amount="30.00",
+            period="2026-11",
+            occurred_at="2026-11-02T08:00:00Z",
+        ),
+        sample("order.placed", event_id="o1", occurred_at="2026-11-02T09:00:00Z"),
+        sample("contact.opened", event_id="k1", rep_id="ana", occurred_at="2026-11-02T10:00:00Z"),
+    )
+    yield e
+    e.store.close()
+
+
+def expedite(n: int, amount: str) -> dict[str, Any]:
+    return sample(
+        "remedy.requested",
+        event_id=f"x{n}",
+        rep_id="ana",
+        remedy="expedite",
+        amount=amount,
+        occurred_at=f"2026-11-02T11:{n:02d}:00Z",
+    )
+
+
+def test_spend_up_to_exactly_the_remaining_amount_is_authorized(engine: Engine) -> None:
+    first = engine.decision(expedite(1, "20.00"))
+    assert first.outcome == "authorized"
+    assert [(c.budget, c.owner, str(c.remaining)) for c in first.charges] == [
+        ("expedite", "ana", "10.00")
+    ]
+    exact = engine.decision(expedite(2, "10.00"))
+    assert exact.outcome == "authorized" and str(exact.charges[0].remaining) == "0.00"
+
+
+def test_spend_beyond_the_remaining_amount_routes_to_the_lead_never_denies(engine: Engine) -> None:
+    engine.decision(expedite(1, "25.00"))
+    over = engine.decision(expedite(2, "5.01"))
+    assert over.outcome == "routed" and over.charges == () and over.grants == ()
+    [route] = over.routes
+    assert (route.to, route.person) == ("team-lead", "lena")
+    assert route.context["requested"] == "5.01" and route.context["remaining"] == "5.00"
+    assert over.say and "team lead" in over.say[0]
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2500)
+
+
+def test_a_follow_up_goes_overdue_exactly_once(engine: Engine) -> None:
+    ticks = [
+        sample("clock.tick", event_id=f"t{h}", occurred_at=f"2026-11-04T{h:02d}:00:00Z")
+        for h in range(9, 14)
+    ]
+    outs = engine.feed(*ticks)
+    overdue = [o for o in outs if o.type == "followup.overdue"]
+    assert len(overdue) == 1
+    assert overdue[0].data.case_id == "case-1"  # type: ignore[attr-defined]
+    assert overdue[0].data.escalate_to.person == "lena"  # type: ignore[attr-defined]
+    assert str(overdue[0].occurred_at) == "2026-11-04 10:00:00+00:00"  # first tick past due
+    assert not [
+        o
+        for o in engine.feed(
+            sample("clock.tick", event_id="t99", occurred_at="2026-11-09T00:00:00Z")
+        )
+        if o.type == "followup.overdue"
+    ]
+
+
+def test_a_resolved_case_never_goes_overdue(engine: Engine) -> None:
+    engine.feed(sample("case.resolved", event_id="res", occurred_at="2026-11-03T09:00:00Z"))
+    outs = engine.feed(sample("clock.tick", event_id="t", occurred_at="2026-11-09T00:00:00Z"))
+    assert [o.type for o in outs] == ["decision.made"]
+
+
+def test_one_root_cause_alert_per_window(engine: Engine) -> None:
+    def report(n: int, day: int) -> dict[str, Any]:
+        return sample(
+            "item.defect_reported",
+            event_id=f"d{n}",
+            customer_id=f"c{n}",
+            order_id=f"o{n}",
+            sku="SKU-9",
+            occurred_at=f"2026-11-{day:02d}T12:00:00Z",
+        )
+
+    alerts = [
+        o
+        for n in range(7)
+        for o in engine.feed(report(n, 3 + n // 3))
+        if o.type == "rootcause.alert"
+    ]
+    assert len(alerts) == 1
+    assert alerts[0].data.reports == 5 and alerts[0].data.sku == "SKU-9"  # type: ignore[attr-defined]
+    later = [
+        o
+        for o in engine.feed(
+            report(20, 20), report(21, 20), report(22, 20), report(23, 20), report(24, 20)
+        )
+        if o.type == "rootcause.alert"
+    ]
+    assert len(later) == 1  # a new window, a new alert
+
+
+def test_every_decision_that_does_not_authorize_routes_or_notes(engine: Engine) -> None:
+    outs = engine.feed(
+        sample("contact.transferred", event_id="tr", occurred_at="2026-11-02T12:00:00Z"),
+        sample("order.shipped", event_id="sh", occurred_at="2026-11-02T12:30:00Z"),
+    )
+    transferred, shipped = (o.data for o in outs if isinstance(o.data, DecisionData))
+    assert transferred.outcome == "routed" and transferred.routes[0].to == "team-b"
+    assert transferred.say and "team-b" in transferred.say[0]
+    assert shipped.outcome == "noted" and shipped.policies == ()
+
+
+def test_decision_ids_depend_on_the_event_and_the_policy_set(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = Engine(tmp_path / "a"), Engine(tmp_path / "b")
+    one = a.decision(sample("order.placed", event_id="same"))
+    two = b.decision(sample("order.placed", event_id="same"))
+    assert one.decision_id == two.decision_id and one.policy_set == COMPILED.hash
+    assert a.decision(sample("order.placed", event_id="other")).decision_id != one.decision_id
+
+
+def test_activation_is_recorded_once_per_policy_set(engine: Engine) -> None:
+    first = engine.processor.activate()
+    assert first is not None and first.type == "policy_set.activated"
+    assert first.data.policy_set == COMPILED.hash  # type: ignore[attr-defined]
+    assert len(first.data.files) == len(COMPILED.policy_set.policies)  # type: ignore[attr-defined]
+    assert engine.processor.activate() is None
+
+
+def test_a_seen_event_is_skipped_without_effects(engine: Engine) -> None:
+    engine.decision(expedite(1, "20.00"))
+    assert engine.feed(expedite(1, "20.00")) == []
+    assert engine.processor.tally.duplicates == 1
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2000)
