@@ -1,0 +1,66 @@
+"""The README's commands and policy examples are the ones that work."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from engine.cli import app
+from engine.policy import load_policy_set
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang: str, text: str = README) -> list[str]:
+    """Fenced code blocks whose opening fence names `lang` ("" for a bare fence)."""
+    found, current, inside = [], [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if inside is None:
+                inside, current = line[3:].strip(), []
+            else:
+                if inside == lang:
+                    found.append("\n".join(current) + "\n")
+                inside = None
+        elif inside is not None:
+            current.append(line)
+    return found
+
+
+def test_the_quickstart_is_two_commands_and_ci_runs_the_test_one() -> None:
+    quick = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = [b.strip() for b in blocks("sh", quick)]
+    assert len(commands) == 2
+    run, test = commands
+    assert "goodwill run examples/shop-day.jsonl" in run
+    assert (ROOT / "examples" / "shop-day.jsonl").exists()
+    assert test in (ROOT / ".ci" / "run").read_text(), "CI must call the README's test command"
+
+
+def test_the_authoring_example_is_a_valid_policy(tmp_path: Path) -> None:
+    [example] = [b for b in blocks("yaml") if b.startswith("policy: replace-broken-part")]
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shutil.copy(ROOT / "policies" / "budgets.yaml", policies)
+    (policies / "example.yaml").write_text(example)
+    [policy] = load_policy_set(policies).policies
+    assert policy.id == "replace-broken-part" and [r.name for r in policy.rules] == [
+        "trusted-by-default"
+    ]
+
+
+def test_the_error_example_is_what_check_prints() -> None:
+    [shown] = [b for b in blocks("") if "unknown field 'order.amout'" in b]
+    first = shown.splitlines()[0]
+    assert first.startswith("policies/replace-broken-part.yaml:9:27: unknown field 'order.amout'")
+    live = (ROOT / "policies" / "replace-broken-part.yaml").read_text().splitlines()[8]
+    assert live.replace("order.age_days", "order.amout") in shown
+
+
+def test_every_cli_command_is_in_the_reference() -> None:
+    reference = README.split("## CLI reference", 1)[1].split("\n## ", 1)[0]
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        assert f"`goodwill {name}" in reference, f"README's CLI reference lacks `{name}`"
