@@ -56,9 +56,13 @@ STATE_FIELDS: dict[str, Field] = {
         [
             ("id", "text", "the customer id (the event's customer_id)"),
             ("known", "bool", "the log has seen an order from this customer"),
-            ("lifetime_value", "money", "sum of orders placed, net of refunds granted"),
+            ("lifetime_value", "money", "sum of orders placed, net of fulfilled refunds"),
             ("order_count", "number", "orders placed"),
-            ("remedies_90d", "number", "remedies granted in the 90 days before this event"),
+            (
+                "remedies_90d",
+                "number",
+                "remedies fulfilled (remedy.fulfilled) in the 90 days before this event",
+            ),
             ("tier", "text", "standard, silver (lifetime value >= 500) or gold (>= 2000)"),
             ("open_cases", "number", "cases opened and not yet resolved"),
             ("tenure_days", "number", "whole days since the customer's first order"),
@@ -91,7 +95,7 @@ STATE_FIELDS: dict[str, Field] = {
             ("channel", "text", "chat, phone, email, …"),
             ("transfers", "number", "times the case was transferred"),
             ("age_hours", "number", "whole hours since the case was opened"),
-            ("remedies", "number", "remedies granted on this case"),
+            ("remedies", "number", "remedies fulfilled on this case"),
         ],
     ),
     **_fields(

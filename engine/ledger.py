@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Final, ParamSpec, Self
 
 STATE_FILE: Final = "state.db"
-STATE_SCHEMA_VERSION: Final = 1
+STATE_SCHEMA_VERSION: Final = 2
 """Bump with a migration when a table changes; a file with another version is refused."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

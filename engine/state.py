@@ -57,9 +57,9 @@ _NEVER: Final = 2**63 - 1  # the due bound when nothing is pending
 # Times are integer microseconds since the epoch; money is integer cents.
 _SCHEMA: Final = f"""
 CREATE TABLE customers (
-    id TEXT PRIMARY KEY, lifetime_value INTEGER NOT NULL DEFAULT 0,
-    order_count INTEGER NOT NULL DEFAULT 0, open_cases INTEGER NOT NULL DEFAULT 0,
-    first_order_at INTEGER, last_grant_at INTEGER
+    id TEXT PRIMARY KEY, ordered INTEGER NOT NULL DEFAULT 0,
+    refunded INTEGER NOT NULL DEFAULT 0, order_count INTEGER NOT NULL DEFAULT 0,
+    open_cases INTEGER NOT NULL DEFAULT 0, first_order_at INTEGER, last_remedy_at INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE orders (
     id TEXT PRIMARY KEY, customer TEXT NOT NULL, placed INTEGER NOT NULL DEFAULT 0,
@@ -83,10 +83,9 @@ CREATE TABLE defects (
     sku TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL, order_id TEXT NOT NULL,
     customer TEXT NOT NULL, PRIMARY KEY (sku, at, event_id)
 ) WITHOUT ROWID;
-CREATE TABLE grants (
-    customer TEXT NOT NULL, at INTEGER NOT NULL, decision_id TEXT NOT NULL,
-    idx INTEGER NOT NULL, remedy TEXT NOT NULL, up_to INTEGER NOT NULL, case_id TEXT,
-    PRIMARY KEY (customer, at, decision_id, idx)
+CREATE TABLE remedies (
+    customer TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL, remedy TEXT NOT NULL,
+    cost INTEGER NOT NULL, case_id TEXT NOT NULL, PRIMARY KEY (customer, at, event_id)
 ) WITHOUT ROWID;
 CREATE TABLE applied (decision_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE budgets (
@@ -111,9 +110,9 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE placed = 0
 """
 _ADD_CUSTOMER_ORDER: Final = """
-INSERT INTO customers (id, lifetime_value, order_count, first_order_at) VALUES (?1, ?2, 1, ?3)
+INSERT INTO customers (id, ordered, order_count, first_order_at) VALUES (?1, ?2, 1, ?3)
 ON CONFLICT (id) DO UPDATE SET
-    lifetime_value = lifetime_value + ?2,
+    ordered = ordered + ?2,
     order_count = order_count + 1,
     first_order_at = min(coalesce(first_order_at, ?3), ?3)
 """
@@ -132,25 +131,34 @@ INSERT INTO orders (id, customer, lost) VALUES (?1, ?2, 1)
 ON CONFLICT (id) DO UPDATE SET lost = 1
 """
 # Opening a resolved case reopens it (keeping opened_at, transfers and remedies);
-# opening an open case again changes nothing, so RETURNING yields no row.
+# opening an open case again changes nothing, so RETURNING yields no row. A new case
+# counts the remedies fulfilled on it before it was opened (producers may race).
 _OPEN_CASE: Final = """
-INSERT INTO cases (id, customer, rep, topic, channel, opened_at, status, order_id)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7)
+INSERT INTO cases (id, customer, rep, topic, channel, opened_at, status, order_id, remedies)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7,
+       (SELECT count(*) FROM case_remedies WHERE case_id = ?1 AND kind = 'fulfilled')
+WHERE true
 ON CONFLICT (id) DO UPDATE SET
     status = 'open', resolved_at = NULL, resolution = NULL, rep = ?3,
     order_id = coalesce(?7, order_id), reopens = reopens + 1
 WHERE status = 'resolved'
 RETURNING customer, reopens
 """
+_ADD_CASE_REMEDY: Final = """
+INSERT OR IGNORE INTO case_remedies (case_id, event_id, kind, remedy, amount, at)
+VALUES (?, ?, ?, ?, ?, ?)
+"""
 _CUSTOMER_CASE_OPENED: Final = """
 INSERT INTO customers (id, open_cases) VALUES (?1, 1)
 ON CONFLICT (id) DO UPDATE SET open_cases = open_cases + 1
 """
-_CUSTOMER_GRANTED: Final = """
-INSERT INTO customers (id, last_grant_at) VALUES (?1, ?2)
+# Lifetime value is orders minus refunds, floored at 0 when read: kept as two sums, it
+# does not depend on whether a refund is folded before or after the orders it offsets.
+_CUSTOMER_REMEDY: Final = """
+INSERT INTO customers (id, refunded, last_remedy_at) VALUES (?1, ?3, ?2)
 ON CONFLICT (id) DO UPDATE SET
-    last_grant_at = max(coalesce(last_grant_at, ?2), ?2),
-    lifetime_value = max(0, lifetime_value - ?3)
+    refunded = refunded + ?3,
+    last_remedy_at = max(coalesce(last_remedy_at, ?2), ?2)
 """
 _ADD_FOLLOWUP: Final = f"""
 INSERT OR IGNORE INTO followups (obligation_id, case_id, customer, rep, due_at, state)
@@ -167,13 +175,13 @@ ON CONFLICT (budget, owner, period) DO UPDATE SET charged = charged + ?4
 # does not name (measured: ~20% faster than one query that always joins all of them).
 # Integer division truncates toward zero, so max(0, …) makes it a floor never below 0.
 _CUSTOMER_FACTS: Final = f"""
-SELECT order_count > 0, lifetime_value, order_count,
-       -- last_grant_at skips the range count for the many customers with no recent grant
-       CASE WHEN last_grant_at > ?3 THEN (
-           SELECT count(*) FROM grants WHERE customer = ?1 AND at > ?3 AND at <= ?2
+SELECT order_count > 0, max(0, ordered - refunded), order_count,
+       -- last_remedy_at skips the range count for the many customers with no recent remedy
+       CASE WHEN last_remedy_at > ?3 THEN (
+           SELECT count(*) FROM remedies WHERE customer = ?1 AND at > ?3 AND at <= ?2
        ) ELSE 0 END,
-       CASE WHEN lifetime_value >= {_GOLD} THEN 'gold'
-            WHEN lifetime_value >= {_SILVER} THEN 'silver' ELSE 'standard' END,
+       CASE WHEN ordered - refunded >= {_GOLD} THEN 'gold'
+            WHEN ordered - refunded >= {_SILVER} THEN 'silver' ELSE 'standard' END,
        open_cases,
        max(0, (?2 - coalesce(first_order_at, ?2)) / {_DAY})
 FROM customers WHERE id = ?1
@@ -218,8 +226,8 @@ class StateStore(Ledger):
             "item.defect_reported": self._defect_reported,
             "contact.opened": self._contact_opened,
             "contact.transferred": self._contact_transferred,
-            "remedy.requested": self._remedy_noted,
-            "remedy.fulfilled": self._remedy_noted,
+            "remedy.requested": self._remedy_requested,
+            "remedy.fulfilled": self._remedy_fulfilled,
             "case.resolved": self._case_resolved,
             "budget.allocated": self._budget_allocated,
             "rep.assigned": self._rep_assigned,
@@ -320,18 +328,30 @@ class StateStore(Ledger):
             (event.data.__dict__["case_id"],),
         )
 
-    def _remedy_noted(self, event: Envelope, customer: str, t: int) -> None:
-        # Kept as the case's record of what was asked for and what it cost; no fact reads it.
-        d = cast(RemedyRequested | RemedyFulfilled, event.data)
-        if isinstance(d, RemedyRequested):
-            kind, amount = "requested", d.amount
-        else:
-            kind, amount = "fulfilled", d.actual_cost
+    def _remedy_requested(self, event: Envelope, customer: str, t: int) -> None:
+        # Kept as the case's record of what was asked for; no fact reads it.
+        d = cast(RemedyRequested, event.data)
         self._cur.execute(
-            "INSERT OR IGNORE INTO case_remedies (case_id, event_id, kind, remedy, amount, at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (d.case_id, event.event_id, kind, d.remedy, to_minor(amount), t),
+            _ADD_CASE_REMEDY,
+            (d.case_id, event.event_id, "requested", d.remedy, to_minor(d.amount), t),
         )
+
+    def _remedy_fulfilled(self, event: Envelope, customer: str, t: int) -> None:
+        # What the customer actually received: the remedies the facts count and the refunds
+        # lifetime value is net of. A decision's grants are only what a rep *may* give.
+        d = cast(RemedyFulfilled, event.data)
+        cost = to_minor(d.actual_cost)
+        cur = self._cur
+        cur.execute(_ADD_CASE_REMEDY, (d.case_id, event.event_id, "fulfilled", d.remedy, cost, t))
+        if not cur.rowcount:
+            return  # the same fulfillment again
+        cur.execute(
+            "INSERT OR IGNORE INTO remedies (customer, at, event_id, remedy, cost, case_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (customer, t, event.event_id, d.remedy, cost, d.case_id),
+        )
+        cur.execute("UPDATE cases SET remedies = remedies + 1 WHERE id = ?", (d.case_id,))
+        cur.execute(_CUSTOMER_REMEDY, (customer, t, cost if d.remedy == "refund" else 0))
 
     def _case_resolved(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(CaseResolved, event.data)
@@ -369,8 +389,12 @@ class StateStore(Ledger):
     def apply_decision(
         self, data: DecisionData, occurred_at: datetime, customer_id: str | None
     ) -> None:
-        """Fold a decision's effects; applying the same decision again changes nothing."""
-        if not (data.grants or data.charges or data.obligations):
+        """Fold a decision's effects; applying the same decision again changes nothing.
+
+        Only charges and obligations are folded. Grants are what a rep *may* give; what a
+        customer received arrives as `remedy.fulfilled` (see `_remedy_fulfilled`).
+        """
+        if not (data.charges or data.obligations):
             return  # most decisions only note: nothing to fold, nothing to remember
         if not self._conn.in_transaction:
             self._autocommit(self.apply_decision, data, occurred_at, customer_id)
@@ -384,8 +408,6 @@ class StateStore(Ledger):
             cur.executemany(
                 _CHARGE, [(c.budget, c.owner, c.period, to_minor(c.amount)) for c in data.charges]
             )
-        if data.grants:
-            self._grant(data, micros(occurred_at), customer_id)
         if data.obligations:
             rows = [
                 (o.obligation_id, o.case_id, customer_id, data.rep_id, micros(o.due_at))
@@ -394,26 +416,6 @@ class StateStore(Ledger):
             cur.executemany(_ADD_FOLLOWUP, rows)
             if self._due_bound is not None:
                 self._due_bound = min(self._due_bound, *(row[4] for row in rows))
-
-    def _grant(self, data: DecisionData, t: int, customer_id: str | None) -> None:
-        cur = self._cur
-        if customer_id is not None:
-            cur.executemany(
-                "INSERT INTO grants (customer, at, decision_id, idx, remedy, up_to, case_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (customer_id, t, data.decision_id, i, g.remedy, to_minor(g.up_to), data.case_id)
-                    for i, g in enumerate(data.grants)
-                ],
-            )
-            # Lifetime value is net of refunds: what the customer has actually kept paying.
-            refunded = sum(to_minor(g.up_to) for g in data.grants if g.remedy == "refund")
-            cur.execute(_CUSTOMER_GRANTED, (customer_id, t, refunded))
-        if data.case_id is not None:
-            cur.execute(
-                "UPDATE cases SET remedies = remedies + ? WHERE id = ?",
-                (len(data.grants), data.case_id),
-            )
 
     # ---------------------------------------------------------------- reading
 
@@ -562,7 +564,7 @@ class StateStore(Ledger):
 
     def stats(self) -> dict[str, int]:
         """Counts for summaries. `customers` counts every customer with an order, a case or
-        a grant."""
+        a fulfilled remedy."""
         counts = {
             "customers": "SELECT count(*) FROM customers",
             "orders": "SELECT count(*) FROM orders WHERE placed = 1",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.facts import STATE_FIELDS
-from engine.ledger import STATE_FILE, StateVersionError
+from engine.ledger import STATE_FILE, STATE_SCHEMA_VERSION, StateVersionError
 from engine.state import DueFollowup, StateStore
 from events.models import CATALOG, EVENT_ADAPTER, DecisionData, Envelope
 
@@ -20,6 +20,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 SECOND = timedelta(seconds=1)
+MICROSECOND = timedelta(microseconds=1)
 _ids = itertools.count()
 
 
@@ -71,6 +72,13 @@ def case_defect(case: str, rep: str | None = None) -> Envelope:
 def requested(case: str, remedy: str = "credit") -> Envelope:
     data = {"case_id": case, "rep_id": "rep-1", "remedy": remedy, "amount": "5", "currency": "USD"}
     return ev("remedy.requested", data)
+
+
+def fulfilled(
+    case: str = "case-1", remedy: str = "replacement", cost: str = "10.00", **kw: Any
+) -> Envelope:
+    data = {"case_id": case, "remedy": remedy, "actual_cost": cost, "currency": "USD"}
+    return ev("remedy.fulfilled", data, **kw)
 
 
 def tick(at: datetime) -> Envelope:
@@ -334,50 +342,99 @@ def test_tier_thresholds(store: StateStore, amount: str, tier: str) -> None:
     assert facts(store, placed(amount=amount))["customer.tier"] == tier
 
 
-def test_refund_grant_reduces_lifetime_value_down_to_zero(store: StateStore) -> None:
+def test_fulfilled_refund_reduces_lifetime_value_down_to_zero(store: StateStore) -> None:
     fold(store, placed(amount="2000.00"))
-    store.apply_decision(decision(grants=[grant("refund", "0.01")]), T0, "cust-1")
-    assert facts(store, defect())["customer.tier"] == "silver"
-    store.apply_decision(decision(grants=[grant("credit", "5000.00")]), T0, "cust-1")
-    assert facts(store, defect())["customer.lifetime_value"] == 199_999  # credit is no refund
-    store.apply_decision(decision(grants=[grant("refund", "5000.00")]), T0, "cust-1")
+    fact = facts(store, fulfilled(remedy="refund", cost="0.01"))
+    assert (fact["customer.lifetime_value"], fact["customer.tier"]) == (199_999, "silver")
+    fact = facts(store, fulfilled(remedy="credit", cost="5000.00"))
+    assert fact["customer.lifetime_value"] == 199_999  # a credit is no refund
+    fact = facts(store, fulfilled(remedy="replacement", cost="5000.00"))
+    assert fact["customer.lifetime_value"] == 199_999  # nor is a replacement
+    fact = facts(store, fulfilled(remedy="refund", cost="5000.00"))
+    assert (fact["customer.lifetime_value"], fact["customer.tier"]) == (0, "standard")
+
+
+def test_lifetime_value_is_orders_minus_refunds_in_any_order(store: StateStore) -> None:
+    # the floor applies to the total, so a refund folded before an order still counts
+    fold(store, fulfilled(remedy="refund", cost="30.00", at=T0 - DAY))
+    fact = facts(store, placed("ord-1", "100.00"))
+    assert fact["customer.lifetime_value"] == 7_000
+    fold(store, fulfilled(remedy="refund", cost="150.00"))
     assert facts(store, defect())["customer.lifetime_value"] == 0
+    fact = facts(store, placed("ord-2", "100.00"))
+    assert fact["customer.lifetime_value"] == 2_000  # 200 ordered - 180 refunded
+
+
+def test_a_decision_with_several_grants_is_no_remedy(store: StateStore) -> None:
+    # grants are options a rep may use; only remedy.fulfilled says what the customer got
+    fold(store, placed(amount="600.00"), opened("case-1"))
+    before = facts(store, case_defect("case-1"))
+    options = [grant("replacement", "180.00"), grant("refund", "180.00"), grant("credit", "20")]
+    store.apply_decision(
+        decision(case_id="case-1", grants=options, obligations=[obligation("ob-1")]),
+        T0,
+        "cust-1",
+    )
+    after = facts(store, case_defect("case-1"))
+    assert before["customer.remedies_90d"] == after["customer.remedies_90d"] == 0
+    assert before["customer.lifetime_value"] == after["customer.lifetime_value"] == 60_000
+    assert after["customer.tier"] == "silver"
+    assert before["case.remedies"] == after["case.remedies"] == 0
+    assert [d.obligation_id for d in store.due_followups(T0 + DAY)] == ["ob-1"]  # it did fold
 
 
 # ---------------------------------------------------------------- remedies and reports windows
 
 
 @pytest.mark.parametrize(
-    ("granted_before", "counted"),
+    ("fulfilled_before", "counted"),
     [
         (timedelta(0), 1),
+        (90 * DAY - MICROSECOND, 1),
         (90 * DAY - SECOND, 1),
         (90 * DAY, 0),
+        (90 * DAY + MICROSECOND, 0),
         (90 * DAY + SECOND, 0),
-        (-SECOND, 0),  # granted after the event's time
+        (-MICROSECOND, 0),  # fulfilled after the event's time
+        (-SECOND, 0),
     ],
 )
-def test_remedies_90d_window(store: StateStore, granted_before: timedelta, counted: int) -> None:
+def test_remedies_90d_window(store: StateStore, fulfilled_before: timedelta, counted: int) -> None:
     event_time = T0 + 200 * DAY
-    store.apply_decision(
-        decision(grants=[grant()], case_id="case-1"), event_time - granted_before, "cust-1"
-    )
+    fold(store, fulfilled(at=event_time - fulfilled_before))
     assert facts(store, defect(at=event_time))["customer.remedies_90d"] == counted
 
 
-def test_remedies_90d_boundary_with_a_grant_inside_the_window(store: StateStore) -> None:
-    # with a recent grant the range count runs; its lower bound must still be exclusive
+def test_remedies_90d_boundary_with_a_remedy_inside_the_window(store: StateStore) -> None:
+    # with a recent remedy the range count runs; its lower bound must still be exclusive
     event_time = T0 + 200 * DAY
-    for before in (90 * DAY, 90 * DAY + SECOND, DAY, -SECOND):
-        store.apply_decision(decision(grants=[grant()]), event_time - before, "cust-1")
+    befores = (90 * DAY, 90 * DAY + MICROSECOND, DAY, -MICROSECOND, -SECOND)
+    fold(store, *(fulfilled(at=event_time - before) for before in befores))
     assert facts(store, defect(at=event_time))["customer.remedies_90d"] == 1
 
 
-def test_remedies_90d_counts_each_grant_for_its_customer_only(store: StateStore) -> None:
-    store.apply_decision(decision(grants=[grant(), grant("credit")]), T0, "cust-1")
-    store.apply_decision(decision(grants=[grant()]), T0, "cust-2")
+def test_remedies_90d_counts_each_fulfilled_remedy_for_its_customer_only(
+    store: StateStore,
+) -> None:
+    fold(
+        store,
+        fulfilled("case-1"),
+        fulfilled("case-1", remedy="credit"),
+        fulfilled("case-2", customer="cust-2"),
+        requested("case-1"),  # asked for, not received
+    )
     assert facts(store, defect(at=T0 + DAY))["customer.remedies_90d"] == 2
+    assert facts(store, defect(at=T0 + DAY, customer="cust-2"))["customer.remedies_90d"] == 1
     assert facts(store, defect(at=T0 + DAY, customer="cust-3"))["customer.remedies_90d"] == 0
+
+
+def test_the_same_fulfilled_event_counts_once(store: StateStore) -> None:
+    fold(store, placed(amount="100.00"), opened("case-1"))
+    again = fulfilled(remedy="refund", cost="40.00", event_id="ful-1")
+    fold(store, again, again)
+    fact = facts(store, case_defect("case-1"))
+    assert (fact["customer.remedies_90d"], fact["case.remedies"]) == (1, 1)
+    assert fact["customer.lifetime_value"] == 6_000
 
 
 @pytest.mark.parametrize(
@@ -453,20 +510,35 @@ def test_contact_transferred_keeps_the_rep(store: StateStore) -> None:
     assert (fact["case.transfers"], fact["case.rep"]) == (2, "rep-1")
 
 
-def test_case_remedies_count_grants_on_the_case(store: StateStore) -> None:
-    fold(store, opened("case-1"), opened("case-2"))
-    store.apply_decision(decision(case_id="case-1", grants=[grant(), grant()]), T0, "cust-1")
-    store.apply_decision(decision(case_id="case-2", grants=[grant()]), T0, "cust-1")
+def test_case_remedies_count_fulfilled_remedies_on_the_case(store: StateStore) -> None:
+    fold(
+        store,
+        opened("case-1"),
+        opened("case-2"),
+        requested("case-1"),  # asked for, not received
+        fulfilled("case-1"),
+        fulfilled("case-1", remedy="credit"),
+        fulfilled("case-2"),
+    )
     assert facts(store, requested("case-1"))["case.remedies"] == 2
+    assert facts(store, case_defect("case-2"))["case.remedies"] == 1
+    fold(store, resolved("case-1"), opened("case-1", at=T0 + DAY))  # a reopen keeps them
+    assert facts(store, fulfilled("case-1"))["case.remedies"] == 3
 
 
-def test_remedy_events_leave_facts_unchanged_but_are_recorded(store: StateStore) -> None:
+def test_case_remedies_fulfilled_before_the_case_opened(store: StateStore) -> None:
+    fold(store, fulfilled("case-1", at=T0 - HOUR), fulfilled("case-2", at=T0 - HOUR))
+    fact = facts(store, case_defect("case-1"))
+    assert (fact["case.known"], fact["case.remedies"]) == (False, 0)
+    assert facts(store, opened("case-1"))["case.remedies"] == 1
+
+
+def test_remedy_requested_leaves_facts_unchanged_but_is_recorded(store: StateStore) -> None:
     fold(store, placed(), opened("case-1", order="ord-1"))
     request = requested("case-1", remedy="refund")
     before_fact = store.enrich(request)
     before_digest = store.digest()
-    cost = {"case_id": "case-1", "remedy": "refund", "actual_cost": "4.50", "currency": "USD"}
-    fold(store, request, ev("remedy.fulfilled", cost))
+    fold(store, request)
     assert store.enrich(request) == before_fact
     assert store.digest() != before_digest
 
@@ -529,7 +601,7 @@ def test_the_same_decision_folds_once(store: StateStore) -> None:
     store.apply_decision(d, T0, "cust-1")
     assert store.digest() == first
     assert store.budget_usage("goodwill", "team-a", "2026-03") == (None, 1000)
-    assert facts(store, defect(at=T0 + SECOND))["customer.remedies_90d"] == 1
+    assert [d.obligation_id for d in store.due_followups(T0 + DAY)] == ["ob-1"]
 
 
 def test_noted_decisions_change_nothing(store: StateStore) -> None:
@@ -698,6 +770,7 @@ def _history() -> list[Envelope]:
         placed("ord-1", "600.00", at=T0, event_id="h1"),
         opened("case-1", "rep-1", order="ord-1", at=T0 + SECOND, event_id="h2"),
         defect(at=T0 + 2 * SECOND, event_id="h3"),
+        fulfilled("case-1", remedy="refund", cost="20.00", at=T0 + 3 * SECOND, event_id="h4"),
         tick(T0 + DAY),
     ]
 
@@ -766,7 +839,9 @@ def test_the_file_is_in_wal_mode(store: StateStore, tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / STATE_FILE)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (STATE_SCHEMA_VERSION,)
+        ]
     finally:
         conn.close()
 
