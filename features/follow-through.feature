@@ -1,0 +1,38 @@
+@policy:follow-through
+Feature: Follow through on every case
+  Principle: "Follow through; never leave a customer wondering."
+  Owner: support-operations
+
+  Every opened case gets a follow-up deadline of 48 hours; a follow-up still open when the
+  deadline comes escalates to the rep's team lead. A resolved case needs no follow-up.
+
+  Background:
+    Given it is Monday 2 November 2026, 09:00
+    And rep "ana" works in team "north", led by "lee"
+    And a customer "c-7"
+
+  Scenario: Every new case gets a follow-up within 48 hours
+    When the customer contacts ana about "question"
+    Then a follow-up is due within 48 hours
+    And ana can tell the customer "I'll follow up with you within 48 hours"
+    And nothing is authorized
+    And no manager is involved
+    And the outcome is noted
+    And the decision was made by rule "follow-up-deadline" of policy "follow-through"
+
+  Scenario: A follow-up not done by its deadline goes to the team lead
+    Given the customer contacts ana about "question"
+    When 48 hours pass
+    Then the overdue follow-up is escalated to team lead "lee"
+
+  Scenario: Until the deadline nothing escalates
+    Given the customer contacts ana about "question"
+    When 47 hours, 59 minutes and 59 seconds pass
+    Then no follow-up is overdue
+
+  Scenario: A resolved case needs no follow-up
+    Given the customer contacts ana about "question"
+    And 1 day passes
+    And the case is resolved
+    When 2 days pass
+    Then no follow-up is overdue

@@ -1,0 +1,25 @@
+@policy:recover-lost-parcel
+Feature: Recover a lost parcel
+  Principle: "Recover the moment before the customer has to ask."
+  Owner: customer-care
+
+  A lost parcel gets a free replacement sent overnight, offered before the customer gets
+  in touch.
+
+  Background:
+    Given it is Monday 2 November 2026, 09:00
+    And a customer "c-7"
+    And the customer placed order "A-1" for $180 today
+    And order "A-1" was shipped by standard delivery, promised in 4 days
+
+  Scenario: A lost parcel is replaced overnight, before the customer asks
+    When the carrier reports order "A-1" as lost
+    Then we may send a free replacement worth up to $180
+    And we may upgrade shipping for up to $30
+    And no manager is involved
+    And we can tell the customer "I'm sending a replacement overnight at no cost to you."
+    And the decision was made by rule "replace-lost-parcel" of policy "recover-lost-parcel"
+
+  Scenario: A late parcel is not a lost one
+    When the carrier says order "A-1" will arrive 3 days late
+    Then policy "recover-lost-parcel" does not apply

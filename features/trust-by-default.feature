@@ -1,0 +1,67 @@
+@policy:trust-by-default
+Feature: Trust customers by default
+  Principle: "Don't be paranoid; trust people by default and look only at real outliers."
+  Owner: support-operations
+
+  Replacements and refunds go through by default. Only a customer far outside the norm
+  (three or more remedies received in 90 days) is reviewed, and the rep keeps a small
+  immediate remedy meanwhile.
+
+  Background:
+    Given it is Monday 2 November 2026, 09:00
+    And rep "ana" works in team "north", led by "lee"
+    And a customer "c-7" who has spent $2,400 with us over 14 orders
+    And the customer placed order "A-1" for $120 today
+    And the customer contacts ana about "question" on order "A-1"
+
+  Scenario: A replacement goes through without anyone's review
+    When ana asks to send a replacement worth $60 for order "A-1"
+    Then ana may send a free replacement worth up to $120
+    And ana may refund up to $120
+    And no manager is involved
+    And ana can tell the customer "Would you prefer a replacement or your money back?"
+    And the decision was made by rule "trusted" of policy "trust-by-default"
+
+  Scenario: A refund larger than the order goes through too
+    When ana asks to refund $150 for order "A-1"
+    Then ana may refund up to $150
+    And ana may send a free replacement worth up to $150
+    And no manager is involved
+    And the decision was made by rule "trusted" of policy "trust-by-default"
+
+  Scenario: Two remedies in 90 days are nothing unusual
+    Given the customer has received 2 remedies in the last 90 days
+    When ana asks to send a replacement worth $60 for order "A-1"
+    Then ana may send a free replacement worth up to $120
+    And no manager is involved
+    And the decision was made by rule "trusted" of policy "trust-by-default"
+
+  Scenario: Three remedies in 90 days are reviewed, and the rep can credit $15 meanwhile
+    Given the customer has received 3 remedies in the last 90 days
+    When ana asks to send a replacement worth $60 for order "A-1"
+    Then ana may give a credit of up to $15
+    And ana may not send a free replacement
+    And ana may not refund
+    And it is routed to "review-desk"
+    And the reason given is "far more remedies than usual in 90 days"
+    And the handover shows customer.remedies_90d 3
+    And the handover shows customer.order_count 15
+    And ana can tell the customer "I can credit you $15 right now"
+    And the decision was made by rule "outlier-review" of policy "trust-by-default"
+
+  Scenario: A remedy from exactly 90 days ago no longer counts
+    Given the customer received a remedy 90 days ago
+    And the customer has received 2 remedies in the last 90 days
+    When ana asks to refund $60 for order "A-1"
+    Then ana may refund up to $120
+    And the decision was made by rule "trusted" of policy "trust-by-default"
+
+  Scenario: An outlier's credit request is reviewed too
+    Given the customer has received 3 remedies in the last 90 days
+    When ana asks to credit the customer $10
+    Then it is routed to "review-desk"
+    And the decision was made by rule "outlier-review" of policy "trust-by-default"
+
+  Scenario: A credit for a customer with no unusual history is another policy's business
+    When ana asks to credit the customer $10
+    Then policy "trust-by-default" does not apply
