@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Literal, Protocol
 
 from engine.compile import CompiledSet
@@ -71,21 +72,31 @@ class Outcome:
         return self.decision.data
 
 
+_ENVELOPE_PATHS = ("event.type", "event.customer_id", "event.source")
+
+
+@cache
+def _payload_fields(event_type: str) -> tuple[tuple[str, str, Scalar], ...]:
+    """(path, payload attribute, zero value) for each payload field of `event_fact`."""
+    fields: dict[str, Field] = event_fields(event_type)
+    return tuple(
+        (path, path[6:], ZERO[f.type]) for path, f in fields.items() if path not in _ENVELOPE_PATHS
+    )
+
+
 def event_fact(event: Envelope) -> dict[str, Scalar]:
     """The `event.` part of a fact: scalar payload fields, money in cents, None as zero."""
-    fields: dict[str, Field] = event_fields(event.type)
     payload = event.data
     fact: dict[str, Scalar] = {
         "event.type": event.type,
         "event.customer_id": event.customer_id or "",
         "event.source": event.source,
     }
-    for path, f in fields.items():
-        if path in fact:
-            continue
-        raw = getattr(payload, path[6:], None)
+    # Measured hot (once per event): the field list is worked out once per event type.
+    for path, name, zero in _payload_fields(event.type):
+        raw = getattr(payload, name, None)
         if raw is None:
-            fact[path] = ZERO[f.type]
+            fact[path] = zero
         elif isinstance(raw, Decimal):
             fact[path] = to_minor(raw)
         else:
@@ -94,12 +105,14 @@ def event_fact(event: Envelope) -> dict[str, Scalar]:
 
 
 def period_key(period: str, at: datetime) -> str:
+    # Formatted by hand: the same text as strftime("%Y-%m-%d") / ("%Y-%m"), at a third of
+    # the cost, and budget policies ask for it once or twice per event.
     if period == "day":
-        return at.strftime("%Y-%m-%d")
+        return f"{at.year}-{at.month:02d}-{at.day:02d}"
     if period == "week":
         year, week, _ = at.isocalendar()
         return f"{year}-W{week:02d}"
-    return at.strftime("%Y-%m")
+    return f"{at.year}-{at.month:02d}"
 
 
 def money_text(cents: int, currency: str) -> str:
@@ -133,6 +146,11 @@ class Decider:
             p.id: tuple((path, fact_key(path)) for path in p.reads)
             for p in compiled.policy_set.policies
         }
+        self._rules = {(p.id, r.name): r for p in compiled.policy_set.policies for r in p.rules}
+        # Per fired rule, filled on first use (a validation error still surfaces every time):
+        # its PolicyRef, an immutable value, and its clauses' (text, condition, paths).
+        self._refs: dict[tuple[str, str], PolicyRef] = {}
+        self._parts: dict[tuple[str, str], tuple[tuple[str, Cond, tuple[str, ...]], ...]] = {}
 
     def decide(self, event: Envelope, state: Mapping[str, Scalar], view: StateView) -> Outcome:
         fact: dict[str, Scalar] = {**state, **event_fact(event)}
@@ -146,7 +164,7 @@ class Decider:
             name = self.compiled.host.match(policy.id, lean)
             if name is None:
                 continue
-            rule = next(r for r in policy.rules if r.name == name)
+            rule = self._rules[(policy.id, name)]
             self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
         return self._finish(event, fact, decision_id, draft)
 
@@ -191,10 +209,13 @@ class Decider:
         view: StateView,
         draft: _Draft,
     ) -> None:
-        draft.fired.append(
-            PolicyRef(id=policy.id, version=policy.version, hash=policy.hash, rule=rule.name)
-        )
-        draft.why.append(Why(policy=policy.id, rule=rule.name, clauses=self._clauses(rule, fact)))
+        ref = self._refs.get((policy.id, rule.name))
+        if ref is None:
+            ref = PolicyRef(id=policy.id, version=policy.version, hash=policy.hash, rule=rule.name)
+            self._refs[(policy.id, rule.name)] = ref
+        draft.fired.append(ref)
+        clauses = self._clauses(policy, rule, fact)
+        draft.why.append(Why(policy=policy.id, rule=rule.name, clauses=clauses))
         grants = [
             Grant(remedy=g.remedy, up_to=from_minor(cents), currency=self.currency)
             for g in rule.grants
@@ -261,7 +282,13 @@ class Decider:
             "remaining": str(from_minor(max(0, remaining))),
             "allocated": str(from_minor(allocated)),
         }
-        draft.routes.append(route.model_copy(update={"context": context}))
+        update: dict[str, object] = {"context": context}
+        if not owner:  # no rep.assigned for this rep: whose budget it is cannot be known
+            update["reason"] = (
+                f"no {budget.scope} on record for rep '{fact['rep.id']}' (send rep.assigned), "
+                f"so the {name} budget cannot be checked"
+            )
+        draft.routes.append(route.model_copy(update=update))
         return budget.say
 
     def _route(self, spec: RouteSpec, fact: dict[str, Scalar]) -> Route:
@@ -305,18 +332,21 @@ class Decider:
             make_output("rootcause.alert", event_id, event.occurred_at, alert, event.customer_id)
         )
 
-    def _clauses(self, rule: Rule, fact: dict[str, Scalar]) -> tuple[Clause, ...]:
-        parts: tuple[Cond, ...] = rule.when.items if isinstance(rule.when, All) else (rule.when,)
-        out = []
-        for part in parts:
-            out.append(
-                Clause(
-                    text=_text(part),
-                    result=evaluate(part, fact),
-                    values={p: self._shown(p, fact) for p in sorted(paths(part))},
-                )
+    def _clauses(self, policy: Policy, rule: Rule, fact: dict[str, Scalar]) -> tuple[Clause, ...]:
+        parts = self._parts.get((policy.id, rule.name))
+        if parts is None:
+            when = rule.when
+            conds: tuple[Cond, ...] = when.items if isinstance(when, All) else (when,)
+            parts = tuple((_text(c), c, tuple(sorted(paths(c)))) for c in conds)
+            self._parts[(policy.id, rule.name)] = parts
+        return tuple(
+            Clause(
+                text=text,
+                result=evaluate(cond, fact),
+                values={p: self._shown(p, fact) for p in cond_paths},
             )
-        return tuple(out)
+            for text, cond, cond_paths in parts
+        )
 
     def _shown(self, path: str, fact: Mapping[str, Scalar]) -> str | int | bool | None:
         value = fact.get(path)
@@ -347,7 +377,7 @@ class Decider:
             case_id=str(fact.get("case.id") or "") or None,
             order_id=str(fact.get("order.id") or "") or None,
             outcome=outcome,
-            grants=tuple(draft.grants),
+            grants=_merged(draft.grants),
             charges=tuple(draft.charges),
             obligations=tuple(draft.obligations),
             routes=tuple(draft.routes),
@@ -360,6 +390,16 @@ class Decider:
             "decision.made", decision_id, event.occurred_at, data, event.customer_id
         )
         return Outcome(decision, tuple(draft.alerts))
+
+
+def _merged(grants: list[Grant]) -> tuple[Grant, ...]:
+    """One grant per remedy: where several policies authorize the same remedy, the rep
+    may give up to the largest amount (in the order remedies were first authorized)."""
+    best: dict[str, Grant] = {}
+    for g in grants:
+        if g.remedy not in best or g.up_to > best[g.remedy].up_to:
+            best[g.remedy] = g
+    return tuple(best.values())
 
 
 def _text(cond: Cond) -> str:

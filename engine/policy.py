@@ -21,7 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from engine.errors import Diagnostic, PolicyError, Span, did_you_mean, relpath
 from engine.expr import Amount, Cond, ExprError, Leaf, leaves, parse_amount, parse_condition
-from engine.facts import Field, fact_key, to_minor, vocabulary
+from engine.facts import Field, event_fields, fact_key, to_minor, vocabulary
 from engine.policy_schema import (
     BUDGET_KEYS,
     BUDGETS_FILE_KEYS,
@@ -337,7 +337,7 @@ class _PolicyReader:
             return None
         grants = tuple(self.grants(then, on, vocab))
         charges = tuple(self.charges(then, on, vocab))
-        follow = tuple(self.follow_ups(then))
+        follow = tuple(self.follow_ups(then, on))
         route = self.route(then, "route", on, vocab)
         alert = self.route(then, "alert", on, vocab)
         say = f.text_value(then, "say")
@@ -438,9 +438,16 @@ class _PolicyReader:
             return []
         return [ChargeSpec(name, amount, str(node["amount"]))]
 
-    def follow_ups(self, then: CommentedMap) -> list[timedelta]:
+    def follow_ups(self, then: CommentedMap, on: str) -> list[timedelta]:
         items = then.get("obligations") or []
-        out = []
+        out: list[timedelta] = []
+        if items and "event.case_id" not in event_fields(on):
+            self.f.error(
+                self.f.key_span(then, "obligations"),
+                f"a follow-up needs a case, and {on} events carry no case_id",
+                "put the follow-up on a policy for contact.opened or remedy.requested",
+            )
+            return out
         for item in items if isinstance(items, CommentedSeq) else []:
             if not self.f.keys(item, {"follow_up": ""}, "an obligation", ("follow_up",)):
                 continue

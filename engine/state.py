@@ -554,10 +554,11 @@ class StateStore(Ledger):
         )
 
     def sku_reports(self, sku: str, since: datetime) -> tuple[int, list[str]]:
-        """Defect reports for `sku` at or after `since`: their count and order ids (one per
-        report, oldest first, so an order reported twice appears twice)."""
+        """Defect reports for `sku` after `since` (exclusive, like `sku.reports_7d`): their
+        count and order ids (one per report, oldest first; an order reported twice appears
+        twice)."""
         rows = self._cur.execute(
-            "SELECT order_id FROM defects WHERE sku = ? AND at >= ? ORDER BY at, event_id",
+            "SELECT order_id FROM defects WHERE sku = ? AND at > ? ORDER BY at, event_id",
             (sku, micros(since)),
         ).fetchall()
         return len(rows), [r[0] for r in rows]

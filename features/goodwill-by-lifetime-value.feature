@@ -38,7 +38,7 @@ Feature: Goodwill credit by lifetime value
     And the reason given is "the credit asked for is above this tier's authority"
     And the handover shows customer.tier "<tier>"
     And the handover shows event.amount <credit>
-    And nothing is charged to a budget
+    And $30 is charged to the goodwill budget of "north", leaving $270
     And ana can tell the customer "I can credit $30 right now"
     And the decision was made by rule "above-tier-authority" of policy "goodwill-by-lifetime-value"
 

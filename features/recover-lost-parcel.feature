@@ -4,7 +4,8 @@ Feature: Recover a lost parcel
   Owner: customer-care
 
   A lost parcel gets a free replacement sent overnight, offered before the customer gets
-  in touch.
+  in touch. A parcel lost for an order not in our records goes to a team lead, and the
+  faster shipping is authorized at once.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -23,3 +24,12 @@ Feature: Recover a lost parcel
   Scenario: A late parcel is not a lost one
     When the carrier says order "A-1" will arrive 3 days late
     Then policy "recover-lost-parcel" does not apply
+
+  Scenario: A parcel lost for an order not in our records goes to a team lead
+    When the carrier reports order "B-9" as lost
+    Then we may upgrade shipping for up to $30
+    And we may not send a free replacement
+    And it is routed to "team-lead"
+    And the reason given is "a parcel was lost for an order not in our records"
+    And we can tell the customer "A colleague is arranging the replacement now"
+    And the decision was made by rule "order-not-on-record" of policy "recover-lost-parcel"

@@ -3,9 +3,10 @@ Feature: Trust customers by default
   Principle: "Don't be paranoid; trust people by default and look only at real outliers."
   Owner: support-operations
 
-  Replacements and refunds go through by default. Only a customer far outside the norm
-  (three or more remedies received in 90 days) is reviewed, and the rep keeps a small
-  immediate remedy meanwhile.
+  Replacements and refunds go through by default, up to the order's value. Only a customer
+  far outside the norm (three or more remedies received in 90 days) is reviewed, and the
+  rep keeps a small immediate remedy meanwhile; a request above the order's value goes to
+  the team lead while the order's value goes through at once.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -16,23 +17,33 @@ Feature: Trust customers by default
 
   Scenario: A replacement goes through without anyone's review
     When ana asks to send a replacement worth $60 for order "A-1"
-    Then ana may send a free replacement worth up to $120
-    And ana may refund up to $120
+    Then ana may send a free replacement worth up to $60
+    And ana may refund up to $60
     And no manager is involved
     And ana can tell the customer "Would you prefer a replacement or your money back?"
     And the decision was made by rule "trusted" of policy "trust-by-default"
 
-  Scenario: A refund larger than the order goes through too
-    When ana asks to refund $150 for order "A-1"
-    Then ana may refund up to $150
-    And ana may send a free replacement worth up to $150
+  Scenario: A refund of exactly the order's value goes through
+    When ana asks to refund $120 for order "A-1"
+    Then ana may refund up to $120
     And no manager is involved
     And the decision was made by rule "trusted" of policy "trust-by-default"
+
+  Scenario: A refund larger than the order goes through up to its value, the rest is reviewed
+    When ana asks to refund $150 for order "A-1"
+    Then ana may refund up to $120
+    And ana may send a free replacement worth up to $120
+    And it is routed to team lead "lee"
+    And the reason given is "the amount asked for is more than the order's value"
+    And the handover shows event.amount $150.00
+    And the handover shows order.amount $120.00
+    And ana can tell the customer "I can put this right up to the order's value now"
+    And the decision was made by rule "more-than-the-order" of policy "trust-by-default"
 
   Scenario: Two remedies in 90 days are nothing unusual
     Given the customer has received 2 remedies in the last 90 days
     When ana asks to send a replacement worth $60 for order "A-1"
-    Then ana may send a free replacement worth up to $120
+    Then ana may send a free replacement worth up to $60
     And no manager is involved
     And the decision was made by rule "trusted" of policy "trust-by-default"
 
@@ -53,7 +64,7 @@ Feature: Trust customers by default
     Given the customer received a remedy 90 days ago
     And the customer has received 2 remedies in the last 90 days
     When ana asks to refund $60 for order "A-1"
-    Then ana may refund up to $120
+    Then ana may refund up to $60
     And the decision was made by rule "trusted" of policy "trust-by-default"
 
   Scenario: An outlier's credit request is reviewed too

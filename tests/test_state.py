@@ -452,7 +452,8 @@ def test_reports_7d_ignores_reports_after_the_event(store: StateStore) -> None:
     assert store.enrich(defect(at=T0))["sku.reports_7d"] == 1
 
 
-def test_sku_reports_since_is_inclusive(store: StateStore) -> None:
+def test_sku_reports_after_since_is_exclusive(store: StateStore) -> None:
+    # the same window as sku.reports_7d: (t - 7 days, t]
     fold(
         store,
         defect(order="o-1", at=T0 - SECOND),
@@ -461,7 +462,8 @@ def test_sku_reports_since_is_inclusive(store: StateStore) -> None:
         defect(order="o-2", at=T0 + 2 * DAY),
         defect(sku="SKU-2", order="o-9", at=T0 + DAY),
     )
-    assert store.sku_reports("SKU-1", T0) == (3, ["o-2", "o-3", "o-2"])
+    assert store.sku_reports("SKU-1", T0) == (2, ["o-3", "o-2"])
+    assert store.sku_reports("SKU-1", T0 - SECOND) == (3, ["o-2", "o-3", "o-2"])
     assert store.sku_reports("SKU-3", T0) == (0, [])
 
 
