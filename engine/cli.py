@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from engine.errors import PolicyError
+
+if TYPE_CHECKING:
+    from events.kafka import KafkaConfig
+
+EMBEDDED_EVENTS = "goodwill.events"  # engine.embedded.EVENTS_TOPIC, without importing the engine
 
 app = typer.Typer(
     name="goodwill",
@@ -36,6 +45,84 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+# Kafka settings every Kafka command takes; each also reads GOODWILL_KAFKA_<FIELD> (see
+# events.kafka.KafkaConfig.from_env), and a flag wins over its variable.
+_KAFKA_FLAGS: dict[str, tuple[str, type, str]] = {
+    "bootstrap_servers": (
+        "--kafka",
+        str,
+        "Kafka brokers HOST:PORT[,...] (env GOODWILL_KAFKA_BOOTSTRAP_SERVERS or "
+        "KAFKA_BOOTSTRAP_SERVERS)",
+    ),
+    "events_topic": ("--events-topic", str, "input topic [goodwill.events]"),
+    "decisions_topic": ("--decisions-topic", str, "output topic [goodwill.decisions]"),
+    "deadletter_topic": ("--deadletter-topic", str, "rejected records [goodwill.deadletter]"),
+    "group_id": ("--group-id", str, "consumer group [goodwill]"),
+    "client_id": ("--client-id", str, "client id [goodwill]"),
+    "security_protocol": (
+        "--security-protocol",
+        str,
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [PLAINTEXT]",
+    ),
+    "sasl_mechanism": ("--sasl-mechanism", str, "e.g. PLAIN, SCRAM-SHA-512"),
+    "sasl_plain_username": ("--sasl-username", str, "SASL user"),
+    "sasl_plain_password": (
+        "--sasl-password",
+        str,
+        "SASL password (prefer env GOODWILL_KAFKA_SASL_PLAIN_PASSWORD)",
+    ),
+    "ssl_cafile": ("--ssl-cafile", str, "CA certificate (PEM)"),
+    "ssl_certfile": ("--ssl-certfile", str, "client certificate (PEM)"),
+    "ssl_keyfile": ("--ssl-keyfile", str, "client key (PEM)"),
+    "session_timeout_ms": ("--session-timeout-ms", int, "group session timeout [10000]"),
+    "heartbeat_interval_ms": ("--heartbeat-interval-ms", int, "group heartbeat [3000]"),
+    "max_message_bytes": ("--max-message-bytes", int, "largest record produced [1048576]"),
+}
+
+
+def kafka_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the Kafka flags to `command`, which receives them as `kafka: dict` (given only)."""
+    signature = inspect.signature(command, eval_str=True)
+    added = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[kind | None, typer.Option(flag, help=text, show_default=False)],
+        )
+        for name, (flag, kind, text) in _KAFKA_FLAGS.items()
+    ]
+    kept = [p for p in signature.parameters.values() if p.name != "kafka"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        flags = {name: kwargs.pop(name, None) for name in _KAFKA_FLAGS}
+        command(kafka={k: v for k, v in flags.items() if v is not None}, **kwargs)
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer must see the new signature, not the original one
+    return wrapper
+
+
+def wants_kafka(flags: dict[str, Any]) -> bool:
+    return bool(
+        flags.get("bootstrap_servers")
+        or os.environ.get("GOODWILL_KAFKA_BOOTSTRAP_SERVERS", "").strip()
+        or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    )
+
+
+def kafka_config(flags: dict[str, Any]) -> KafkaConfig:
+    from events.kafka import KafkaConfig
+
+    try:
+        return KafkaConfig.from_env(os.environ, **flags)
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
 def _compile(policies: Path):  # type: ignore[no-untyped-def]
     from engine.compile import load
 
@@ -48,6 +135,7 @@ def _compile(policies: Path):  # type: ignore[no-untyped-def]
 
 
 @app.command()
+@kafka_options
 def run(
     source: Annotated[
         Path | None,
@@ -60,12 +148,44 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary")] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="serve Prometheus metrics on this port (Kafka mode)",
+            envvar="GOODWILL_METRICS_PORT",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="address the metrics server binds", envvar="GOODWILL_METRICS_HOST")
+    ] = "127.0.0.1",
+    idle_polls: Annotated[
+        int, typer.Option(min=1, help="rebuild on start: empty polls that mean a topic's end")
+    ] = 5,
+    kafka: dict[str, Any] | None = None,
 ) -> None:
-    """Decide every event from SOURCE (or the embedded log) and print the decisions."""
+    """Decide every event from SOURCE (or the embedded log) and print the decisions.
+
+    With --kafka (or GOODWILL_KAFKA_BOOTSTRAP_SERVERS / KAFKA_BOOTSTRAP_SERVERS), join the
+    consumer group on the events topic instead and serve until SIGTERM or SIGINT.
+    """
     from engine.embedded import run_embedded
     from engine.report import Printer
 
+    flags = kafka or {}
+    if flags.get("bootstrap_servers") and (source is not None or embedded):
+        raise fail(
+            "--kafka reads the events topic; a FILE or --embedded is for the embedded backend"
+        )
     compiled = _compile(policies)
+    if source is None and not embedded and wants_kafka(flags):
+        _run_kafka(
+            compiled, flags, data_dir, as_json, batch, metrics_port, metrics_host, idle_polls
+        )
+        return
     if source is not None and not source.is_file():
         raise fail(f"no such input file: {source}")
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
@@ -76,6 +196,12 @@ def run(
 @app.command()
 def check(
     directory: Annotated[Path, typer.Argument(help="policy directory")] = Path("policies"),
+    specs: Annotated[
+        bool, typer.Option("--specs", help="also run features/ and check every rule is shown")
+    ] = False,
+    features: Annotated[
+        Path, typer.Option("--features", help="feature directory (with --specs)")
+    ] = Path("features"),
 ) -> None:
     """Validate a policy set; print positioned errors and exit 1 if it is refused."""
     compiled = _compile(directory)
@@ -85,6 +211,26 @@ def check(
         f"ok: {len(ps.policies)} policies, {rules} rules, {len(ps.budgets)} budgets; "
         f"policy set {ps.hash}"
     )
+    if specs:
+        from engine import specs as gate
+
+        if not features.is_dir():
+            raise fail(f"no such features directory: {features}")
+        if not gate.SUITE.is_file():
+            raise fail(f"the spec gate runs from a source checkout; no {gate.SUITE}")
+        raise typer.Exit(gate.check(directory, ps, features, typer.echo))
+
+
+@app.command()
+def steps(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="as features/STEPS.md (Markdown)")
+    ] = False,
+) -> None:
+    """List the step vocabulary features are written in, each with an example."""
+    from engine.specs import text
+
+    typer.echo(text(markdown), nl=False)
 
 
 @app.command()
@@ -142,6 +288,24 @@ def explain(
 
 
 @app.command()
+def simulate(
+    source: Annotated[Path, typer.Argument(help="a .jsonl file of real events to replay")],
+    candidate: Annotated[Path, typer.Option("--candidate", help="the changed policy directory")],
+    policies: Policies = Path("policies"),
+    show: Annotated[int, typer.Option(min=0, help="how many changed decisions to list")] = 20,
+) -> None:
+    """Compare what CANDIDATE policies would have decided on SOURCE with the current ones."""
+    from engine.simulate import compare, report
+
+    if not source.is_file():
+        raise fail(f"no such input file: {source}")
+    baseline, changed = _compile(policies), _compile(candidate)
+    typer.echo(f"policy set {baseline.hash} (current) vs {changed.hash} (candidate)")
+    for line in report(compare(baseline, changed, source), show):
+        typer.echo(line)
+
+
+@app.command()
 def docs(
     out: Annotated[Path, typer.Option("--out", help="directory to write the handbook to")],
     policies: Policies = Path("policies"),
@@ -155,8 +319,15 @@ def docs(
     """Write the handbook: static HTML of every policy, its specs and their last test run."""
     from engine.handbook import HandbookError, build_handbook, summary_lines
 
+    # the spec run writes which rules each scenario matched next to its cucumber JSON
+    records = results.with_name(results.name.replace(".cucumber.json", ".records.json"))
+    coverage = None
+    if records.name != results.name and records.is_file():
+        from engine.specs import rules_by_scenario
+
+        coverage = rules_by_scenario(records)
     try:
-        book = build_handbook(out, policies, features, results)
+        book = build_handbook(out, policies, features, results, coverage)
     except HandbookError as err:
         raise fail(str(err)) from None
     except PolicyError as err:
@@ -164,6 +335,159 @@ def docs(
         raise fail(f"policy set refused ({len(err.diagnostics)} problem(s))", 1) from None
     for line in summary_lines(book):
         typer.echo(line)
+
+
+def _run_kafka(
+    compiled: Any,
+    flags: dict[str, Any],
+    data_dir: Path,
+    as_json: bool,
+    batch: int,
+    metrics_port: int | None,
+    metrics_host: str,
+    idle_polls: int,
+) -> None:
+    from engine.kafka_service import ServiceOptions, run_kafka
+    from engine.logs import setup_logging
+    from events.codec import encode
+
+    cfg = kafka_config(flags)
+    setup_logging(os.environ.get("GOODWILL_LOG_LEVEL", "INFO").upper())
+    options = ServiceOptions(
+        data_dir=data_dir,
+        batch=batch,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        idle_polls=idle_polls,
+    )
+    printer = (lambda event: typer.echo(encode(event).decode())) if as_json else None
+    try:
+        run_kafka(cfg, compiled, options, printer)
+    except OSError as err:  # e.g. the metrics port is taken, or the data dir is not writable
+        raise fail(f"cannot run: {err}", 1) from None
+
+
+topics_app = typer.Typer(help="Manage Goodwill's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+@kafka_options
+def topics_create(
+    partitions: Annotated[int, typer.Option(min=1, help="partitions per topic")] = 1,
+    replication: Annotated[int, typer.Option(min=1, help="replication factor")] = 1,
+    kafka: dict[str, Any] | None = None,
+) -> None:
+    """Create the events, decisions and dead-letter topics; existing ones are left alone."""
+    from events.kafka import KafkaUnavailable, create_topics
+
+    cfg = kafka_config(kafka or {})
+    try:
+        created = create_topics(cfg, partitions, replication)
+    except (KafkaUnavailable, ValueError) as err:
+        raise fail(str(err), 1) from None
+    for topic in (cfg.events_topic, cfg.decisions_topic, cfg.deadletter_topic):
+        typer.echo(f"{topic}: {'created' if topic in created else 'exists, left alone'}")
+
+
+@app.command()
+@kafka_options
+def emit(
+    source: Annotated[
+        str, typer.Argument(help="a JSON file (one event or an array), JSON lines, or - for stdin")
+    ],
+    data_dir: DataDir = Path("goodwill-data"),
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
+    ] = False,
+    kafka: dict[str, Any] | None = None,
+) -> None:
+    """Validate events and send them, keyed by customer, to the events topic.
+
+    Without Kafka settings they are appended to the embedded events log, which
+    `goodwill run` (without a FILE) decides. An invalid event is reported with its line and
+    field and not sent; the exit code is then 1.
+    """
+    from events.codec import DecodeError, encode
+    from events.kafka import EventProducer, KafkaUnavailable, PublishError, event_key, read_events
+    from events.log import FileLog, LogError
+
+    flags = kafka or {}
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as err:
+        raise fail(f"cannot read {source}: {err.strerror or err}") from None
+    parsed = read_events(data, "<stdin>" if source == "-" else source)
+    good = []
+    for where, event in parsed:
+        if isinstance(event, DecodeError):
+            typer.echo(f"{where}: {event.reason}: {event.detail} (not sent)", err=True)
+        else:
+            good.append(event)
+    bad = len(parsed) - len(good)
+    if not embedded and wants_kafka(flags):
+        cfg = kafka_config(flags)
+        try:
+            with EventProducer(cfg) as producer:
+                for event in good:
+                    producer.send(event)
+        except (KafkaUnavailable, PublishError) as err:
+            raise fail(str(err), 1) from None
+        where = f"{cfg.events_topic} on {cfg.bootstrap_servers}"
+    else:
+        try:
+            with FileLog.open(data_dir / "log") as log:
+                for event in good:
+                    log.append(EMBEDDED_EVENTS, event_key(event), encode(event))
+        except LogError as err:
+            raise fail(f"{err} (is `goodwill run` running on {data_dir}?)", 1) from None
+        where = str(data_dir / "log" / f"{EMBEDDED_EVENTS}.jsonl")
+    typer.echo(
+        f"sent {len(good)} event(s) to {where}" + (f"; {bad} invalid, not sent" if bad else "")
+    )
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+@kafka_options
+def rebuild(
+    data_dir: DataDir = Path("goodwill-data"),
+    policies: Policies = Path("policies"),
+    idle_polls: Annotated[
+        int, typer.Option(min=1, help="empty polls in a row that mean a topic is read to its end")
+    ] = 5,
+    poll_ms: Annotated[int, typer.Option(min=10, help="how long one poll waits")] = 200,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
+    kafka: dict[str, Any] | None = None,
+) -> None:
+    """Rebuild lost state from the events and decisions topics into an empty --data-dir.
+
+    Recorded decisions are folded as facts, never decided again; inputs the history has not
+    decided are then decided normally (their outputs are published by the next `run`).
+    """
+    from engine.kafka_service import ServiceOptions
+    from engine.logs import setup_logging
+    from engine.rebuild import rebuild as rebuild_state
+    from engine.state import StateStore
+    from events.kafka import KafkaUnavailable
+
+    cfg = kafka_config(kafka or {})
+    if (data_dir / "state.db").exists():
+        with StateStore.open(data_dir / "state.db") as store:
+            if store.stats()["events_seen"] or store.meta("policy_set"):
+                raise fail(f"{data_dir} already holds state; rebuild into an empty --data-dir")
+    compiled = _compile(policies)
+    setup_logging(os.environ.get("GOODWILL_LOG_LEVEL", "WARNING").upper())
+    options = ServiceOptions(data_dir=data_dir, batch=batch, poll_ms=poll_ms, idle_polls=idle_polls)
+    try:
+        report = rebuild_state(cfg, compiled, options)
+    except KafkaUnavailable as err:
+        raise fail(str(err), 1) from None
+    typer.echo(
+        f"rebuilt {data_dir}: {report.inputs} input records, {report.recalled} recorded decisions "
+        f"folded, {report.decided} decided now, {report.pending} outputs to publish"
+    )
+    typer.echo(f"state digest {report.digest}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,3 +506,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"{where}: {err.format_message()} (see `{where} --help`)", err=True)
         code = getattr(err, "exit_code", 2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # python -m engine.cli
+    main()

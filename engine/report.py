@@ -99,8 +99,9 @@ class Printer:
         )
         outcomes = ", ".join(f"{k} {t.outcomes[k]}" for k in ("authorized", "routed", "noted"))
         echo(f"decisions          {sum(t.outcomes.values())}: {outcomes}")
-        routed_outliers = t.outcomes["routed"]
-        echo(f"outliers routed    {routed_outliers} to a person, with context")
+        echo(f"routed             {sum(t.routes.values())} to a person, with context:")
+        for (to, reason), n in sorted(t.routes.items(), key=lambda kv: (-kv[1], kv[0])):
+            echo(f"  {n:>4} to {to}: {reason}")
         echo(f"follow-ups         {t.followups_created} created, {t.overdue} overdue")
         echo(f"root-cause alerts  {t.alerts}")
         dead = sum(t.deadlettered.values())

@@ -39,6 +39,11 @@ _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _LIMITS = {
     "303": "one event matched more than 64 distinct conditions of the ruleset",
 }
+# durable's Ruleset compiles rules from ensure_ascii=False JSON, and its parser does not
+# join \u surrogate pairs: an escaped emoji would never equal the rule's. Built once:
+# json.dumps with any option builds a new encoder per call (measured: ~1 us of ~3 per post).
+# A checked fact holds scalars only, so the circular-reference check has nothing to find.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
 class RuleEngineError(Exception):
@@ -142,9 +147,7 @@ class RuleHost:
         handle = self._handles[ruleset]
         # A fresh id every time: durable drops an event whose id it still holds.
         event_id = next(self._ids)
-        # durable's Ruleset compiles rules from ensure_ascii=False JSON, and its parser does
-        # not join \u surrogate pairs: an escaped emoji would never equal the rule's.
-        payload = json.dumps({**fact, "sid": _SID, "id": event_id}, ensure_ascii=False)
+        payload = _ENCODE({**fact, "sid": _SID, "id": event_id})
         try:
             code, state = durable_rules_engine.assert_event(handle, payload)
             if code == _NOT_HANDLED:

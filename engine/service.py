@@ -13,12 +13,20 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from engine.decide import Decider, Outcome, overdue
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
 from events.log import EventLog, Record
-from events.models import OUTPUT_ADAPTER, Envelope, PolicyFile, PolicySetActivated, make_output
+from events.models import (
+    OUTPUT_ADAPTER,
+    Envelope,
+    FollowupOverdue,
+    PolicyFile,
+    PolicySetActivated,
+    make_output,
+)
 
 log = logging.getLogger("goodwill.service")
 
@@ -35,22 +43,43 @@ class Tally:
     deadlettered: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     by_policy: Counter[str] = field(default_factory=Counter)
+    routes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (to, reason)
     followups_created: int = 0
     overdue: int = 0
     alerts: int = 0
+    recalled: int = 0  # decisions folded as recorded facts during a rebuild
 
 
 Listener = Callable[[Envelope], None]
 
 
+class Recall(Protocol):
+    """Outputs already recorded on the decisions topic, for rebuilding lost state.
+
+    A recorded decision is a fact: it is folded as it was made, never decided again
+    (the policy set may have changed since). `raw` gives the recorded bytes of an output
+    by its id, so the outbox holds exactly what was published.
+    """
+
+    def outcome(self, event: Envelope) -> Outcome | None: ...
+    def raw(self, ident: str) -> bytes | None: ...
+
+
 class Processor:
     """Decides records in batches against one store and one policy-set version."""
 
-    def __init__(self, store: StateStore, decider: Decider, on_output: Listener | None = None):
+    def __init__(
+        self,
+        store: StateStore,
+        decider: Decider,
+        on_output: Listener | None = None,
+        recall: Recall | None = None,
+    ):
         self.store = store
         self.decider = decider
         self.tally = Tally()
         self.on_output = on_output
+        self.recall = recall
 
     def activate(self) -> Envelope | None:
         """Record `policy_set.activated` when this policy set was not the active one."""
@@ -95,7 +124,11 @@ class Processor:
             self.tally.duplicates += 1
             return
         self.store.apply_event(event)
-        outcome = self.decider.decide(event, self.store.enrich(event), self.store)
+        outcome = self.recall.outcome(event) if self.recall is not None else None
+        if outcome is None:
+            outcome = self.decider.decide(event, self.store.enrich(event), self.store)
+        else:
+            self.tally.recalled += 1
         self._record(outcome)
         self.store.mark_seen(event.event_id)
         watermark = self.store.watermark()
@@ -107,6 +140,7 @@ class Processor:
         self.store.apply_decision(data, outcome.decision.occurred_at, outcome.decision.customer_id)
         self.tally.outcomes[data.outcome] += 1
         self.tally.by_policy.update(p.id for p in data.policies)
+        self.tally.routes.update((r.to, r.reason) for r in data.routes)
         self.tally.followups_created += len(data.obligations)
         self._emit(outcome.decision)
         for alert in outcome.alerts:
@@ -125,13 +159,48 @@ class Processor:
                 leads[f.rep_id or ""] = rep[1]
         rows = [(f.obligation_id, f.case_id, f.customer_id, f.rep_id, f.due_at) for f in due]
         for event in overdue(rows, watermark, leads):
+            if self.recall is not None and self.recall.raw(event.event_id) is None:
+                # Rebuilding: the history's order across partitions is not known, so only
+                # recorded escalations are folded here; the rest fire once history is in.
+                continue
             self.store.mark_overdue(event.data.obligation_id)  # type: ignore[attr-defined]
             self.tally.overdue += 1
             self._emit(event)
 
+    def fire_overdue(self) -> None:
+        """Escalate every follow-up due by the watermark now (after a rebuild's history)."""
+        watermark = self.store.watermark()
+        if watermark is None:
+            return
+        self.store.begin()
+        try:
+            self._overdue(watermark)
+            self.store.commit()
+        except BaseException:
+            self.store.rollback()
+            raise
+
+    def replay(self, event: Envelope) -> None:
+        """Fold a recorded output that no input event causes (an activation, or an
+        escalation whose moment in the history is not known) as one batch of its own."""
+        self.store.begin()
+        try:
+            if isinstance(event.data, PolicySetActivated):
+                self.store.set_meta("policy_set", event.data.policy_set)
+            elif isinstance(event.data, FollowupOverdue):
+                self.store.mark_overdue(event.data.obligation_id)
+                self.tally.overdue += 1
+            self._emit(event)
+            self.store.commit()
+        except BaseException:
+            self.store.rollback()
+            raise
+
     def _emit(self, event: Envelope) -> None:
         key = event.customer_id.encode() if event.customer_id else None
-        self.store.outbox_add(DECISIONS_TOPIC, key, encode(event), (), event.type, event.event_id)
+        raw = self.recall.raw(event.event_id) if self.recall is not None else None
+        value = encode(event) if raw is None else raw
+        self.store.outbox_add(DECISIONS_TOPIC, key, value, (), event.type, event.event_id)
         if self.on_output is not None:
             self.on_output(event)
 

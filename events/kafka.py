@@ -15,15 +15,20 @@ Clients speak bytes in and bytes out; the codec lives elsewhere. Behaviour measu
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.errors import for_code as error_for_code
+
+from events.codec import DecodeError, decode, encode
+from events.log import Record
+from events.models import Envelope
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,9 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 3000
     max_message_bytes: int = 1_048_576
     bootstrap_timeout_ms: int = 10000  # how long a factory tries to reach a broker
+    # How long a fetch may wait for data. Kafka answers as soon as there is any; Tansu
+    # holds a fetch for the whole wait, which kafka-python's 500 ms default adds to latency.
+    fetch_max_wait_ms: int = 20
 
     def __post_init__(self) -> None:
         if self.security_protocol not in SECURITY_PROTOCOLS:
@@ -95,6 +103,7 @@ class KafkaConfig:
           ``GOODWILL_KAFKA_HEARTBEAT_INTERVAL_MS`` (default 3000): consumer group liveness.
         - ``GOODWILL_KAFKA_MAX_MESSAGE_BYTES`` (default 1048576): largest record produced.
         - ``GOODWILL_KAFKA_BOOTSTRAP_TIMEOUT_MS`` (default 10000): how long to try to connect.
+        - ``GOODWILL_KAFKA_FETCH_MAX_WAIT_MS`` (default 20): longest wait of one fetch.
         """
         values: dict[str, Any] = {}
         generic = environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
@@ -138,21 +147,21 @@ class KafkaConfig:
         }
 
 
-def make_producer(cfg: KafkaConfig) -> KafkaProducer:
+def make_producer(cfg: KafkaConfig, **overrides: Any) -> KafkaProducer:
     """A bytes producer that loses nothing it acknowledged and never writes a record twice.
 
     kafka-python retries without limit inside ``delivery_timeout_ms``; idempotence keeps those
-    retries from duplicating or reordering records of one partition.
+    retries from duplicating or reordering records of one partition. ``overrides`` are
+    kafka-python producer settings (e.g. ``max_block_ms``).
     """
-    return _connect(
-        cfg,
-        KafkaProducer,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        compression_type=None,
-        max_request_size=cfg.max_message_bytes,
-    )
+    settings: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "compression_type": None,
+        "max_request_size": cfg.max_message_bytes,
+    }
+    return _connect(cfg, KafkaProducer, **(settings | overrides))
 
 
 def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:
@@ -170,6 +179,7 @@ def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:
         session_timeout_ms=cfg.session_timeout_ms,
         heartbeat_interval_ms=cfg.heartbeat_interval_ms,
         max_partition_fetch_bytes=cfg.max_message_bytes,
+        fetch_max_wait_ms=cfg.fetch_max_wait_ms,
     )
 
 
@@ -246,3 +256,213 @@ def _probe(address: str) -> str:
     except OSError as error:
         return error.strerror or str(error)
     return "TCP connects, but no Kafka handshake completed (check security and SASL/TLS settings)"
+
+
+class PublishError(Exception):
+    """Records were not acknowledged by Kafka; nothing may be marked as published."""
+
+
+class KafkaLog:
+    """`EventLog` for publishing to Kafka: `append` sends, `flush` waits for every ack.
+
+    `append` returns at once with a `Record` whose partition and offset are -1 (not known
+    until the broker answers); `flush` raises `PublishError` when any record sent since the
+    last flush was not acknowledged. `topics` renames logical topics (the engine's
+    ``goodwill.decisions``) to the configured ones. Reading is for tools and tests: it
+    assigns a group-less consumer and polls, without relying on end offsets.
+    """
+
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        producer: KafkaProducer | None = None,
+        topics: Mapping[str, str] | None = None,
+        flush_timeout_s: float = 30.0,
+    ) -> None:
+        self.cfg = cfg
+        self._producer = make_producer(cfg) if producer is None else producer
+        self._topics = dict(topics or {})
+        self._pending: list[Any] = []
+        self._reader: KafkaConsumer | None = None
+        self.flush_timeout_s = flush_timeout_s
+
+    def topic(self, name: str) -> str:
+        return self._topics.get(name, name)
+
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> Record:
+        real = self.topic(topic)
+        future = self._producer.send(real, key=key, value=value, headers=list(headers))
+        self._pending.append(future)
+        return Record(real, -1, -1, key, value, tuple(headers))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            self._producer.flush(timeout=self.flush_timeout_s)
+        except KafkaTimeoutError as exc:
+            raise PublishError(f"records not acknowledged within {self.flush_timeout_s} s") from exc
+        failed = [f.exception for f in pending if f.failed() or not f.is_done]
+        if failed:
+            first = failed[0] or "not acknowledged in time"
+            raise PublishError(f"{len(failed)} of {len(pending)} record(s) not published: {first}")
+
+    def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:
+        if self._reader is None:
+            self._reader = make_consumer(self.cfg, group=False)
+        tp = TopicPartition(self.topic(topic), partition)
+        self._reader.assign([tp])
+        self._reader.seek(tp, offset)
+        out: list[Record] = []
+        empty = 0
+        while len(out) < limit and empty < 3:
+            batch = self._reader.poll(timeout_ms=200, max_records=limit - len(out)).get(tp, [])
+            empty = 0 if batch else empty + 1
+            out.extend(to_record(r) for r in batch)
+            high = self._reader.highwater(tp)
+            if high is not None and self._reader.position(tp) >= high:
+                break
+        return out
+
+    def partitions(self, topic: str) -> int:
+        found = self._producer.partitions_for(self.topic(topic))
+        return len(found)
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        # ListOffsets is wrong on Tansu (see tests/kafka_broker.py); the high watermark a
+        # fetch returns is right, so ask for one.
+        if self._reader is None:
+            self._reader = make_consumer(self.cfg, group=False)
+        tp = TopicPartition(self.topic(topic), partition)
+        self._reader.assign([tp])
+        self._reader.seek_to_beginning(tp)
+        for _ in range(20):
+            self._reader.poll(timeout_ms=100, max_records=1, update_offsets=False)
+            high = self._reader.highwater(tp)
+            if high is not None:
+                return int(high)
+        raise PublishError(f"no high watermark for {tp.topic}[{partition}] from the broker")
+
+    def reset(self) -> None:
+        """Replace the producer after a failure (an idempotent producer may be unusable)."""
+        self._pending = []
+        try:
+            self._producer.close(timeout=1)
+        finally:
+            self._producer = make_producer(self.cfg)
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=self.flush_timeout_s)
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+
+
+def to_record(r: Any) -> Record:
+    """A kafka-python ConsumerRecord as an engine `Record` (a tombstone's value as b"")."""
+    value = b"" if r.value is None else r.value
+    return Record(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers or ()))
+
+
+def read_events(data: bytes, name: str) -> list[tuple[str, Envelope | DecodeError]]:
+    """Events in `data` — one JSON event, a JSON array of events, or JSON lines — each with
+    where it was (``name:LINE`` or ``name[INDEX]``) and the event or why it is invalid."""
+    text = data.removeprefix(b"\xef\xbb\xbf")
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        whole = json.loads(stripped)
+    except (ValueError, RecursionError):
+        whole = None
+    else:
+        if isinstance(whole, list):
+            found: list[tuple[str, Envelope | DecodeError]] = []
+            for i, item in enumerate(whole):
+                found.append((f"{name}[{i}]", _decoded(json.dumps(item, ensure_ascii=False))))
+            return found
+        if isinstance(whole, dict):
+            return [(name, _decoded(stripped))]
+    return [
+        (f"{name}:{number}", _decoded(line))
+        for number, line in enumerate(text.split(b"\n"), start=1)
+        if line.strip()
+    ]
+
+
+def _decoded(raw: str | bytes) -> Envelope | DecodeError:
+    try:
+        return decode(raw.encode() if isinstance(raw, str) else raw.rstrip(b"\r"))
+    except DecodeError as err:
+        return err
+
+
+def event_key(event: Envelope) -> bytes | None:
+    """The partition key for an input event: the customer, else the budget owner or rep.
+
+    Customer events carry `customer_id`; `budget.allocated` is keyed by its `owner` and
+    `rep.assigned` by its `rep_id`, so each owner's or rep's history stays in order on one
+    partition. `clock.tick` has no key (see `EventProducer.send`).
+    """
+    if event.customer_id:
+        return event.customer_id.encode()
+    fields = event.data.__dict__
+    for name in ("owner", "rep_id"):
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            return value.encode()
+    return None
+
+
+class EventProducer:
+    """Validate events with the codec and send them to the events topic, keyed.
+
+        with EventProducer(KafkaConfig.from_env(os.environ)) as producer:
+            producer.send({"event_id": "e-1", "type": "order.placed", ...})
+
+    `send` raises `events.codec.DecodeError` for an invalid event (nothing is sent) and
+    returns the validated event. It sends the canonical encoding. A `clock.tick` goes to
+    every partition, because each engine instance advances its own event time.
+    """
+
+    def __init__(self, cfg: KafkaConfig, producer: KafkaProducer | None = None) -> None:
+        self.cfg = cfg
+        self._producer = make_producer(cfg) if producer is None else producer
+        self._futures: list[Any] = []
+
+    def send(self, event: Envelope | Mapping[str, Any] | bytes) -> Envelope:
+        if isinstance(event, bytes):
+            event = decode(event)
+        elif not isinstance(event, Envelope):
+            event = decode(json.dumps(event, ensure_ascii=False).encode())
+        value, key, topic = encode(event), event_key(event), self.cfg.events_topic
+        if event.type == "clock.tick":
+            for partition in sorted(self._producer.partitions_for(topic) or {0}):
+                self._futures.append(self._producer.send(topic, value=value, partition=partition))
+        else:
+            self._futures.append(self._producer.send(topic, key=key, value=value))
+        return event
+
+    def flush(self) -> None:
+        """Wait until every event sent is acknowledged; raise `PublishError` otherwise."""
+        futures, self._futures = self._futures, []
+        self._producer.flush(timeout=self.cfg.bootstrap_timeout_ms / 1000 + 30)
+        failed = [f for f in futures if not f.is_done or f.failed()]
+        if failed:
+            raise PublishError(
+                f"{len(failed)} of {len(futures)} event(s) not acknowledged: {failed[0].exception}"
+            )
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._producer.close()
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

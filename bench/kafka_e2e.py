@@ -1,0 +1,231 @@
+"""End-to-end throughput and latency of Goodwill on Kafka, next to a raw kafka-python pipe.
+
+    producer ──▶ events ──▶ goodwill (a separate process, as deployed) ──▶ decisions ──▶ sink
+
+1. Throughput: `--events` workload events (bench/workload.py) produced as fast as the
+   producer goes; the clock runs from the first send to the last decision consumed.
+2. The raw pipe (bench/kafka_pipe.py) with the same number of records, for the ceiling.
+3. Latency: `--latency-events` more events offered at `--rate` per second by a paced
+   producer; each decision's latency is from its input's send to the sink receiving it.
+
+    python bench/kafka_e2e.py --events 100000
+
+starts its own Tansu unless KAFKA_BOOTSTRAP_SERVERS is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kafka import TopicPartition
+from kafka_pipe import raw_pipe
+from workload import generate
+
+from events.kafka import (
+    FAST_GROUP_TIMEOUTS,
+    KafkaConfig,
+    create_topics,
+    make_consumer,
+    make_producer,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE = os.environ.get("GOODWILL_BENCH_PROFILE")  # py-spy raw output file for the service
+
+
+def _key(raw: bytes) -> bytes | None:
+    doc = json.loads(raw)
+    data = doc.get("data") or {}
+    key = doc.get("customer_id") or data.get("owner") or data.get("rep_id")
+    return key.encode() if key else None
+
+
+class Sink:
+    """Reads the decisions topic in a thread; records when each cause's decision arrived."""
+
+    def __init__(self, cfg: KafkaConfig, partitions: int) -> None:
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.consumer = make_consumer(cfg, group=False)
+        tps = [TopicPartition(cfg.decisions_topic, p) for p in range(partitions)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.thread = threading.Thread(target=self._run, name="sink", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with closing(self.consumer):
+            while not self.stop.is_set():
+                for records in self.consumer.poll(timeout_ms=50).values():
+                    now = time.monotonic()
+                    with self.lock:
+                        for r in records:
+                            if b'"decision.made"' in r.value:
+                                cause = json.loads(r.value)["data"]["caused_by"]
+                                self.arrived.setdefault(cause, now)
+
+    def wait_for(self, ids: Iterable[str], timeout_s: float) -> float:
+        """Monotonic time the last of `ids` arrived; raises if they do not all arrive."""
+        wanted = list(ids)
+        missing = set(wanted)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                missing = {i for i in missing if i not in self.arrived}
+                if not missing:
+                    return max(self.arrived[i] for i in wanted)
+            time.sleep(0.05)
+        raise RuntimeError(f"{len(missing)} decision(s) did not arrive within {timeout_s:.0f} s")
+
+
+def produce(cfg: KafkaConfig, events: list[bytes], rate: float | None) -> dict[str, float]:
+    """Send `events` (at `rate` per second if given); return each event's send time."""
+    sent: dict[str, float] = {}
+    with closing(make_producer(cfg)) as producer:
+        started = time.monotonic()
+        for i, raw in enumerate(events):
+            if rate is not None:
+                due = started + i / rate
+                while (now := time.monotonic()) < due:
+                    time.sleep(min(0.001, due - now))
+            sent[json.loads(raw)["event_id"]] = time.monotonic()
+            producer.send(cfg.events_topic, key=_key(raw), value=raw)
+        producer.flush()
+    return sent
+
+
+def start_goodwill(cfg: KafkaConfig, data_dir: Path, batch: int) -> subprocess.Popen[bytes]:
+    args = [
+        sys.executable, "-m", "engine.kafka_service",
+        "--kafka", cfg.bootstrap_servers,
+        "--events-topic", cfg.events_topic,
+        "--decisions-topic", cfg.decisions_topic,
+        "--deadletter-topic", cfg.deadletter_topic,
+        "--group-id", cfg.group_id,
+        "--session-timeout-ms", str(cfg.session_timeout_ms),
+        "--heartbeat-interval-ms", str(cfg.heartbeat_interval_ms),
+        "--data-dir", str(data_dir),
+        "--policies", str(ROOT / "policies"),
+        "--batch", str(batch),
+    ]  # fmt: skip
+    env = {**os.environ, "GOODWILL_LOG_LEVEL": "WARNING"}
+    service = subprocess.Popen(args, cwd=ROOT, env=env)
+    if PROFILE:  # sample the service while the bulk phase runs
+        spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(service.pid)]
+        subprocess.Popen([*spy, "--duration", "12", "--format", "raw", "-o", PROFILE])
+    return service
+
+
+def engine_run(
+    bootstrap: str, n_events: int, latency_events: int, rate: float, partitions: int, batch: int
+) -> dict[str, Any]:
+    run = f"e2e.{uuid.uuid4().hex[:8]}"
+    cfg = KafkaConfig(
+        bootstrap_servers=bootstrap,
+        events_topic=f"{run}.events",
+        decisions_topic=f"{run}.decisions",
+        deadletter_topic=f"{run}.deadletter",
+        group_id=f"{run}.goodwill",
+        client_id=run,
+        **FAST_GROUP_TIMEOUTS,
+    )
+    create_topics(cfg, partitions)
+    stream = list(generate(n_events + latency_events + 1, max(1000, n_events // 20)))
+    warmup, bulk, paced = stream[:1], stream[1 : n_events + 1], stream[n_events + 1 :]
+    sink = Sink(cfg, partitions)
+    with tempfile.TemporaryDirectory(prefix="goodwill-e2e-") as data_dir:
+        service = start_goodwill(cfg, Path(data_dir), batch)
+        try:
+            # The clock starts once the service has joined and decided a first event.
+            produce(cfg, warmup, None)
+            sink.wait_for([json.loads(warmup[0])["event_id"]], 60)
+
+            started = time.monotonic()
+            sent = produce(cfg, bulk, None)
+            produced_s = time.monotonic() - started
+            finished = sink.wait_for(sent, max(120.0, n_events / 500))
+            throughput_s = finished - started
+
+            paced_sent = produce(cfg, paced, rate)
+            sink.wait_for(paced_sent, 120)
+            with sink.lock:
+                latencies = sorted((sink.arrived[i] - t) * 1000 for i, t in paced_sent.items())
+        finally:
+            service.send_signal(signal.SIGTERM)
+            code = service.wait(60)
+            sink.stop.set()
+    if code != 0:
+        raise RuntimeError(f"goodwill exited with {code} after SIGTERM")
+    return {
+        "events": n_events,
+        "partitions": partitions,
+        "batch": batch,
+        "produce_events_per_s": round(n_events / produced_s),
+        "end_to_end_s": round(throughput_s, 3),
+        "end_to_end_events_per_s": round(n_events / throughput_s),
+        "latency_offered_per_s": rate,
+        "latency_events": latency_events,
+        "latency_p50_ms": round(latencies[len(latencies) // 2], 1),
+        "latency_p99_ms": round(latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)], 1),
+        "latency_max_ms": round(latencies[-1], 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--latency-events", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=2000.0, help="offered events/s for latency")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--skip-raw", action="store_true", help="do not run the raw pipe")
+    args = parser.parse_args(argv)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    broker = None
+    if not bootstrap:
+        from tests.kafka_broker import start_broker
+
+        broker = start_broker()
+        bootstrap = broker.bootstrap
+    try:
+        result = engine_run(
+            bootstrap, args.events, args.latency_events, args.rate, args.partitions, args.batch
+        )
+        raw = None if args.skip_raw else raw_pipe(bootstrap, args.events, 300, args.partitions)
+    finally:
+        if broker is not None:
+            from tests.kafka_broker import stop_broker
+
+            stop_broker(broker)
+    where = "Tansu (memory)" if broker is not None else bootstrap
+    print(f"goodwill end to end on {where}:")
+    for name, figure in result.items():
+        print(f"  {name:26} {figure}")
+    if raw is not None:
+        print("raw kafka-python pipe (no engine), same broker:")
+        for name, figure in raw.items():
+            print(f"  {name:26} {figure}")
+        ratio = result["end_to_end_events_per_s"] / raw["end_to_end_events_per_s"]
+        print(f"  {'ratio_vs_raw_pipe':26} {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+"""The Kafka backend: a consumer-group member that decides the events topic.
+
+One loop, one thread (DESIGN.md "State and delivery"):
+
+    poll a batch ─▶ Processor.process: ONE SQLite transaction with the state, the next
+                    offset per partition, the outbox and the seen event ids
+               ─▶ relay the outbox (acks=all, idempotent), mark it sent after the acks
+               ─▶ commit the offsets to Kafka (for lag monitoring only)
+
+The offsets in SQLite are the authoritative position: on assignment the consumer seeks
+to them, so a crash anywhere re-reads at most the batch whose transaction did not commit,
+and re-publishes at most outputs already stored — identical bytes, same decision_id.
+Failures that do not depend on the record (broker down, disk full, a locked database)
+are retried with bounded exponential backoff and never advance a position.
+
+`GOODWILL_CRASH_AT=point:n` (tests only) kills the process with `os._exit(137)` the n-th
+time it reaches `point`: `after_poll`, `after_commit` (state stored, nothing published),
+`after_publish` (outputs acknowledged, not marked sent) or `after_relay` (marked sent,
+offsets not committed to Kafka).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, MessageSizeTooLargeError
+from kafka.structs import OffsetAndMetadata
+
+from engine.compile import CompiledSet
+from engine.decide import Decider
+from engine.metrics import Metrics
+from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, relay
+from engine.state import StateStore
+from events.kafka import (
+    KafkaConfig,
+    KafkaLog,
+    KafkaUnavailable,
+    PublishError,
+    make_consumer,
+    to_record,
+)
+from events.log import Headers, Record
+
+log = logging.getLogger("goodwill.kafka")
+
+CRASH_ENV: Final = "GOODWILL_CRASH_AT"
+CRASH_POINTS: Final = ("after_poll", "after_commit", "after_publish", "after_relay")
+_QUIET_PROBE_S: Final = 15.0  # an idle consumer this long checks that the brokers answer
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    data_dir: Path
+    batch: int = 500  # most records per poll, so per SQLite transaction
+    poll_ms: int = 100
+    backoff_first_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    rebuild_on_start: bool = True  # fold the decisions topic when the store is empty
+    idle_polls: int = 5  # reading a topic to its end: stop after this many empty polls
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+
+class Backoff:
+    """Bounded exponential backoff whose waits end early when the service is stopping."""
+
+    def __init__(self, stop: threading.Event, first_s: float, cap_s: float) -> None:
+        self.stop, self.first_s, self.cap_s = stop, first_s, cap_s
+        self.failures = 0
+
+    def wait(self) -> float:
+        delay = self.next_s
+        self.failures += 1
+        self.stop.wait(delay)
+        return delay
+
+    @property
+    def next_s(self) -> float:
+        return min(self.cap_s, self.first_s * 2.0 ** min(self.failures, 32))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class CrashHook:
+    """Test-only fault injection; inert unless GOODWILL_CRASH_AT is set."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.point, self.at = "", 0
+        self.counts: dict[str, int] = {}
+        if spec:
+            point, _, count = spec.partition(":")
+            if point not in CRASH_POINTS or not count.isdigit():
+                raise ValueError(
+                    f"{CRASH_ENV}={spec!r}: expected POINT:N with POINT one of "
+                    f"{', '.join(CRASH_POINTS)}"
+                )
+            self.point, self.at = point, int(count)
+
+    def __call__(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.counts[point] = self.counts.get(point, 0) + 1
+        if self.counts[point] == self.at:
+            log.warning("crash hook: exiting at %s #%d", point, self.at)
+            logging.shutdown()
+            os._exit(137)
+
+
+class _Outlet:
+    """The relay's view of Kafka: a KafkaLog whose flush reports to the crash hook, and
+    which shortens a dead-letter copy that is larger than the producer may send."""
+
+    def __init__(self, log_: KafkaLog, crash: CrashHook) -> None:
+        self.log, self.crash = log_, crash
+
+    def append(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> Record:
+        try:
+            return self.log.append(topic, key, value, headers)
+        except MessageSizeTooLargeError:
+            if topic != DEADLETTER_TOPIC:
+                raise
+        # The record came through the events topic, but the dead-letter copy exceeds
+        # max_message_bytes: keep its head, its size and its digest instead of blocking.
+        import hashlib
+
+        limit = max(0, self.log.cfg.max_message_bytes - 64 * 1024)
+        extra = (
+            ("goodwill.truncated.bytes", str(len(value)).encode()),
+            ("goodwill.truncated.sha256", hashlib.sha256(value).hexdigest().encode()),
+        )
+        log.warning("dead-letter copy of %d bytes truncated to %d", len(value), limit)
+        return self.log.append(topic, key, value[:limit], (*headers, *extra))
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.crash("after_publish")
+
+    def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:
+        return self.log.read(topic, partition, offset, limit)
+
+    def partitions(self, topic: str) -> int:
+        return self.log.partitions(topic)
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        return self.log.end_offset(topic, partition)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class _Seeker(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Positions come from SQLite, never from the group's committed offsets."""
+
+    def __init__(self, service: KafkaService) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        for tp in revoked:
+            self.service.forget(tp)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        try:
+            self.service.seek_stored(assigned)
+            if assigned:
+                shown = ",".join(str(tp.partition) for tp in sorted(assigned))
+                log.info("assigned partitions", extra={"partitions": shown})
+        except Exception:
+            log.exception("seeking to the stored positions failed")
+            raise
+
+
+class KafkaService:
+    """Run with `run()`; `stop()` (or SIGTERM/SIGINT via `install_signals`) ends it after
+    the current batch is stored, published and committed."""
+
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        compiled: CompiledSet,
+        options: ServiceOptions,
+        on_output: Listener | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.cfg, self.compiled, self.options = cfg, compiled, options
+        self.on_output = on_output
+        self.metrics = metrics or Metrics()
+        self.stopping = threading.Event()
+        self.crash = CrashHook(os.environ.get(CRASH_ENV))
+        self.backoff = Backoff(self.stopping, options.backoff_first_s, options.backoff_cap_s)
+        self.store: StateStore | None = None
+        self.processor: Processor | None = None
+        self.consumer: KafkaConsumer | None = None
+        self.outlet: _Outlet | None = None
+        self.positions: dict[TopicPartition, int] = {}  # next offset, for lag
+        # The stored positions, mirrored in memory: kafka-python calls the rebalance
+        # listener from its own thread, which must not touch the SQLite connection.
+        self.stored: dict[int, int] = {}
+        self._stored_lock = threading.Lock()
+        self._budgets_at = 0.0
+        self._budgets_dirty = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping after the current batch", extra={"signal": signum})
+        self.stopping.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> None:
+        """Serve until stopped. Unreachable brokers are retried, never fatal."""
+        opts = self.options
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        if opts.metrics_port is not None:
+            self.metrics.serve(opts.metrics_port, opts.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", opts.metrics_host, opts.metrics_port)
+        self.store = StateStore.open(opts.data_dir / "state.db")
+        self.processor = Processor(self.store, Decider(self.compiled), self.on_output)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._connect()
+                    self._serve()
+                except (KafkaUnavailable, KafkaError) as exc:
+                    self.metrics.kafka_up.set(0)
+                    self.metrics.retries.labels("connect").inc()
+                    log.warning(
+                        "Kafka unavailable; retrying in %.1f s: %s", self.backoff.next_s, exc
+                    )
+                    self._close_clients()
+                    self.backoff.wait()
+        finally:
+            self._close_clients()
+            self.store.close()
+            log.info("stopped", extra={"decided": sum(self.processor.tally.outcomes.values())})
+
+    def _connect(self) -> None:
+        cfg = self.cfg
+        # send() waits for metadata up to max_block_ms; bound it like a connection attempt.
+        producer_log = KafkaLog(
+            cfg,
+            topics={DECISIONS_TOPIC: cfg.decisions_topic, DEADLETTER_TOPIC: cfg.deadletter_topic},
+        )
+        self.outlet = _Outlet(producer_log, self.crash)
+        self.consumer = make_consumer(cfg)
+        self.metrics.kafka_up.set(1)
+        log.info(
+            "connected",
+            extra={
+                "bootstrap": cfg.bootstrap_servers,
+                "events": cfg.events_topic,
+                "group": cfg.group_id,
+            },
+        )
+
+    def _close_clients(self) -> None:
+        consumer, outlet = self.consumer, self.outlet
+        self.consumer = self.outlet = None
+        if consumer is not None:
+            try:
+                consumer.close()  # leaves the group at once
+            except Exception as exc:
+                log.debug("closing the consumer: %s", exc)
+        if outlet is not None:
+            try:
+                outlet.close()
+            except Exception as exc:
+                log.debug("closing the producer: %s", exc)
+
+    # ---------------------------------------------------------------- the loop
+
+    def _serve(self) -> None:
+        assert self.store is not None and self.processor is not None
+        assert self.consumer is not None
+        self._relay()  # outputs a crash left unpublished go first, unchanged
+        if self.options.rebuild_on_start and self._store_is_empty():
+            from engine.rebuild import fold_history
+
+            report = fold_history(self.cfg, self.processor, self.options, self.stopping)
+            log.info("rebuilt state from the decisions topic", extra=report.fields())
+            self._relay()
+        if self.processor.activate() is not None:
+            log.info("policy set activated", extra={"policy_set": self.compiled.hash})
+        self._relay()
+        self._load_stored()
+        self.consumer.subscribe([self.cfg.events_topic], listener=_Seeker(self))
+        self.backoff.reset()
+        quiet_since = time.monotonic()
+        while not self.stopping.is_set():
+            polled = self.consumer.poll(
+                timeout_ms=self.options.poll_ms, max_records=self.options.batch
+            )
+            if not polled:
+                self._refresh_budgets()
+                if time.monotonic() - quiet_since > _QUIET_PROBE_S:
+                    self._probe()
+                    quiet_since = time.monotonic()
+                continue
+            quiet_since = time.monotonic()
+            self.crash("after_poll")
+            self._batch(polled)
+
+    def _batch(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
+        assert self.processor is not None and self.consumer is not None
+        started = time.monotonic()
+        records = [to_record(r) for batch in polled.values() for r in batch]
+        stamps = [r.timestamp for batch in polled.values() for r in batch]
+        self.metrics.consumed.inc(len(records))
+        try:
+            self.processor.process(records)
+        except (sqlite3.Error, OSError) as exc:
+            # process() rolled back: nothing of this batch is stored. Read it again from
+            # the stored positions once the store works again.
+            self._retry("store", exc)
+            self.seek_stored(list(polled))
+            return
+        with self._stored_lock:
+            for tp, batch in polled.items():
+                self.stored[tp.partition] = batch[-1].offset + 1
+        self.crash("after_commit")
+        self._relay()
+        self.crash("after_relay")
+        done = time.time()
+        for stamp in stamps:
+            self.metrics.latency.observe(max(0.0, done - stamp / 1000))
+        self._commit(polled)
+        self._observe(started)
+
+    def _relay(self) -> None:
+        """Publish the outbox; until it works, nothing else happens (positions stay put)."""
+        assert self.store is not None and self.outlet is not None
+        while True:
+            try:
+                relay(self.store, self.outlet)
+                self.backoff.reset()
+                return
+            except (PublishError, KafkaError) as exc:
+                self.metrics.kafka_up.set(0)
+                self._retry("publish", exc)
+                self.outlet.log.reset()
+            except (sqlite3.Error, OSError) as exc:
+                self._retry("store", exc)
+            if self.stopping.is_set():
+                raise _Stopped("stopped while outputs were unpublished; they stay in the outbox")
+
+    def _retry(self, stage: str, exc: BaseException) -> None:
+        self.metrics.retries.labels(stage).inc()
+        log.warning(
+            "%s failed; retrying in %.1f s: %s: %s",
+            stage,
+            self.backoff.next_s,
+            type(exc).__name__,
+            exc,
+            extra={"stage": stage},
+        )
+        self.backoff.wait()
+
+    def _commit(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
+        assert self.consumer is not None
+        offsets = {}
+        for tp, batch in polled.items():
+            self.positions[tp] = batch[-1].offset + 1
+            offsets[tp] = OffsetAndMetadata(batch[-1].offset + 1, "", -1)
+        # Only lag monitoring reads these offsets, so the commit need not be waited for.
+        self.consumer.commit_async(offsets, callback=_commit_done)
+
+    def _observe(self, started: float) -> None:
+        assert self.processor is not None and self.consumer is not None and self.store
+        tally = self.processor.tally
+        self.metrics.on_tally(tally.outcomes, tally.by_policy, tally.deadlettered, tally.duplicates)
+        for tp, position in self.positions.items():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+        self._budgets_dirty = True
+        self._refresh_budgets()
+        self.metrics.batch_seconds.observe(time.monotonic() - started)
+
+    def _refresh_budgets(self) -> None:
+        """Budget gauges after a batch, at most once a second (a query over all budgets)."""
+        now = time.monotonic()
+        if self._budgets_dirty and now - self._budgets_at >= 1.0 and self.store is not None:
+            self._budgets_at, self._budgets_dirty = now, False
+            self.metrics.on_budgets(self.store.budgets(), self.compiled.policy_set.budgets)
+
+    def _probe(self) -> None:
+        from events.kafka import _probe
+
+        answers = {a: _probe(a) for a in self.cfg.bootstrap_servers.split(",")}
+        if all(not answer.startswith("TCP connects") for answer in answers.values()):
+            self.metrics.kafka_up.set(0)
+            shown = "; ".join(f"{a}: {r}" for a, r in answers.items())
+            log.warning("no broker answers (%s); the consumer keeps reconnecting", shown)
+        else:
+            self.metrics.kafka_up.set(1)
+
+    # ---------------------------------------------------------------- positions
+
+    def _load_stored(self) -> None:
+        assert self.store is not None and self.consumer is not None
+        topic = self.cfg.events_topic
+        found = {}
+        from engine.rebuild import partitions_of
+
+        for partition in partitions_of(self.consumer, topic):
+            position = self.store.position(topic, partition)
+            if position is not None:
+                found[partition] = position
+        with self._stored_lock:
+            self.stored = found
+
+    def seek_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        """Seek to the positions stored with the state (the beginning when none is)."""
+        assert self.consumer is not None
+        for tp in partitions:
+            with self._stored_lock:
+                position = self.stored.get(tp.partition)
+            if position is None:
+                self.consumer.seek_to_beginning(tp)
+                self.positions[tp] = 0
+            else:
+                self.consumer.seek(tp, position)
+                self.positions[tp] = position
+
+    def forget(self, tp: TopicPartition) -> None:
+        self.positions.pop(tp, None)
+        with contextlib.suppress(KeyError):
+            self.metrics.lag.remove(tp.topic, str(tp.partition))
+
+    def _store_is_empty(self) -> bool:
+        assert self.store is not None and self.consumer is not None
+        stats = self.store.stats()
+        if stats["events_seen"] or stats["outputs"]:
+            return False
+        from engine.rebuild import partitions_of
+
+        partitions = partitions_of(self.consumer, self.cfg.events_topic)
+        return all(self.store.position(self.cfg.events_topic, p) is None for p in partitions)
+
+
+def _commit_done(offsets: Any, result: Any) -> None:
+    if isinstance(result, Exception):
+        log.info("offset commit to Kafka failed (positions are in SQLite): %s", result)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def run_kafka(
+    cfg: KafkaConfig,
+    compiled: CompiledSet,
+    options: ServiceOptions,
+    on_output: Callable[[Any], None] | None = None,
+) -> None:
+    """Run the service in this (main) thread until SIGTERM or SIGINT."""
+    service = KafkaService(cfg, compiled, options, on_output)
+    service.install_signals()
+    try:
+        service.run()
+    except _Stopped as exc:
+        log.warning("%s", exc)
+
+
+if __name__ == "__main__":  # python -m engine.kafka_service [run options]
+    import sys
+
+    from engine.cli import main
+
+    main(["run", *sys.argv[1:]])

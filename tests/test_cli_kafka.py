@@ -1,0 +1,157 @@
+"""The Kafka commands of the CLI: topics create, emit, and the service's metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from engine.compile import CompiledSet
+from events.kafka import KafkaConfig, create_topics
+from tests.test_kafka_service import (
+    DECIDED,
+    compiled,  # noqa: F401  (a fixture)
+    produce,
+    read_topic,
+    running,
+    shop_lines,
+)
+
+
+def goodwill(
+    cfg: KafkaConfig, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    flags = [
+        "--kafka", cfg.bootstrap_servers,
+        "--events-topic", cfg.events_topic,
+        "--decisions-topic", cfg.decisions_topic,
+        "--deadletter-topic", cfg.deadletter_topic,
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "engine.cli", *args, *flags]
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=60)
+
+
+@pytest.mark.kafka
+def test_topics_create_is_idempotent(kafka_config: KafkaConfig) -> None:
+    first = goodwill(kafka_config, "topics", "create", "--partitions", "3")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.decode().count(": created") == 3
+    again = goodwill(kafka_config, "topics", "create", "--partitions", "3")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.decode().count("exists, left alone") == 3
+
+
+EVENT = {
+    "event_id": "emit-1",
+    "type": "order.placed",
+    "occurred_at": "2026-11-02T08:00:00Z",
+    "customer_id": "c-1",
+    "source": "orders",
+    "data": {
+        "order_id": "O-1",
+        "amount": "12.50",
+        "currency": "USD",
+        "items": [{"sku": "SKU-1", "qty": 1, "unit_price": "12.50"}],
+        "channel": "web",
+    },
+}
+
+
+@pytest.mark.kafka
+def test_emit_sends_valid_events_keyed_and_refuses_invalid_ones(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=2)
+    bad = {**EVENT, "event_id": "emit-2", "data": {**EVENT["data"], "amount": 12.5}}
+    rep = {
+        "event_id": "emit-3",
+        "type": "rep.assigned",
+        "occurred_at": "2026-11-02T08:00:00Z",
+        "data": {"rep_id": "ana", "team": "east", "lead": "lena"},
+    }
+    source = tmp_path / "events.jsonl"
+    source.write_text("\n".join(json.dumps(e) for e in (EVENT, bad, rep)) + "\n")
+    result = goodwill(kafka_config, "emit", str(source))
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert f"{source}:2: schema_invalid: data.amount" in err, err
+    assert "sent 2 event(s)" in result.stdout.decode()
+    records = read_topic(kafka_config, kafka_config.events_topic, 2)
+    assert sorted((r.key, json.loads(r.value)["event_id"]) for r in records) == [
+        (b"ana", "emit-3"),
+        (b"c-1", "emit-1"),
+    ]
+
+    # One event (or an array) on stdin; nothing at all is sent when every event is bad.
+    result = goodwill(kafka_config, "emit", "-", stdin=json.dumps([bad]).encode())
+    assert result.returncode == 1 and b"<stdin>[0]: schema_invalid" in result.stderr
+    one = {**EVENT, "event_id": "emit-4"}
+    result = goodwill(kafka_config, "emit", "-", stdin=json.dumps(one, indent=2).encode())
+    assert result.returncode == 0, result.stderr
+    records = read_topic(kafka_config, kafka_config.events_topic, 3)
+    assert sorted(json.loads(r.value)["event_id"] for r in records) == [
+        "emit-1",
+        "emit-3",
+        "emit-4",
+    ]
+
+
+def test_emit_without_kafka_feeds_the_embedded_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "GOODWILL_KAFKA_BOOTSTRAP_SERVERS"):
+        monkeypatch.delenv(name, raising=False)
+    source = tmp_path / "one.json"
+    source.write_text(json.dumps(EVENT))
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "engine.cli"]
+    sent = subprocess.run(
+        [*command, "emit", str(source), "--data-dir", str(data)], capture_output=True
+    )
+    assert sent.returncode == 0, sent.stderr
+    run = subprocess.run(
+        [*command, "run", "--data-dir", str(data), "--json", "--policies", "policies"],
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert run.returncode == 0, run.stderr
+    decided = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [d["data"]["caused_by"] for d in decided if d["type"] == "decision.made"] == ["emit-1"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.kafka
+def test_metrics_endpoint_serves_the_named_metrics(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=2)
+    lines = shop_lines()
+    produce(kafka_config, lines)
+    port = _free_port()
+    with running(kafka_config, compiled, tmp_path / "data", metrics_port=port):
+        read_topic(kafka_config, kafka_config.decisions_topic, len(lines) - 7, 30, DECIDED)
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline and "goodwill_budget_remaining{" not in text:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                text = page.read().decode()
+    assert f"goodwill_events_consumed_total {float(len(lines))}" in text
+    assert 'goodwill_decisions_total{outcome="authorized"}' in text
+    assert 'goodwill_policy_decisions_total{policy="replace-broken-part"}' in text
+    assert 'goodwill_deadlettered_total{reason="invalid_json"} 1.0' in text
+    assert "goodwill_decision_latency_seconds_bucket" in text
+    assert f'goodwill_consumer_lag{{partition="0",topic="{kafka_config.events_topic}"}} 0.0' in text
+    assert 'goodwill_budget_remaining{budget="expedite",owner="ana",period="2026-11"}' in text
+    assert "goodwill_kafka_connected 1.0" in text

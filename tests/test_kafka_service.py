@@ -1,0 +1,398 @@
+"""The Kafka backend (engine/kafka_service.py) against a real broker.
+
+Every wait is a bounded polling loop on the topics; nothing sleeps to assert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+
+from engine.compile import CompiledSet, load
+from engine.embedded import run_embedded
+from engine.kafka_service import KafkaService, ServiceOptions
+from engine.state import StateStore
+from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
+from events.log import FileLog, read_jsonl_source
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOP = ROOT / "examples" / "shop-day.jsonl"
+POLICIES = ROOT / "policies"
+BAD_LINES = 7
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def compiled() -> CompiledSet:
+    return load(POLICIES)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, compiled: CompiledSet) -> list[bytes]:
+    """Every output the embedded backend publishes for the shop stream, in order."""
+    data_dir = tmp_path_factory.mktemp("embedded")
+    run_embedded(compiled, data_dir, SHOP, 500)
+    with FileLog.open(data_dir / "log") as log:
+        return [r.value for r in log.read("goodwill.decisions", 0, 0, 1_000_000)]
+
+
+def shop_lines() -> list[bytes]:
+    return [raw for _, raw in read_jsonl_source(SHOP)]
+
+
+def key_of(raw: bytes) -> bytes | None:
+    """The key a producer would use: customer, else budget owner or rep; None if unreadable."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    for value in (doc.get("customer_id"), data.get("owner"), data.get("rep_id")):
+        if isinstance(value, str) and value:
+            return value.encode()
+    return None
+
+
+def produce(
+    cfg: KafkaConfig,
+    values: Sequence[bytes | None],
+    keys: Sequence[bytes | None] | None = None,
+    **settings: Any,
+) -> None:
+    keys = [key_of(v) if v is not None else None for v in values] if keys is None else keys
+    with closing(make_producer(cfg, **settings)) as producer:
+        futures = [
+            producer.send(cfg.events_topic, key=k, value=v)
+            for k, v in zip(keys, values, strict=True)
+        ]
+        producer.flush(timeout=30)
+        for future in futures:
+            future.get(timeout=0)
+
+
+DECIDED = b'"type":"decision.made"'
+
+
+def read_topic(
+    cfg: KafkaConfig,
+    topic: str,
+    count: int,
+    timeout_s: float = 30.0,
+    containing: bytes = b"",
+) -> list[Any]:
+    """Every record of `topic` once at least `count` records `containing` those bytes
+    arrived (or the timeout passed), read up to each partition's high watermark so that
+    extra records are seen too."""
+    with closing(make_consumer(cfg, group=False)) as consumer:
+        partitions = []
+        deadline = time.monotonic() + timeout_s
+        while not partitions and time.monotonic() < deadline:
+            partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        found = 0
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=100).values():
+                records.extend(batch)
+                found += sum(containing in r.value for r in batch)
+            at_end = all(
+                consumer.highwater(tp) is not None
+                and consumer.position(tp) >= consumer.highwater(tp)
+                for tp in tps
+            )
+            if found >= count and at_end:
+                break
+        return records
+
+
+@contextmanager
+def running(
+    cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, **options: Any
+) -> Iterator[KafkaService]:
+    """A service in a thread, stopped (and checked stopped) on exit."""
+    settings = {"poll_ms": 50, "idle_polls": 3, **options}
+    service = KafkaService(cfg, compiled, ServiceOptions(data_dir=data_dir, **settings))
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            service.run()
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=serve, name="goodwill-service")
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the service did not stop within 30 s"
+    assert not failures, failures
+
+
+def digest(data_dir: Path) -> str:
+    with StateStore.open(data_dir / "state.db") as store:
+        return store.digest()
+
+
+def decisions_by_id(records: Sequence[Any]) -> dict[str, bytes]:
+    """Outputs by event id; fails if one id was published with different bytes."""
+    found: dict[str, bytes] = {}
+    for r in records:
+        ident = json.loads(r.value)["event_id"]
+        assert found.setdefault(ident, r.value) == r.value, f"{ident} published with other bytes"
+    return found
+
+
+def service_args(cfg: KafkaConfig, data_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "engine.kafka_service",
+        "--kafka", cfg.bootstrap_servers,
+        "--events-topic", cfg.events_topic,
+        "--decisions-topic", cfg.decisions_topic,
+        "--deadletter-topic", cfg.deadletter_topic,
+        "--group-id", cfg.group_id,
+        "--session-timeout-ms", str(cfg.session_timeout_ms),
+        "--heartbeat-interval-ms", str(cfg.heartbeat_interval_ms),
+        "--data-dir", str(data_dir),
+        "--policies", str(POLICIES),
+        *extra,
+    ]  # fmt: skip
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOODWILL_")}
+    return {**env, **extra}
+
+
+# ---------------------------------------------------------------- 1. same as embedded
+
+
+@pytest.mark.kafka
+def test_shop_stream_gives_the_embedded_decisions_and_dead_letters(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=1)
+    lines = shop_lines()
+    headers = [("trace", b"t-%d" % i) for i in range(len(lines))]
+    with closing(make_producer(kafka_config)) as producer:
+        for line, header in zip(lines, headers, strict=True):
+            producer.send(kafka_config.events_topic, key=key_of(line), value=line, headers=[header])
+        producer.flush(timeout=30)
+    with running(kafka_config, compiled, tmp_path / "kafka"):
+        published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded))
+        dead = read_topic(kafka_config, kafka_config.deadletter_topic, BAD_LINES)
+
+    assert [r.value for r in published] == embedded  # byte-identical, same order
+    bad = {i for i, line in enumerate(lines) if _invalid(line)}
+    assert len(dead) == BAD_LINES == len(bad)
+    for r in dead:
+        found = dict(r.headers)
+        offset = int(found["goodwill.source.offset"])
+        assert offset in bad
+        assert r.value == lines[offset] and r.key == key_of(lines[offset])
+        assert found["trace"] == b"t-%d" % offset  # the original headers come along
+        assert found["goodwill.source.topic"] == kafka_config.events_topic.encode()
+        assert found["goodwill.source.partition"] == b"0"
+        assert found["goodwill.reason"] and found["goodwill.detail"]
+
+
+def _invalid(line: bytes) -> bool:
+    from events.codec import DecodeError, decode
+
+    try:
+        decode(line)
+    except DecodeError:
+        return True
+    return False
+
+
+# ---------------------------------------------------------------- 2. keyed order
+
+
+@pytest.mark.kafka
+def test_each_customer_is_decided_in_order_on_one_partition(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=4)
+    good = [line for line in shop_lines() if not _invalid(line)]
+    produce(kafka_config, good)
+    causes: dict[str, list[str]] = defaultdict(list)
+    for line in good:
+        doc = json.loads(line)
+        causes[doc.get("customer_id") or ""].append(doc["event_id"])
+    with running(kafka_config, compiled, tmp_path / "data"):
+        published = read_topic(
+            kafka_config, kafka_config.decisions_topic, len(good), containing=DECIDED
+        )
+
+    decided: dict[str, list[str]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for r in published:
+        doc = json.loads(r.value)
+        if doc["type"] == "decision.made":
+            decided[doc["customer_id"] or ""].append(doc["data"]["caused_by"])
+            partitions[doc["customer_id"] or ""].add(r.partition)
+    assert sum(map(len, decided.values())) == len(good)
+    for customer, ids in causes.items():
+        if customer:  # keyless events (reps, budgets) are keyed by owner, not in one order
+            assert decided[customer] == ids, customer
+            assert len(partitions[customer]) == 1
+    assert len({p for ps in partitions.values() for p in ps}) > 1
+
+
+# ---------------------------------------------------------------- 3. crash and restart
+
+
+@pytest.mark.kafka
+def test_kill_9_at_every_step_loses_nothing_and_charges_nothing_twice(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=1)
+    lines = shop_lines()
+    produce(kafka_config, lines)
+    data_dir = tmp_path / "crashing"
+    args = service_args(kafka_config, data_dir, "--batch", "40")
+    for point in ("after_commit:3", "after_publish:2", "after_relay:2", "after_poll:2"):
+        crashed = subprocess.run(
+            args, env=clean_env(GOODWILL_CRASH_AT=point), capture_output=True, timeout=60
+        )
+        assert crashed.returncode == 137, (point, crashed.stderr.decode()[-2000:])
+    final = subprocess.Popen(args, env=clean_env(), stderr=subprocess.PIPE)
+    try:
+        published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded), 60)
+    finally:
+        final.send_signal(signal.SIGTERM)
+        _, err = final.communicate(timeout=30)
+    assert final.returncode == 0, err.decode()[-2000:]
+
+    unique = decisions_by_id(published)  # duplicates, if any, carry identical bytes
+    assert sorted(unique.values()) == sorted(embedded)  # exactly one of each output
+    decided = Counter(
+        json.loads(v)["data"]["caused_by"] for v in unique.values() if b'"decision.made"' in v
+    )
+    assert len(decided) == len(lines) - BAD_LINES and set(decided.values()) == {1}
+    assert len(read_topic(kafka_config, kafka_config.deadletter_topic, BAD_LINES)) >= BAD_LINES
+
+    # Budgets: the stored spend is exactly the sum of the published charges.
+    charged: Counter[tuple[str, str, str]] = Counter()
+    for value in unique.values():
+        doc = json.loads(value)
+        for c in doc["data"].get("charges", ()):
+            charged[(c["budget"], c["owner"], c["period"])] += round(float(c["amount"]) * 100)
+    with StateStore.open(data_dir / "state.db") as store:
+        stored = {(b, o, p): spent for b, o, p, _, spent in store.budgets() if spent}
+        crashed_digest = store.digest()
+    assert stored == dict(charged)
+
+    # And the state is the one a clean, uninterrupted run reaches on the same input.
+    clean = replace(
+        kafka_config,
+        decisions_topic=kafka_config.decisions_topic + ".clean",
+        deadletter_topic=kafka_config.deadletter_topic + ".clean",
+        group_id=kafka_config.group_id + ".clean",
+    )
+    create_topics(clean, partitions=1)
+    with running(clean, compiled, tmp_path / "clean", rebuild_on_start=False):
+        read_topic(clean, clean.decisions_topic, len(embedded))
+    assert crashed_digest == digest(tmp_path / "clean")
+
+
+# ---------------------------------------------------------------- 4. poison records
+
+
+@pytest.mark.kafka
+def test_poison_records_are_dead_lettered_and_processing_goes_on(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=2)
+    good = [line for line in shop_lines() if not _invalid(line)]
+    huge = b'{"event_id":"big","type":"clock.tick","pad":"' + b"x" * 5_000_000 + b'"}'
+    poison: list[tuple[bytes | None, str]] = [
+        (b'{"event_id": "cut", "type": ', "invalid_json"),
+        (b'{"event_id":"e1","type":"order.placed","occurred_at":"2026-11-02T08:00:00Z"}', "schema_invalid"),
+        (b'{"event_id":"e2","type":"loyalty.points","occurred_at":"2026-11-02T08:00:00Z"}', "unknown_type"),
+        (huge, "oversized"),
+        ('{"event_id":"e3","note":"café"}'.encode("latin-1"), "not_utf8"),
+        (None, "invalid_json"),  # a tombstone: no value at all
+    ]  # fmt: skip
+    values = [*good[:100], *(v for v, _ in poison), *good[100:]]
+    keys = [key_of(v) if v is not None else b"cust-x" for v in values]
+    produce(kafka_config, values, keys, max_request_size=8_000_000)
+    with running(kafka_config, compiled, tmp_path / "data"):
+        dead = read_topic(kafka_config, kafka_config.deadletter_topic, len(poison), 60)
+        published = read_topic(
+            kafka_config, kafka_config.decisions_topic, len(good), 60, containing=DECIDED
+        )
+
+    reasons = Counter(dict(r.headers)["goodwill.reason"].decode() for r in dead)
+    assert reasons == Counter(reason for _, reason in poison)
+    by_reason = {dict(r.headers)["goodwill.reason"]: r for r in dead}
+    big = by_reason[b"oversized"]
+    assert dict(big.headers)["goodwill.truncated.bytes"] == str(len(huge)).encode()
+    assert huge.startswith(big.value)
+    assert by_reason[b"not_utf8"].value == poison[4][0]
+    decided = {
+        json.loads(r.value)["data"]["caused_by"]
+        for r in published
+        if json.loads(r.value)["type"] == "decision.made"
+    }
+    assert decided == {json.loads(line)["event_id"] for line in good}  # the later ones too
+
+
+# ---------------------------------------------------------------- 5. SIGTERM
+
+
+@pytest.mark.kafka
+def test_sigterm_finishes_the_batch_exits_0_and_a_restart_goes_on(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from workload import generate
+
+    create_topics(kafka_config, partitions=2)
+    events = list(generate(3000, 300))
+    produce(kafka_config, events)
+    args = service_args(kafka_config, tmp_path / "data", "--batch", "50")
+    first = subprocess.Popen(args, env=clean_env(), stderr=subprocess.PIPE)
+    try:
+        assert read_topic(kafka_config, kafka_config.decisions_topic, 100, 60, DECIDED)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err.decode()[-2000:]
+    assert b"stopping after the current batch" in err
+
+    second = subprocess.Popen(args, env=clean_env(), stderr=subprocess.PIPE)
+    try:
+        published = read_topic(kafka_config, kafka_config.decisions_topic, len(events), 90, DECIDED)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err.decode()[-2000:]
+    unique = decisions_by_id(published)
+    decided = {
+        json.loads(v)["data"]["caused_by"] for v in unique.values() if b'"decision.made"' in v
+    }
+    assert decided == {json.loads(e)["event_id"] for e in events}

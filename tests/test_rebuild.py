@@ -1,0 +1,124 @@
+"""Rebuilding lost state from the events and decisions topics (engine/rebuild.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from engine.compile import CompiledSet
+from events.kafka import KafkaConfig, create_topics
+from tests.test_kafka_service import (
+    DECIDED,
+    POLICIES,
+    _invalid,
+    compiled,  # noqa: F401  (a fixture)
+    decisions_by_id,
+    digest,
+    embedded,  # noqa: F401  (a fixture)
+    produce,
+    read_topic,
+    running,
+    shop_lines,
+)
+
+SPLIT = 400  # inputs decided before the state is lost; the rest arrive afterwards
+
+
+def rebuild_cli(cfg: KafkaConfig, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    args = [
+        sys.executable, "-m", "engine.cli", "rebuild",
+        "--kafka", cfg.bootstrap_servers,
+        "--events-topic", cfg.events_topic,
+        "--decisions-topic", cfg.decisions_topic,
+        "--deadletter-topic", cfg.deadletter_topic,
+        "--data-dir", str(data_dir),
+        "--policies", str(POLICIES),
+        "--idle-polls", "3",
+    ]  # fmt: skip
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.kafka
+def test_rebuild_folds_recorded_decisions_and_decides_the_rest(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=1)
+    lines = shop_lines()
+    produce(kafka_config, lines[:SPLIT])
+    with running(kafka_config, compiled, tmp_path / "lost"):
+        before = read_topic(kafka_config, kafka_config.decisions_topic, SPLIT - 5, 30, DECIDED)
+    produce(kafka_config, lines[SPLIT:])  # never decided before the state was lost
+
+    result = rebuild_cli(kafka_config, tmp_path / "rebuilt")
+    assert result.returncode == 0, result.stderr
+    assert "recorded decisions folded" in result.stdout
+
+    # Nothing was published by the rebuild, and nothing recorded was decided again.
+    after = read_topic(kafka_config, kafka_config.decisions_topic, len(before))
+    assert [r.value for r in after] == [r.value for r in before]
+
+    # The same state as one clean, uninterrupted run over the whole stream.
+    clean = replace(
+        kafka_config,
+        decisions_topic=kafka_config.decisions_topic + ".clean",
+        deadletter_topic=kafka_config.deadletter_topic + ".clean",
+        group_id=kafka_config.group_id + ".clean",
+    )
+    create_topics(clean, partitions=1)
+    with running(clean, compiled, tmp_path / "clean", rebuild_on_start=False):
+        read_topic(clean, clean.decisions_topic, len(embedded))
+    want = digest(tmp_path / "clean")
+    assert digest(tmp_path / "rebuilt") == want
+    assert f"state digest {want}" in result.stdout
+
+    # The service then publishes what the history lacked, exactly once: the whole stream.
+    with running(kafka_config, compiled, tmp_path / "rebuilt"):
+        published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded))
+    assert sorted({r.value for r in published}) == sorted(embedded)
+    assert len(published) == len(embedded)
+
+
+@pytest.mark.kafka
+def test_service_rebuilds_on_start_without_deciding_history_again(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=2)
+    lines = shop_lines()
+    produce(kafka_config, lines[:SPLIT])
+    with running(kafka_config, compiled, tmp_path / "lost"):
+        before = read_topic(kafka_config, kafka_config.decisions_topic, SPLIT - 5, 30, DECIDED)
+    produce(kafka_config, lines[SPLIT:])
+    # A new instance with an empty data dir: the history is folded, the rest decided live.
+    good = [line for line in lines if not _invalid(line)]
+    with running(kafka_config, compiled, tmp_path / "new") as service:
+        published = read_topic(kafka_config, kafka_config.decisions_topic, len(good), 30, DECIDED)
+    assert service.processor is not None
+    assert service.processor.tally.recalled == sum(b'"decision.made"' in r.value for r in before)
+    values = [r.value for r in published]
+    assert len(values) == len(set(values)), "a recorded output was published again"
+    unique = decisions_by_id(published)
+    caused = Counter(
+        json.loads(v)["data"]["caused_by"] for v in unique.values() if b'"decision.made"' in v
+    )
+    assert set(caused) == {json.loads(line)["event_id"] for line in good} and set(
+        caused.values()
+    ) == {1}
+
+
+@pytest.mark.kafka
+def test_rebuild_refuses_a_data_dir_that_holds_state(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=1)
+    produce(kafka_config, shop_lines()[:20])
+    with running(kafka_config, compiled, tmp_path / "live"):
+        read_topic(kafka_config, kafka_config.decisions_topic, 20)
+    result = rebuild_cli(kafka_config, tmp_path / "live")
+    assert result.returncode == 2
+    assert "already holds state" in result.stderr
