@@ -4,8 +4,10 @@ One loop, one thread (DESIGN.md "State and delivery"):
 
     poll a batch ─▶ Processor.process: ONE SQLite transaction with the state, the next
                     offset per partition, the outbox and the seen event ids
-               ─▶ relay the outbox (acks=all, idempotent), mark it sent after the acks
-               ─▶ commit the offsets to Kafka (for lag monitoring only)
+               ─▶ send the outbox (acks=all, idempotent) and poll the next batch
+               ─▶ after the acks (awaited once the next batch is decided, so the network
+                  wait overlaps decide time): mark the outbox sent, then commit the
+                  offsets to Kafka (for lag monitoring only)
 
 The offsets in SQLite are the authoritative position: on assignment the consumer seeks
 to them, so a crash anywhere re-reads at most the batch whose transaction did not commit,
@@ -22,6 +24,7 @@ offsets not committed to Kafka).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -29,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final
@@ -119,6 +122,16 @@ class CrashHook:
             os._exit(137)
 
 
+@dataclass
+class _InFlight:
+    """A batch whose outputs are sent but not yet acknowledged."""
+
+    polled: Mapping[TopicPartition, list[Any]]
+    stamps: list[int]
+    started: float
+    rowids: list[int] = field(default_factory=list)
+
+
 class _Outlet:
     """The relay's view of Kafka: a KafkaLog whose flush reports to the crash hook, and
     which shortens a dead-letter copy that is larger than the producer may send."""
@@ -134,8 +147,6 @@ class _Outlet:
                 raise
         # The record came through the events topic, but the dead-letter copy exceeds
         # max_message_bytes: keep its head, its size and its digest instead of blocking.
-        import hashlib
-
         limit = max(0, self.log.cfg.max_message_bytes - 64 * 1024)
         extra = (
             ("goodwill.truncated.bytes", str(len(value)).encode()),
@@ -204,6 +215,7 @@ class KafkaService:
         self.processor: Processor | None = None
         self.consumer: KafkaConsumer | None = None
         self.outlet: _Outlet | None = None
+        self.in_flight: _InFlight | None = None  # outputs sent, acks not yet seen
         self.positions: dict[TopicPartition, int] = {}  # next offset, for lag
         # The stored positions, mirrored in memory: kafka-python calls the rebalance
         # listener from its own thread, which must not touch the SQLite connection.
@@ -253,9 +265,13 @@ class KafkaService:
     def _connect(self) -> None:
         cfg = self.cfg
         # send() waits for metadata up to max_block_ms; bound it like a connection attempt.
+        # Decisions are ~1.5 KB: kafka-python's 16 KB batches would fill (and wake the
+        # sender thread) every ten records.
         producer_log = KafkaLog(
             cfg,
             topics={DECISIONS_TOPIC: cfg.decisions_topic, DEADLETTER_TOPIC: cfg.deadletter_topic},
+            batch_size=256 * 1024,
+            max_block_ms=cfg.bootstrap_timeout_ms,
         )
         self.outlet = _Outlet(producer_log, self.crash)
         self.consumer = make_consumer(cfg)
@@ -307,6 +323,7 @@ class KafkaService:
                 timeout_ms=self.options.poll_ms, max_records=self.options.batch
             )
             if not polled:
+                self._settle()
                 self._refresh_budgets()
                 if time.monotonic() - quiet_since > _QUIET_PROBE_S:
                     self._probe()
@@ -315,6 +332,7 @@ class KafkaService:
             quiet_since = time.monotonic()
             self.crash("after_poll")
             self._batch(polled)
+        self._settle()
 
     def _batch(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
         assert self.processor is not None and self.consumer is not None
@@ -334,13 +352,46 @@ class KafkaService:
             for tp, batch in polled.items():
                 self.stored[tp.partition] = batch[-1].offset + 1
         self.crash("after_commit")
-        self._relay()
+        # Pipelined: the previous batch's acknowledgements arrived while this one was
+        # decided; settle them, then send this batch's outputs and go on polling.
+        self._settle()
+        self._send(_InFlight(polled, stamps, started))
+
+    def _send(self, batch: _InFlight) -> None:
+        """Send the outbox without waiting; `_settle` waits for the acks and marks it sent."""
+        assert self.store is not None and self.outlet is not None
+        try:
+            pending = self.store.outbox_pending(max(10_000, 10 * self.options.batch))
+            for rowid, topic, key, value, headers in pending:
+                self.outlet.append(topic, key, value, headers)
+                batch.rowids.append(rowid)
+        except (PublishError, KafkaError, sqlite3.Error, OSError) as exc:
+            log.info("sending failed (%s); publishing synchronously", exc)
+            self.outlet.log.reset()
+            self._relay()
+            batch.rowids.clear()  # all published and marked by _relay
+        self.in_flight = batch
+
+    def _settle(self) -> None:
+        """Wait for the in-flight batch's acks, mark its outputs sent, commit its offsets."""
+        batch, self.in_flight = self.in_flight, None
+        if batch is None:
+            return
+        assert self.store is not None and self.outlet is not None
+        try:
+            self.outlet.flush()
+            if batch.rowids:
+                self.store.outbox_mark_sent(batch.rowids)
+        except (PublishError, KafkaError, sqlite3.Error, OSError) as exc:
+            log.info("publishing failed (%s); retrying synchronously", exc)
+            self.outlet.log.reset()
+            self._relay()  # sends every unsent output again: at least once
         self.crash("after_relay")
         done = time.time()
-        for stamp in stamps:
+        for stamp in batch.stamps:
             self.metrics.latency.observe(max(0.0, done - stamp / 1000))
-        self._commit(polled)
-        self._observe(started)
+        self._commit(batch.polled)
+        self._observe(batch.started)
 
     def _relay(self) -> None:
         """Publish the outbox; until it works, nothing else happens (positions stay put)."""

@@ -33,6 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from engine.compile import CompiledSet
 from engine.decide import Decider, Outcome
+from engine.kafka_service import ServiceOptions
 from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
 from events.codec import DecodeError, decode
@@ -209,7 +210,7 @@ def _at_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
     return high is not None and consumer.position(tp) >= high
 
 
-def spool(cfg: KafkaConfig, spool_: Spool, options: Any) -> int:
+def spool(cfg: KafkaConfig, spool_: Spool, options: ServiceOptions) -> int:
     """Read the decisions and dead-letter topics into `spool_`; return the outputs found."""
     consumer = make_consumer(cfg, group=False)
     unreadable = 0
@@ -238,7 +239,7 @@ def spool(cfg: KafkaConfig, spool_: Spool, options: Any) -> int:
 def fold_history(
     cfg: KafkaConfig,
     processor: Processor,
-    options: Any,
+    options: ServiceOptions,
     stop: threading.Event | None = None,
 ) -> RebuildReport:
     """Fold every input whose decision is recorded (phase 1); positions end before the
@@ -271,7 +272,7 @@ def _fold_recorded(
     cfg: KafkaConfig,
     processor: Processor,
     spool_: Spool,
-    options: Any,
+    options: ServiceOptions,
     report: RebuildReport,
     stop: threading.Event | None,
 ) -> None:
@@ -363,7 +364,10 @@ def _dlq_ident(headers: Sequence[tuple[str, bytes]]) -> str:
 
 
 def rebuild(
-    cfg: KafkaConfig, compiled: CompiledSet, options: Any, stop: threading.Event | None = None
+    cfg: KafkaConfig,
+    compiled: CompiledSet,
+    options: ServiceOptions,
+    stop: threading.Event | None = None,
 ) -> RebuildReport:
     """Rebuild `options.data_dir`'s state from Kafka: the recorded history as facts, then
     every input after it decided normally. Outputs of those decisions stay in the outbox

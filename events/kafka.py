@@ -275,12 +275,13 @@ class KafkaLog:
     def __init__(
         self,
         cfg: KafkaConfig,
-        producer: KafkaProducer | None = None,
         topics: Mapping[str, str] | None = None,
         flush_timeout_s: float = 30.0,
+        **producer_settings: Any,
     ) -> None:
         self.cfg = cfg
-        self._producer = make_producer(cfg) if producer is None else producer
+        self._settings = producer_settings  # kafka-python producer overrides
+        self._producer = make_producer(cfg, **producer_settings)
         self._topics = dict(topics or {})
         self._pending: list[Any] = []
         self._reader: KafkaConsumer | None = None
@@ -350,7 +351,7 @@ class KafkaLog:
         try:
             self._producer.close(timeout=1)
         finally:
-            self._producer = make_producer(self.cfg)
+            self._producer = make_producer(self.cfg, **self._settings)
 
     def close(self) -> None:
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,16 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import CompiledSet
+from engine.compile import CompiledSet, load
 from events.kafka import KafkaConfig, create_topics
 from tests.test_kafka_service import (
     DECIDED,
-    compiled,  # noqa: F401  (a fixture)
+    ROOT,
     produce,
     read_topic,
     running,
     shop_lines,
 )
+
+
+@pytest.fixture(scope="module")
+def compiled() -> CompiledSet:
+    return load(ROOT / "policies")
 
 
 def goodwill(
@@ -142,9 +149,14 @@ def test_metrics_endpoint_serves_the_named_metrics(
     port = _free_port()
     with running(kafka_config, compiled, tmp_path / "data", metrics_port=port):
         read_topic(kafka_config, kafka_config.decisions_topic, len(lines) - 7, 30, DECIDED)
+        lags = [
+            f'goodwill_consumer_lag{{partition="{p}",topic="{kafka_config.events_topic}"}} 0.0'
+            for p in (0, 1)
+        ]
+        wanted = ["goodwill_budget_remaining{", *lags]
         deadline = time.monotonic() + 20
         text = ""
-        while time.monotonic() < deadline and "goodwill_budget_remaining{" not in text:
+        while time.monotonic() < deadline and not all(w in text for w in wanted):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
                 text = page.read().decode()
     assert f"goodwill_events_consumed_total {float(len(lines))}" in text
@@ -152,6 +164,37 @@ def test_metrics_endpoint_serves_the_named_metrics(
     assert 'goodwill_policy_decisions_total{policy="replace-broken-part"}' in text
     assert 'goodwill_deadlettered_total{reason="invalid_json"} 1.0' in text
     assert "goodwill_decision_latency_seconds_bucket" in text
-    assert f'goodwill_consumer_lag{{partition="0",topic="{kafka_config.events_topic}"}} 0.0' in text
+    assert all(lag in text for lag in lags), text  # caught up: nothing left to decide
     assert 'goodwill_budget_remaining{budget="expedite",owner="ana",period="2026-11"}' in text
     assert "goodwill_kafka_connected 1.0" in text
+
+
+def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()  # nothing listens there
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GOODWILL_", "KAFKA_BOOTSTRAP"))
+    }
+    env["GOODWILL_KAFKA_BOOTSTRAP_TIMEOUT_MS"] = "300"
+    command = [
+        sys.executable, "-m", "engine.cli", "run", "--kafka", f"127.0.0.1:{port}",
+        "--data-dir", str(tmp_path / "data"), "--policies", str(ROOT / "policies"),
+    ]  # fmt: skip
+    service = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    retries: list[dict[str, str]] = []
+    try:
+        assert service.stderr is not None
+        deadline = time.monotonic() + 30
+        while len(retries) < 3 and time.monotonic() < deadline:
+            line = service.stderr.readline()
+            if "retrying" in line:
+                retries.append(json.loads(line))
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.communicate(timeout=30)
+    assert len(retries) == 3
+    assert "connection refused" in retries[0]["msg"]
+    waits = [float(r["msg"].split("retrying in ")[1].split(" s")[0]) for r in retries]
+    assert waits == sorted(waits) and waits[1] == 2 * waits[0]  # exponential
+    assert service.returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -11,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.compile import CompiledSet
+from engine.compile import CompiledSet, load
+from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics
 from tests.test_kafka_service import (
     DECIDED,
     POLICIES,
+    ROOT,
     _invalid,
-    compiled,  # noqa: F401  (a fixture)
     decisions_by_id,
     digest,
-    embedded,  # noqa: F401  (a fixture)
+    embedded_outputs,
     produce,
     read_topic,
     running,
@@ -30,7 +32,19 @@ from tests.test_kafka_service import (
 SPLIT = 400  # inputs decided before the state is lost; the rest arrive afterwards
 
 
-def rebuild_cli(cfg: KafkaConfig, data_dir: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def compiled() -> CompiledSet:
+    return load(ROOT / "policies")
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, compiled: CompiledSet) -> list[bytes]:
+    return embedded_outputs(tmp_path_factory.mktemp("embedded"), compiled)
+
+
+def rebuild_cli(
+    cfg: KafkaConfig, data_dir: Path, policies: Path = POLICIES
+) -> subprocess.CompletedProcess[str]:
     args = [
         sys.executable, "-m", "engine.cli", "rebuild",
         "--kafka", cfg.bootstrap_servers,
@@ -38,7 +52,7 @@ def rebuild_cli(cfg: KafkaConfig, data_dir: Path) -> subprocess.CompletedProcess
         "--decisions-topic", cfg.decisions_topic,
         "--deadletter-topic", cfg.deadletter_topic,
         "--data-dir", str(data_dir),
-        "--policies", str(POLICIES),
+        "--policies", str(policies),
         "--idle-polls", "3",
     ]  # fmt: skip
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -122,3 +136,37 @@ def test_rebuild_refuses_a_data_dir_that_holds_state(
     result = rebuild_cli(kafka_config, tmp_path / "live")
     assert result.returncode == 2
     assert "already holds state" in result.stderr
+
+
+@pytest.mark.kafka
+def test_recorded_decisions_stay_facts_when_the_policy_set_changed(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=1)
+    lines = shop_lines()[:200]
+    good = sum(not _invalid(line) for line in lines)
+    produce(kafka_config, lines)
+    with running(kafka_config, compiled, tmp_path / "lost"):
+        before = read_topic(kafka_config, kafka_config.decisions_topic, good, 30, DECIDED)
+    recorded = {json.loads(r.value)["event_id"]: r.value for r in before}
+
+    # A new policy set (different words, so a different hash) is live when the state is lost.
+    changed = tmp_path / "policies"
+    shutil.copytree(POLICIES, changed)
+    target = changed / "replace-broken-part.yaml"
+    target.write_text(target.read_text().replace("I'm sorry it broke.", "Sorry it broke."))
+    new = load(changed)
+    assert new.hash != compiled.hash
+
+    result = rebuild_cli(kafka_config, tmp_path / "rebuilt", changed)
+    assert result.returncode == 0, result.stderr
+    with StateStore.open(tmp_path / "rebuilt" / "state.db") as store:
+        outputs = list(store.outputs())
+        assert store.meta("policy_set") == new.hash
+    decisions = [v for v in outputs if DECIDED in v]
+    assert len(decisions) == good
+    for value in decisions:  # byte for byte what the old set decided, not re-decided
+        assert recorded[json.loads(value)["event_id"]] == value
+        assert json.loads(value)["data"]["policy_set"] == compiled.hash
+    last = json.loads(outputs[-1])
+    assert last["type"] == "policy_set.activated" and last["data"]["policy_set"] == new.hash
