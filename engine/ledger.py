@@ -204,6 +204,13 @@ class Ledger:
     def mark_seen(self, event_id: str) -> None:
         self._cur.execute("INSERT OR IGNORE INTO seen (event_id) VALUES (?)", (event_id,))
 
+    def first_sighting(self, event_id: str) -> bool:
+        """Mark `event_id` seen; True if it was not seen before. One statement instead of
+        `seen` + `mark_seen`, for the hot path: inside a batch's transaction, a rollback
+        forgets the mark together with the effects."""
+        self._cur.execute("INSERT OR IGNORE INTO seen (event_id) VALUES (?)", (event_id,))
+        return self._cur.rowcount == 1
+
     def position(self, source: str, partition: int) -> int | None:
         """The next offset to read from (source, partition), or None if never stored."""
         row = self._cur.execute(

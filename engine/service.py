@@ -105,9 +105,12 @@ class Processor:
         """Decide a batch atomically: all of its effects and positions, or none."""
         self.store.begin()
         try:
+            positions: dict[tuple[str, int], int] = {}
             for record in records:
                 self._one(record)
-                self.store.set_position(record.topic, record.partition, record.offset + 1)
+                positions[(record.topic, record.partition)] = record.offset + 1
+            for (topic, partition), offset in positions.items():  # once per batch, same commit
+                self.store.set_position(topic, partition, offset)
             self.store.commit()
         except BaseException:
             self.store.rollback()
@@ -120,7 +123,7 @@ class Processor:
         except DecodeError as err:
             self._deadletter(record, err.reason, err.detail)
             return
-        if self.store.seen(event.event_id):
+        if not self.store.first_sighting(event.event_id):
             self.tally.duplicates += 1
             return
         self.store.apply_event(event)
@@ -130,7 +133,6 @@ class Processor:
         else:
             self.tally.recalled += 1
         self._record(outcome)
-        self.store.mark_seen(event.event_id)
         watermark = self.store.watermark()
         if watermark is not None:
             self._overdue(watermark)

@@ -719,6 +719,15 @@ def test_seen(store: StateStore) -> None:
     assert not store.seen("evt-2")
 
 
+def test_first_sighting_marks_and_tells_once(store: StateStore) -> None:
+    store.begin()
+    assert store.first_sighting("evt-1")
+    assert not store.first_sighting("evt-1")
+    assert store.seen("evt-1")
+    store.rollback()
+    assert not store.seen("evt-1")  # forgotten with the batch it belonged to
+
+
 def test_positions(store: StateStore) -> None:
     assert store.position("goodwill.events", 0) is None
     store.set_position("goodwill.events", 0, 10)
