@@ -55,7 +55,8 @@ from events.models import Envelope
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 TARGETS = {"decisions_per_s": 20_000, "ratio": 0.5, "p99_us": 1_000, "scale_growth": 2.0}
-Post = tuple[str, dict[str, Scalar], str | None]  # ruleset, lean fact, rule it fired
+# ruleset, lean fact, what it fired: the rule (event rulesets) or the rules (fact rulesets)
+Post = tuple[str, dict[str, Scalar], str | tuple[str, ...] | None]
 T = TypeVar("T")
 # The cheapest way to serialise a fact for durable, as RuleHost does: one encoder, reused.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
@@ -139,24 +140,44 @@ class _PostRecorder:
         self.posts.append((ruleset, dict(fact), rule))
         return rule
 
+    def match_all(self, ruleset: str, fact: Mapping[str, Scalar]) -> tuple[str, ...]:
+        rules = self.host.match_all(ruleset, fact)
+        self.posts.append((ruleset, dict(fact), rules))
+        return rules
+
 
 class _Bare:
     """The compiled rulesets created straight in durable's C engine: no Python host."""
 
-    def __init__(self, rulesets: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, rulesets: Mapping[str, Mapping[str, Any]], facts: set[str]) -> None:
         self.handles = {
             name: dre.create_ruleset(name, json.dumps(rules, ensure_ascii=False))
             for name, rules in rulesets.items()
         }
+        self.facts = facts
         self.next_id = 0
 
-    def post_all(self, posts: list[Post]) -> list[str | None]:
-        fired: list[str | None] = []
+    def post_all(self, posts: list[Post]) -> list[str | tuple[str, ...] | None]:
+        fired: list[str | tuple[str, ...] | None] = []
         encode, handles, event_id = _ENCODE, self.handles, self.next_id
         for ruleset, fact, _ in posts:
             handle = handles[ruleset]
             event_id += 1
-            code, state = dre.assert_event(handle, encode({**fact, "sid": "0", "id": event_id}))
+            payload = encode({**fact, "sid": "0", "id": event_id})
+            if ruleset in self.facts:  # every matching rule fires; the fact is retracted
+                code, state = dre.assert_fact(handle, payload)
+                names: list[str] = []
+                if code == 0:
+                    message = dre.start_action_for_state(handle, state)[1]
+                    while message is not None:
+                        ((name, _),) = json.loads(message).items()
+                        if name not in names:
+                            names.append(name)
+                        message = dre.complete_and_start_action(handle, state)
+                dre.retract_fact(handle, payload)
+                fired.append(tuple(names))
+                continue
+            code, state = dre.assert_event(handle, payload)
             rule = None
             if code == 0:  # handled: a rule fired; take its name and complete its action
                 ((rule, _),) = json.loads(dre.start_action_for_state(handle, state)[1]).items()
@@ -169,10 +190,11 @@ class _Bare:
 class _PlainHost(Host):  # type: ignore[misc]  # durable ships no type information
     """durable's public API as its README uses it (Host.post); timers off, no-op actions."""
 
-    def __init__(self, rulesets: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, rulesets: Mapping[str, Mapping[str, Any]], facts: set[str]) -> None:
         super().__init__()
         for name, rules in rulesets.items():
             self.register_rulesets({name: {r: {**d, "run": "noop"} for r, d in rules.items()}})
+        self.facts = facts
         self.next_id = 0
 
     def _run(self) -> None:
@@ -184,8 +206,13 @@ class _PlainHost(Host):  # type: ignore[misc]  # durable ships no type informati
     def post_all(self, posts: list[Post]) -> None:
         for ruleset, fact, _ in posts:
             self.next_id += 1
+            message = {**fact, "sid": "0", "id": self.next_id}
             with contextlib.suppress(MessageNotHandledException):  # matched nothing
-                self.post(ruleset, {**fact, "sid": "0", "id": self.next_id})
+                if ruleset in self.facts:
+                    self.assert_fact(ruleset, message)
+                    self.retract_fact(ruleset, message)
+                else:
+                    self.post(ruleset, message)
 
 
 # ---------------------------------------------------------------- one run
@@ -247,7 +274,8 @@ def run(compiled: CompiledSet, args: argparse.Namespace, label: str, context: bo
     pure = Decider(compiled)
     recorder = _PostRecorder(compiled.host)
     recording = Decider(dataclasses.replace(compiled, host=cast(RuleHost, recorder)))
-    bare, plain = _Bare(compiled.rulesets), _PlainHost(compiled.rulesets)
+    facts = {s.name for packs in compiled.shared.values() for s in packs}
+    bare, plain = _Bare(compiled.rulesets, facts), _PlainHost(compiled.rulesets, facts)
     began, step = time.perf_counter(), max(1, args.events // 10)
 
     def pure_loop(cases: list[_Case]) -> None:
@@ -258,9 +286,12 @@ def run(compiled: CompiledSet, args: argparse.Namespace, label: str, context: bo
             out.append(clock() - start)
 
     def rulehost_loop(posts: list[Post]) -> None:
-        match = compiled.host.match
+        host = compiled.host
         for ruleset, fact, _ in posts:
-            match(ruleset, fact)
+            if host.is_fact_ruleset(ruleset):
+                host.match_all(ruleset, fact)
+            else:
+                host.match(ruleset, fact)
 
     with tempfile.TemporaryDirectory(prefix="goodwill-bench-") as tmp:
         store = StateStore.open(Path(tmp))
@@ -288,7 +319,9 @@ def run(compiled: CompiledSet, args: argparse.Namespace, label: str, context: bo
                 t.host_post.timed(lambda: plain.post_all(posts))  # noqa: B023
 
             t.posts += len(posts)
-            t.fired += sum(rule is not None for rule in fired)
+            t.fired += sum(
+                len(rule) if isinstance(rule, tuple) else rule is not None for rule in fired
+            )
             t.events += len(records)
             if t.events % step < len(records) or t.events == args.events:
                 print(

@@ -147,6 +147,21 @@ class Decider:
             for p in compiled.policy_set.policies
         }
         self._rules = {(p.id, r.name): r for p in compiled.policy_set.policies for r in p.rules}
+        # Per event type, its shared rulesets (one post each for all their policies) with
+        # the (path, key) pairs of their lean fact; per shared rule name, (policy, rule).
+        self._shared = {
+            event_type: tuple(
+                (s.name, tuple((path, fact_key(path)) for path in s.reads)) for s in packs
+            )
+            for event_type, packs in compiled.shared.items()
+        }
+        self._packed = {
+            f"{p.id}/{r.index}": (p.id, r)
+            for packs in compiled.shared.values()
+            for s in packs
+            for p in s.policies
+            for r in p.rules
+        }
         # Per fired rule, filled on first use (a validation error still surfaces every time):
         # its PolicyRef, an immutable value, and its clauses' (text, condition, paths).
         self._refs: dict[tuple[str, str], PolicyRef] = {}
@@ -158,13 +173,30 @@ class Decider:
             f"{event.event_id}|{self.policy_set.hash}".encode()
         ).hexdigest()[:32]
         draft = _Draft()
+        host = self.compiled.host
+        # Budget-free policies read no `budget.*` key, the only keys applying a rule changes,
+        # so they can all be matched up front: one post per shared ruleset, every matching
+        # rule fires, and per policy the lowest rule index wins.
+        first: dict[str, Rule] = {}
+        for ruleset, keys in self._shared.get(event.type, ()):
+            for fired in host.match_all(ruleset, {key: fact[path] for path, key in keys}):
+                policy_id, rule = self._packed[fired]
+                won = first.get(policy_id)
+                if won is None or rule.index < won.index:
+                    first[policy_id] = rule
         for policy in self.policy_set.on(event.type):
             budget = self._budget_fact(policy, fact, event.occurred_at, view, draft)
-            lean = {key: fact[path] for path, key in self._keys[policy.id]}
-            name = self.compiled.host.match(policy.id, lean)
-            if name is None:
-                continue
-            rule = self._rules[(policy.id, name)]
+            if budget is None:
+                found = first.get(policy.id)
+                if found is None:
+                    continue
+                rule = found
+            else:
+                lean = {key: fact[path] for path, key in self._keys[policy.id]}
+                name = host.match(policy.id, lean)
+                if name is None:
+                    continue
+                rule = self._rules[(policy.id, name)]
             self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
         return self._finish(event, fact, decision_id, draft)
 

@@ -1,9 +1,13 @@
 """The only module that touches durable_rules: one host per policy-set version.
 
-Each policy is one durable ruleset whose rules are the policy's rules in order (rule i has
-`"pri": i`). A fact is posted as an *event*, which fires at most one rule — the lowest `pri`
-among those that match — so "the first matching rule of a policy wins". Events are consumed
-by the rule they fire, so nothing stays in durable's memory; facts would stay until retracted.
+A ruleset is posted to in one of two ways, fixed when the host is built:
+
+- as *events* (the default): an event fires at most one rule — the lowest `pri` among those
+  that match — and is consumed by it, so nothing stays in durable's memory;
+- as *facts* (`RuleHost(..., facts=names)`): a fact fires every rule that matches, one action
+  each, and stays in memory until retracted; `match` completes every action, collects the
+  rule names and retracts the fact before it returns, so nothing stays either. This lets
+  `engine.compile` pack many policies into one ruleset and post once for all of them.
 
 Measured quirks of durable_rules 2.0.28 that shape this module (tests/test_rules_host.py
 shows each one):
@@ -16,6 +20,18 @@ shows each one):
   (2-3x the throughput) and checks every answer.
 - More than 1024 sessions per ruleset crash the process: every event uses the one sid `_SID`.
 - Loose typing, limits and unicode: see `check_fact` and `_LIMITS`.
+- Facts (`assert_fact`): answers 0 and a state when some rule matches, 1 when none does;
+  `start_action_for_state` hands out one fired rule, and each `complete_and_start_action`
+  the next one (its message JSON, not a tuple), None when all are done. A rule whose
+  condition is an `$or` fires once per matching branch. A fact that matched nothing is not
+  kept (`get_facts` is empty; 300,000 such asserts grew RSS by 256 KB); a matched fact is
+  kept until `retract_fact` (100,000 unretracted: +780 MB). `retract_fact` answers 0 even
+  for a fact durable does not hold (no MessageNotHandled: that is `Host`'s Python layer).
+- Error 303 counts the distinct *root* conditions (the first condition of each `$and`
+  chain, every branch of an `$or`) one message matches: 65 matching rules that share one
+  condition, 33 two-condition `$and`s on 66 distinct conditions and 66 pairs over 12
+  conditions all pass; 65 distinct matching conditions fail, the fact not kept. So at most
+  64 distinct conditions per ruleset (what `engine.compile` packs to) can never reach it.
 """
 
 from __future__ import annotations
@@ -23,7 +39,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import durable_rules_engine
@@ -37,7 +53,7 @@ _MAX_PROPERTIES = 252
 # Past int64 durable compares lossily: 2**63 + 1 == 2**63 + 2 is true.
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _LIMITS = {
-    "303": "one event matched more than 64 distinct conditions of the ruleset",
+    "303": "one message matched more than 64 distinct conditions of the ruleset",
 }
 # durable's Ruleset compiles rules from ensure_ascii=False JSON, and its parser does not
 # join \u surrogate pairs: an escaped emoji would never equal the rule's. Built once:
@@ -116,11 +132,21 @@ class RuleHost:
     Not thread-safe: use one host per worker.
     """
 
-    def __init__(self, rulesets: Mapping[str, Mapping[str, Any]]) -> None:
-        """`rulesets`: name -> {rule name: {"all" or "any": [...], "pri": int}}, no "run"."""
+    def __init__(
+        self, rulesets: Mapping[str, Mapping[str, Any]], facts: Collection[str] = ()
+    ) -> None:
+        """`rulesets`: name -> {rule name: {"all" or "any": [...], "pri": int}}, no "run".
+
+        `facts`: the names of the rulesets posted as facts (every matching rule fires;
+        `match_all`); the others are posted as events (`match`).
+        """
         self._durable = _Host()
         self._handles: dict[str, int] = {}
         self._ids = itertools.count()
+        unknown = set(facts) - set(rulesets)
+        if unknown:
+            raise ValueError(f"fact rulesets {sorted(unknown)} are not among the rulesets")
+        self._facts = frozenset(facts)
         for name, rules in rulesets.items():
             if "$" in name:
                 # durable turns a name containing '$state' or '$flow' into a chart.
@@ -141,8 +167,20 @@ class RuleHost:
     def names(self) -> tuple[str, ...]:
         return tuple(self._handles)
 
+    def is_fact_ruleset(self, ruleset: str) -> bool:
+        return ruleset in self._facts
+
+    def match_all(self, ruleset: str, fact: Mapping[str, Any]) -> tuple[str, ...]:
+        """Every rule of a fact ruleset that `fact` fires, each once, in firing order."""
+        if ruleset not in self._facts:
+            raise ValueError(f"ruleset {ruleset!r} is posted as events: use match()")
+        check_fact(fact)
+        return tuple(self._fire(ruleset, fact))
+
     def match(self, ruleset: str, fact: Mapping[str, Any]) -> str | None:
         """The name of the rule of `ruleset` that `fact` fires, or None if none matches."""
+        if ruleset in self._facts:
+            raise ValueError(f"ruleset {ruleset!r} is posted as facts: use match_all()")
         check_fact(fact)
         handle = self._handles[ruleset]
         # A fresh id every time: durable drops an event whose id it still holds.
@@ -186,3 +224,69 @@ class RuleHost:
         if extra:
             raise RuleEngineError(f"ruleset {ruleset!r}: one post fired {1 + extra} rules")
         return str(rule)
+
+    def _fire(self, ruleset: str, fact: Mapping[str, Any]) -> list[str]:
+        """Assert `fact` as a fact, complete every action it starts, then retract it."""
+        handle = self._handles[ruleset]
+        fact_id = next(self._ids)  # fresh, like an event's: durable dedupes on the id
+        payload = _ENCODE({**fact, "sid": _SID, "id": fact_id})
+        fired: list[str] = []
+        failure: RuleEngineError | None = None
+        try:
+            try:
+                code, state = durable_rules_engine.assert_fact(handle, payload)
+                if code == _NOT_HANDLED:
+                    return fired
+                if code != _HANDLED:
+                    raise RuleEngineError(
+                        f"ruleset {ruleset!r}: durable_rules answered code {code}"
+                    )
+                started = durable_rules_engine.start_action_for_state(handle, state)
+                if started is None:
+                    raise RuleEngineError(
+                        f"ruleset {ruleset!r}: fact accepted but no rule fired (session busy?)"
+                    )
+                message: str | None = started[1]
+                while message is not None:
+                    # Every action is completed, even after one failed: an action left open
+                    # blocks or resurfaces in later posts.
+                    if failure is None:
+                        failure = self._collect(ruleset, message, fact_id, fired)
+                    message = durable_rules_engine.complete_and_start_action(handle, state)
+            finally:
+                # A matched fact stays in memory until retracted; retracting one durable does
+                # not hold answers 0 too, so this runs whatever happened above.
+                retracted = durable_rules_engine.retract_fact(handle, payload)[0]
+                if retracted != _HANDLED and failure is None:
+                    failure = RuleEngineError(
+                        f"ruleset {ruleset!r}: retracting the fact answered code {retracted}"
+                    )
+        except durable_rules_engine.error as error:
+            code_text = str(error).rpartition(" ")[2]
+            reason = _LIMITS.get(code_text, "")
+            raise RuleEngineError(
+                f"ruleset {ruleset!r}: {error}" + (f" ({reason})" if reason else "")
+            ) from error
+        if failure is not None:
+            raise failure
+        return fired
+
+    def _collect(
+        self, ruleset: str, message: str, fact_id: int, fired: list[str]
+    ) -> RuleEngineError | None:
+        """Run the action of one fired rule; add its name to `fired`, or return the error."""
+        try:
+            ((rule, messages),) = json.loads(message).items()
+            fired_on = self._durable.fired(messages)
+        except Exception as error:
+            failure = RuleEngineError(f"ruleset {ruleset!r}: an action failed: {error!r}")
+            failure.__cause__ = error
+            return failure
+        if fired_on != fact_id:
+            return RuleEngineError(
+                f"ruleset {ruleset!r}: rule {rule!r} fired on a held fact {fired_on},"
+                f" not on fact {fact_id} just posted"
+            )
+        if rule not in fired:  # a rule whose condition is an $or fires once per branch
+            fired.append(str(rule))
+        return None

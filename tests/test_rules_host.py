@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import durable.engine
@@ -380,3 +381,91 @@ def test_match_keeps_up_with_the_hot_path() -> None:
             host.match("refund", facts[i % 4])
         best = max(best, 20_000 / (time.perf_counter() - start))
     assert best > 20_000  # measured ~130,000/s on a 2-core machine
+
+
+# ---------------------------------------------------------------- rulesets posted as facts
+
+
+def fact_host(n_rules: int, distinct: bool) -> RuleHost:
+    rules = {f"p/{i}": rule({"$gte": {"x": i if distinct else 0}}, i) for i in range(n_rules)}
+    return RuleHost({"shared": rules}, facts=["shared"])
+
+
+def held_facts(host: RuleHost, ruleset: str) -> Any:
+    return json.loads(durable_rules_engine.get_facts(host._handles[ruleset], "0"))
+
+
+def test_a_fact_fires_every_matching_rule_and_is_retracted() -> None:
+    rules = {
+        "a/0": rule({"$gt": {"x": 5}}, 0),
+        "a/1": rule({"$gt": {"x": 1}}, 1),
+        "b/0": rule({"y": "on"}, 0),
+        "b/1": rule({"$or": [{"$gt": {"x": 0}}, {"y": "on"}]}, 1),
+        "c/0": rule({"$lt": {"x": 0}}, 0),
+    }
+    host = RuleHost({"shared": rules}, facts=["shared"])
+    fired = host.match_all("shared", {"x": 10, "y": "on"})
+    assert sorted(fired) == ["a/0", "a/1", "b/0", "b/1"]  # the $or only once
+    assert held_facts(host, "shared") == []
+    assert host.match_all("shared", {"x": -5, "y": "off"}) == ("c/0",)
+    assert host.match_all("shared", {"x": 0, "y": "off"}) == ()
+    assert held_facts(host, "shared") == []
+
+
+def test_sixty_four_distinct_conditions_per_ruleset_pass_sixty_five_raise() -> None:
+    assert len(fact_host(64, distinct=True).match_all("shared", {"x": 100})) == 64
+    assert len(fact_host(200, distinct=False).match_all("shared", {"x": 100})) == 200
+    host = fact_host(65, distinct=True)
+    with pytest.raises(RuleEngineError, match="303"):
+        host.match_all("shared", {"x": 100})
+    assert held_facts(host, "shared") == []
+    assert host.match_all("shared", {"x": 0}) == ("p/0",)  # the host still works
+
+
+def test_compile_packs_at_most_64_distinct_conditions_per_shared_ruleset(
+    tmp_path: Path,
+) -> None:
+    from engine.compile import compile_set
+    from engine.policy import load_policy_set
+    from engine.policy_schema import MAX_CONDITIONS
+
+    for i in range(7):  # 7 policies of 20 distinct conditions each: 3 + 3 + 1 per ruleset
+        when = " or ".join(f"event.amount == {i * 100 + k}" for k in range(20))
+        (tmp_path / f"p{i}.yaml").write_text(
+            f"policy: p{i}\nversion: 1\nowner: o\nprinciple: p\nsummary: s\n"
+            f"on: remedy.requested\nrules:\n  - name: r\n    when: {when}\n    then:\n"
+            "      authorize: [{remedy: credit, up_to: 1}]\n      say: ok\n"
+        )
+    compiled = compile_set(load_policy_set(tmp_path))
+    packs = compiled.shared["remedy.requested"]
+    assert [len(s.policies) for s in packs] == [3, 3, 1]  # 60 + 20 > 64
+    assert all(len(s.policies) * 20 <= MAX_CONDITIONS for s in packs)
+    assert [s.name for s in packs] == [f"remedy.requested#{i}" for i in range(3)]
+    assert compiled.host.match_all("remedy.requested#1", {"event__amount": 40500}) == ("p4/0",)
+
+
+def test_a_failing_action_on_a_fact_raises_and_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host = fact_host(3, distinct=True)
+
+    def broken(messages: Mapping[str, Any]) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(host._durable, "fired", broken)
+    with pytest.raises(RuleEngineError, match="boom"):
+        host.match_all("shared", {"x": 5})
+    assert held_facts(host, "shared") == []
+    monkeypatch.undo()
+    assert host.match_all("shared", {"x": 5}) == ("p/0", "p/1", "p/2")
+
+
+def test_fact_rulesets_must_exist_and_each_kind_has_its_own_call() -> None:
+    with pytest.raises(ValueError, match="not among"):
+        RuleHost({"a": {"r": rule({"x": 1}, 0)}}, facts=["b"])
+    host = RuleHost({"a": {"r": rule({"x": 1}, 0)}, "e": {"r": rule({"x": 1}, 0)}}, facts=["a"])
+    with pytest.raises(ValueError, match="use match_all"):
+        host.match("a", {"x": 1})
+    with pytest.raises(ValueError, match="use match"):
+        host.match_all("e", {"x": 1})
+    assert host.match("e", {"x": 1}) == "r" and host.match_all("a", {"x": 1}) == ("r",)
