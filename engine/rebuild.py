@@ -280,16 +280,7 @@ def _fold_recorded(
     activations = list(spool_.unreturned("policy_set.activated"))
     consumer = make_consumer(cfg, group=False)
     try:
-        tps = [
-            TopicPartition(cfg.events_topic, p) for p in partitions_of(consumer, cfg.events_topic)
-        ]
-        consumer.assign(tps)
-        for tp in tps:
-            position = store.position(tp.topic, tp.partition)
-            if position is None:
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, position)
+        tps = _assign_from_store(consumer, cfg.events_topic, store)
         stopped: set[int] = set()
         # An activation is recorded at the watermark of its moment: it goes in as soon as
         # the folded history reaches that event time (before the first input for the first).
@@ -381,17 +372,7 @@ def rebuild(
         processor.activate()
         consumer = make_consumer(cfg, group=False)
         try:
-            tps = [
-                TopicPartition(cfg.events_topic, p)
-                for p in partitions_of(consumer, cfg.events_topic)
-            ]
-            consumer.assign(tps)
-            for tp in tps:
-                position = store.position(tp.topic, tp.partition)
-                if position is None:
-                    consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, position)
+            tps = _assign_from_store(consumer, cfg.events_topic, store)
             before = sum(processor.tally.outcomes.values())
             for batch in drain(
                 consumer, tps, options.idle_polls, options.poll_ms, options.batch, stop
@@ -407,3 +388,16 @@ def rebuild(
         return report
     finally:
         store.close()
+
+
+def _assign_from_store(consumer: Any, topic: str, store: StateStore) -> list[TopicPartition]:
+    """Assign every partition of `topic`, each at the offset stored in `store` (or its start)."""
+    tps = [TopicPartition(topic, p) for p in partitions_of(consumer, topic)]
+    consumer.assign(tps)
+    for tp in tps:
+        position = store.position(tp.topic, tp.partition)
+        if position is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, position)
+    return tps
