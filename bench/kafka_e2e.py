@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kafka import TopicPartition
-from kafka_pipe import raw_pipe
+from kafka_pipe import bench_broker, raw_pipe
 from workload import generate
 
 from events.kafka import (
@@ -197,24 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--skip-raw", action="store_true", help="do not run the raw pipe")
     args = parser.parse_args(argv)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    broker = None
-    if not bootstrap:
-        from tests.kafka_broker import start_broker
-
-        broker = start_broker()
-        bootstrap = broker.bootstrap
-    try:
+    with bench_broker() as (bootstrap, where):
         result = engine_run(
             bootstrap, args.events, args.latency_events, args.rate, args.partitions, args.batch
         )
         raw = None if args.skip_raw else raw_pipe(bootstrap, args.events, 300, args.partitions)
-    finally:
-        if broker is not None:
-            from tests.kafka_broker import stop_broker
-
-            stop_broker(broker)
-    where = "Tansu (memory)" if broker is not None else bootstrap
     print(f"goodwill end to end on {where}:")
     for name, figure in result.items():
         print(f"  {name:26} {figure}")

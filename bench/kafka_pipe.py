@@ -19,7 +19,8 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,27 +141,31 @@ def raw_pipe(
     }
 
 
+@contextmanager
+def bench_broker() -> Iterator[tuple[str, str]]:
+    """(bootstrap, description): KAFKA_BOOTSTRAP_SERVERS if set, else a Tansu started here
+    and stopped afterwards."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if bootstrap:
+        yield bootstrap, bootstrap
+        return
+    from tests.kafka_broker import start_broker, stop_broker
+
+    broker = start_broker()
+    try:
+        yield broker.bootstrap, "Tansu (memory)"
+    finally:
+        stop_broker(broker)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--value-bytes", type=int, default=300)
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args(argv)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    broker = None
-    if not bootstrap:
-        from tests.kafka_broker import start_broker
-
-        broker = start_broker()
-        bootstrap = broker.bootstrap
-    try:
+    with bench_broker() as (bootstrap, where):
         result = raw_pipe(bootstrap, args.events, args.value_bytes, args.partitions)
-    finally:
-        if broker is not None:
-            from tests.kafka_broker import stop_broker
-
-            stop_broker(broker)
-    where = "Tansu (memory)" if broker is not None else bootstrap
     print(f"raw kafka-python pipe on {where}:")
     for name, figure in result.items():
         print(f"  {name:26} {figure}")

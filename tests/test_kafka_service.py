@@ -170,6 +170,21 @@ def digest(data_dir: Path) -> str:
         return store.digest()
 
 
+def clean_run_digest(cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, count: int) -> str:
+    """The state digest of one clean, uninterrupted run over the events already in `cfg`'s
+    events topic, into topics and a group of its own."""
+    clean = replace(
+        cfg,
+        decisions_topic=cfg.decisions_topic + ".clean",
+        deadletter_topic=cfg.deadletter_topic + ".clean",
+        group_id=cfg.group_id + ".clean",
+    )
+    create_topics(clean, partitions=1)
+    with running(clean, compiled, data_dir, rebuild_on_start=False):
+        read_topic(clean, clean.decisions_topic, count)
+    return digest(data_dir)
+
+
 def decisions_by_id(records: Sequence[Any]) -> dict[str, bytes]:
     """Outputs by event id; fails if one id was published with different bytes."""
     found: dict[str, bytes] = {}
@@ -321,16 +336,9 @@ def test_kill_9_at_every_step_loses_nothing_and_charges_nothing_twice(
     assert stored == dict(charged)
 
     # And the state is the one a clean, uninterrupted run reaches on the same input.
-    clean = replace(
-        kafka_config,
-        decisions_topic=kafka_config.decisions_topic + ".clean",
-        deadletter_topic=kafka_config.deadletter_topic + ".clean",
-        group_id=kafka_config.group_id + ".clean",
+    assert crashed_digest == clean_run_digest(
+        kafka_config, compiled, tmp_path / "clean", len(embedded)
     )
-    create_topics(clean, partitions=1)
-    with running(clean, compiled, tmp_path / "clean", rebuild_on_start=False):
-        read_topic(clean, clean.decisions_topic, len(embedded))
-    assert crashed_digest == digest(tmp_path / "clean")
 
 
 # ---------------------------------------------------------------- 4. poison records

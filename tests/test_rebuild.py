@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.test_kafka_service import (
     POLICIES,
     ROOT,
     _invalid,
+    clean_run_digest,
     decisions_by_id,
     digest,
     embedded_outputs,
@@ -78,16 +78,7 @@ def test_rebuild_folds_recorded_decisions_and_decides_the_rest(
     assert [r.value for r in after] == [r.value for r in before]
 
     # The same state as one clean, uninterrupted run over the whole stream.
-    clean = replace(
-        kafka_config,
-        decisions_topic=kafka_config.decisions_topic + ".clean",
-        deadletter_topic=kafka_config.deadletter_topic + ".clean",
-        group_id=kafka_config.group_id + ".clean",
-    )
-    create_topics(clean, partitions=1)
-    with running(clean, compiled, tmp_path / "clean", rebuild_on_start=False):
-        read_topic(clean, clean.decisions_topic, len(embedded))
-    want = digest(tmp_path / "clean")
+    want = clean_run_digest(kafka_config, compiled, tmp_path / "clean", len(embedded))
     assert digest(tmp_path / "rebuilt") == want
     assert f"state digest {want}" in result.stdout
 
