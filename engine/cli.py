@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import json
 import os
 import sys
@@ -269,22 +270,36 @@ def explain(
     data_dir: DataDir = Path("goodwill-data"),
 ) -> None:
     """Show why a decision was made: the rules that fired and the values they saw."""
+    from engine.ledger import OUTBOX_KEEP_SENT
     from engine.report import explain_text
+    from engine.service import DECISIONS_TOPIC
     from engine.state import StateStore
+    from events.log import scan_topic
 
     db = data_dir / "state.db"
     if not db.exists():
         raise fail(f"no state in {data_dir} (run `goodwill run` first)")
     store = StateStore.open(db)
     try:
-        for value in store.outputs("decision.made"):
+        # The outbox keeps unpublished and recent outputs; the embedded decisions log has
+        # every published one (with Kafka, older decisions are on the decisions topic).
+        recorded = (r.value for r in scan_topic(data_dir / "log", DECISIONS_TOPIC))
+        for value in itertools.chain(store.outputs("decision.made"), recorded):
             doc = json.loads(value)
-            if ident in (doc["event_id"], doc["data"]["caused_by"]):
+            if doc.get("type") == "decision.made" and ident in (
+                doc["event_id"],
+                doc["data"]["caused_by"],
+            ):
                 typer.echo(explain_text(doc))
                 return
     finally:
         store.close()
-    raise fail(f"no decision with id or cause '{ident}' in {data_dir}", 1)
+    raise fail(
+        f"no decision with id or cause '{ident}' in {data_dir} (its state keeps the last"
+        f" {OUTBOX_KEEP_SENT:,} published outputs; with Kafka, older decisions are on the"
+        f" {DECISIONS_TOPIC} topic, keyed by customer id)",
+        1,
+    )
 
 
 @app.command()

@@ -20,6 +20,8 @@ from types import TracebackType
 from typing import Final, ParamSpec, Self
 
 STATE_FILE: Final = "state.db"
+OUTBOX_KEEP_SENT: Final = 10_000
+"""Published outputs the outbox keeps (the most recent ones), e.g. for `goodwill explain`."""
 STATE_SCHEMA_VERSION: Final = 2
 """Bump with a migration when a table changes; a file with another version is refused."""
 
@@ -45,6 +47,11 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_unsent ON outbox (id) WHERE sent = 0;
 """
+
+_OUTBOX_INSERT: Final = (
+    "INSERT OR IGNORE INTO outbox (ident, kind, topic, key, value, headers)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 _P = ParamSpec("_P")
 
@@ -80,6 +87,8 @@ class Ledger:
         self._watermark: int | None = self._stored_watermark()
         self._watermark_dirty = False
         self._watermark_at: tuple[int, datetime] | None = None
+        # Outbox rows of the open batch, inserted together before it commits.
+        self._outbox_rows: list[tuple[str, str, str, bytes | None, bytes, str]] = []
 
     @staticmethod
     def _connect(path: Path, full_sync: bool, schema: str) -> sqlite3.Connection:
@@ -149,6 +158,7 @@ class Ledger:
     def commit(self) -> None:
         if not self._conn.in_transaction:
             raise RuntimeError("commit(): no batch is open")
+        self._flush_outbox()
         if self._watermark_dirty and self._watermark is not None:
             self._cur.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -158,6 +168,7 @@ class Ledger:
         self._watermark_dirty = False
 
     def rollback(self) -> None:
+        self._outbox_rows.clear()
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         self._watermark = self._stored_watermark()
@@ -236,35 +247,55 @@ class Ledger:
         """Record an output to publish on `topic`. The same `ident` again is ignored: a
         replayed decision has the same id and bytes, and must be published once."""
         # latin-1 maps every byte to one code point, so header bytes survive as JSON text
-        packed = json.dumps([[name, raw.decode("latin-1")] for name, raw in headers])
-        self._cur.execute(
-            "INSERT OR IGNORE INTO outbox (ident, kind, topic, key, value, headers)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (ident, kind, topic, key, value, packed),
+        packed = (
+            json.dumps([[name, raw.decode("latin-1")] for name, raw in headers])
+            if headers
+            else "[]"
         )
+        row = (ident, kind, topic, key, value, packed)
+        if self._conn.in_transaction:
+            # Written with the batch's other rows in one executemany (see _flush_outbox).
+            self._outbox_rows.append(row)
+        else:
+            self._cur.execute(_OUTBOX_INSERT, row)
+
+    def _flush_outbox(self) -> None:
+        if self._outbox_rows:
+            self._cur.executemany(_OUTBOX_INSERT, self._outbox_rows)
+            self._outbox_rows.clear()
 
     def outbox_pending(self, limit: int) -> list[Pending]:
         """Up to `limit` unsent outputs as (rowid, topic, key, value, headers), oldest first."""
+        self._flush_outbox()
         rows = self._cur.execute(
             "SELECT id, topic, key, value, headers FROM outbox WHERE sent = 0 ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
         return [
-            (rowid, topic, key, value, tuple((n, v.encode("latin-1")) for n, v in json.loads(h)))
-            for rowid, topic, key, value, h in rows
+            (rowid, topic, key, value, _unpack_headers(h)) for rowid, topic, key, value, h in rows
         ]
 
     def outbox_mark_sent(self, rowids: Sequence[int]) -> None:
+        """Mark outputs published, and forget published ones beyond the `OUTBOX_KEEP_SENT`
+        most recent: the log holds them now, and an outbox that only grows would fill the
+        disk and crowd the state out of SQLite's page cache."""
         if not self._conn.in_transaction:
             self._autocommit(self.outbox_mark_sent, rowids)
             return
+        if not rowids:
+            return
         self._cur.executemany("UPDATE outbox SET sent = 1 WHERE id = ?", [(r,) for r in rowids])
+        self._cur.execute(
+            "DELETE FROM outbox WHERE id <= ? AND sent = 1", (max(rowids) - OUTBOX_KEEP_SENT,)
+        )
 
     def outputs(self, kind: str | None = None) -> Iterator[bytes]:
-        """Every output value ever recorded (sent or not), in insertion order.
+        """The outputs the outbox holds: every one not yet published and the most recent
+        published ones (`OUTBOX_KEEP_SENT`), in insertion order.
 
         Streams from its own cursor; do not write to the store while iterating.
         """
+        self._flush_outbox()
         if kind is None:
             cursor = self._conn.execute("SELECT value FROM outbox ORDER BY id")
         else:
@@ -294,6 +325,7 @@ class Ledger:
         table cannot be forgotten. Positions and the outbox's row ids and sent flags are
         delivery progress, not state; the watermark is hashed from memory (see commit).
         """
+        self._flush_outbox()
         h = hashlib.sha256()
         tables = self._conn.execute(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
@@ -323,6 +355,12 @@ def _dump_query(conn: sqlite3.Connection, table: str) -> str:
     key = [name for _, name, *_, pk in sorted(info, key=lambda c: c[5]) if pk]
     order = key or [name for _, name, *_ in info]
     return f"SELECT * FROM {table} ORDER BY {', '.join(order)}"
+
+
+def _unpack_headers(packed: str) -> Headers:
+    if packed == "[]":  # decisions carry none; skip the parse
+        return ()
+    return tuple((name, value.encode("latin-1")) for name, value in json.loads(packed))
 
 
 def _version(conn: sqlite3.Connection) -> int | None:

@@ -566,6 +566,7 @@ class StateStore(Ledger):
     def stats(self) -> dict[str, int]:
         """Counts for summaries. `customers` counts every customer with an order, a case or
         a fulfilled remedy."""
+        self._flush_outbox()
         counts = {
             "customers": "SELECT count(*) FROM customers",
             "orders": "SELECT count(*) FROM orders WHERE placed = 1",

@@ -250,6 +250,22 @@ def read_jsonl_source(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
+def scan_topic(directory: Path, topic: str) -> Iterator[Record]:
+    """Every complete record of `topic` in the file log in `directory`, in offset order.
+
+    Read-only and without the writer's lock, so it works while `goodwill run` appends;
+    a last line still being written is not yielded.
+    """
+    path = directory / (check_topic(topic) + _SUFFIX)
+    if not path.is_file():
+        return
+    with path.open("rb") as file:
+        for offset, line in enumerate(file):
+            if not line.endswith(b"\n"):
+                return
+            yield _decode_line(line[:-1], topic, offset, path)
+
+
 def _lock_directory(directory: Path) -> int:
     fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:

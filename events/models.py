@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     TypeAdapter,
 )
 
@@ -181,7 +182,8 @@ class Envelope(BaseModel):
     customer_id: Id | None = Field(
         default=None, description="the Kafka key; required for customer events"
     )
-    schema_version: int = SCHEMA_VERSION
+    # Strict: `true`, `1.0` or `"1"` is not a version (the codec's checked path agrees).
+    schema_version: Annotated[int, Strict()] = SCHEMA_VERSION
     source: Id = "unknown"
 
 

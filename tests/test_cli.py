@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,26 @@ def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> No
     assert why["clauses"][0]["text"] in result.stdout
     missing = goodwill("explain", "no-such-id", "--data-dir", data)
     assert missing.returncode == 1 and "no decision" in missing.stderr
+
+
+def test_explain_finds_a_decision_the_state_no_longer_keeps(
+    first_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    # Published outputs leave the outbox after a while (OUTBOX_KEEP_SENT); the embedded
+    # decisions log still has them.
+    data, out = first_run
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    with closing(sqlite3.connect(copy / "state.db")) as db, db:
+        db.execute("DELETE FROM outbox")
+    doc = next(
+        json.loads(line) for line in reversed(out.splitlines()) if '"decision.made"' in line
+    )
+
+    result = goodwill("explain", doc["event_id"], "--data-dir", copy)
+
+    assert result.returncode == 0, result.stderr
+    assert doc["data"]["decision_id"] in result.stdout
 
 
 def test_check_accepts_the_library_and_refuses_a_bad_set(tmp_path: Path) -> None:

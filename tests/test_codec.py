@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.codec import MAX_EVENT_BYTES, DecodeError, Reason, decode, encode
+from events.codec import MAX_EVENT_BYTES, DecodeError, Reason, _decode_checked, decode, encode
 from events.models import (
     CATALOG,
     EVENT_CLASSES,
@@ -285,13 +285,22 @@ JSON = st.recursive(
 
 
 def _accepted_or_explained(data: bytes) -> None:
+    # decode() tries pydantic's one-pass parser first and falls back to the checked path;
+    # both must agree on every input: the same event, or the same error.
+    try:
+        checked: Envelope | DecodeError = _decode_checked(data, False)
+    except DecodeError as err:
+        checked = err
     try:
         event = decode(data)
     except DecodeError as err:
         assert err.reason in REASONS
         str(err).encode("utf-8")
+        assert isinstance(checked, DecodeError)
+        assert (err.reason, err.field, err.detail) == (checked.reason, checked.field, checked.detail)
         return
     assert isinstance(event, Envelope)
+    assert checked == event
     assert decode(encode(event)) == event
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from engine import ledger
 from engine.facts import STATE_FIELDS
 from engine.ledger import STATE_FILE, STATE_SCHEMA_VERSION, StateVersionError
 from engine.state import DueFollowup, StateStore
@@ -755,6 +756,34 @@ def test_outbox(store: StateStore) -> None:
     assert list(store.outputs()) == [b"d1", b"f1", b"d2"]  # sent or not
     assert list(store.outputs("decision.made")) == [b"d1", b"d2"]
     assert list(store.outputs("rootcause.alert")) == []
+
+
+def test_outbox_forgets_published_outputs_beyond_the_most_recent(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger, "OUTBOX_KEEP_SENT", 2)
+    store.begin()
+    for i in range(1, 6):
+        store.outbox_add("decisions", None, f"d{i}".encode(), (), "decision.made", f"dec-{i}")
+    store.commit()
+    pending = store.outbox_pending(10)
+    store.outbox_mark_sent([row[0] for row in pending[:4]])
+
+    # d1 and d2 are published and older than the two most recent published ones.
+    assert list(store.outputs()) == [b"d3", b"d4", b"d5"]
+    assert [row[3] for row in store.outbox_pending(10)] == [b"d5"]
+
+
+def test_outbox_rows_of_a_batch_are_written_at_commit_or_not_at_all(store: StateStore) -> None:
+    store.begin()
+    store.outbox_add("decisions", None, b"lost", (), "decision.made", "dec-1")
+    store.rollback()
+    store.begin()
+    store.outbox_add("decisions", None, b"kept", (), "decision.made", "dec-1")
+    store.outbox_add("decisions", None, b"again", (), "decision.made", "dec-1")  # ignored
+    store.commit()
+
+    assert [row[3] for row in store.outbox_pending(10)] == [b"kept"]
 
 
 def test_outbox_headers_keep_any_bytes(store: StateStore) -> None:
