@@ -158,7 +158,7 @@ class Ledger:
     def commit(self) -> None:
         if not self._conn.in_transaction:
             raise RuntimeError("commit(): no batch is open")
-        self._flush_outbox()
+        self._write_behind()
         if self._watermark_dirty and self._watermark is not None:
             self._cur.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -259,6 +259,10 @@ class Ledger:
         else:
             self._cur.execute(_OUTBOX_INSERT, row)
 
+    def _write_behind(self) -> None:
+        """Write what the batch kept in memory; runs inside the batch, before COMMIT."""
+        self._flush_outbox()
+
     def _flush_outbox(self) -> None:
         if self._outbox_rows:
             self._cur.executemany(_OUTBOX_INSERT, self._outbox_rows)
@@ -325,7 +329,7 @@ class Ledger:
         table cannot be forgotten. Positions and the outbox's row ids and sent flags are
         delivery progress, not state; the watermark is hashed from memory (see commit).
         """
-        self._flush_outbox()
+        self._write_behind()
         h = hashlib.sha256()
         tables = self._conn.execute(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite%'"

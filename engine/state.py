@@ -9,12 +9,15 @@ epoch (UTC), so window boundaries compare exactly.
 The store is one SQLite file in WAL mode. The caller batches: everything between
 `begin()` and `commit()` — state, delivery bookkeeping (`engine.ledger`) and the outbox —
 is one transaction, so a crash loses a whole batch or nothing. Per-entity state stays in
-SQLite (and its bounded page cache), never in Python dicts, so memory does not grow with
-the number of customers.
+SQLite. The rows the hot folds touch (customers, orders, cases, reps) are read through a
+bounded write-behind cache (`_Rows`): a batch changes them in memory and writes them in
+one executemany before its COMMIT, and a rollback drops the cache. Memory stays bounded
+by `_CACHE_ROWS` per table plus SQLite's page cache, whatever the number of customers.
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,105 +105,150 @@ CREATE INDEX followups_due ON followups (due_at, obligation_id) WHERE state = {_
 CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
 
-_ADD_ORDER: Final = """
-INSERT INTO orders (id, customer, placed, amount, placed_at, channel, item_count)
-VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)
-ON CONFLICT (id) DO UPDATE SET
-    customer = ?2, placed = 1, amount = ?3, placed_at = ?4, channel = ?5, item_count = ?6
-WHERE placed = 0
-"""
-_ADD_CUSTOMER_ORDER: Final = """
-INSERT INTO customers (id, ordered, order_count, first_order_at) VALUES (?1, ?2, 1, ?3)
-ON CONFLICT (id) DO UPDATE SET
-    ordered = ordered + ?2,
-    order_count = order_count + 1,
-    first_order_at = min(coalesce(first_order_at, ?3), ?3)
-"""
-# Shipping events may overtake order.placed (different producers); the row they create
-# stays `placed = 0` (order.known false) until the order itself arrives.
-_SHIP_ORDER: Final = """
-INSERT INTO orders (id, customer, shipped, service_level, promised_by) VALUES (?1, ?2, 1, ?3, ?4)
-ON CONFLICT (id) DO UPDATE SET shipped = 1, service_level = ?3, promised_by = ?4
-"""
-_DELAY_ORDER: Final = """
-INSERT INTO orders (id, customer, delayed, new_eta) VALUES (?1, ?2, 1, ?3)
-ON CONFLICT (id) DO UPDATE SET delayed = 1, new_eta = ?3
-"""
-_LOSE_ORDER: Final = """
-INSERT INTO orders (id, customer, lost) VALUES (?1, ?2, 1)
-ON CONFLICT (id) DO UPDATE SET lost = 1
-"""
-# Opening a resolved case reopens it (keeping opened_at, transfers and remedies);
-# opening an open case again changes nothing, so RETURNING yields no row. A new case
-# counts the remedies fulfilled on it before it was opened (producers may race).
-_OPEN_CASE: Final = """
-INSERT INTO cases (id, customer, rep, topic, channel, opened_at, status, order_id, remedies)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7,
-       (SELECT count(*) FROM case_remedies WHERE case_id = ?1 AND kind = 'fulfilled')
-WHERE true
-ON CONFLICT (id) DO UPDATE SET
-    status = 'open', resolved_at = NULL, resolution = NULL, rep = ?3,
-    order_id = coalesce(?7, order_id), reopens = reopens + 1
-WHERE status = 'resolved'
-RETURNING customer, reopens
-"""
 _ADD_CASE_REMEDY: Final = """
 INSERT OR IGNORE INTO case_remedies (case_id, event_id, kind, remedy, amount, at)
 VALUES (?, ?, ?, ?, ?, ?)
 """
-_CUSTOMER_CASE_OPENED: Final = """
-INSERT INTO customers (id, open_cases) VALUES (?1, 1)
-ON CONFLICT (id) DO UPDATE SET open_cases = open_cases + 1
-"""
-# Lifetime value is orders minus refunds, floored at 0 when read: kept as two sums, it
-# does not depend on whether a refund is folded before or after the orders it offsets.
-_CUSTOMER_REMEDY: Final = """
-INSERT INTO customers (id, refunded, last_remedy_at) VALUES (?1, ?3, ?2)
-ON CONFLICT (id) DO UPDATE SET
-    refunded = refunded + ?3,
-    last_remedy_at = max(coalesce(last_remedy_at, ?2), ?2)
-"""
-_ADD_FOLLOWUP: Final = f"""
+_ADD_FOLLOWUP: Final = """
 INSERT OR IGNORE INTO followups (obligation_id, case_id, customer, rep, due_at, state)
-SELECT ?1, ?2, coalesce(?3, k.customer), coalesce(k.rep, ?4), ?5,
-       CASE WHEN k.status = 'resolved' THEN {_PARKED} ELSE {_PENDING} END
-FROM (SELECT 1) LEFT JOIN cases AS k ON k.id = ?2
+VALUES (?, ?, ?, ?, ?, ?)
 """
 _CHARGE: Final = """
 INSERT INTO budgets (budget, owner, period, charged) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (budget, owner, period) DO UPDATE SET charged = charged + ?4
 """
 
-# enrich() reads each entity the event names with one query, and skips the entities it
-# does not name (measured: ~20% faster than one query that always joins all of them).
-# Integer division truncates toward zero, so max(0, …) makes it a floor never below 0.
-_CUSTOMER_FACTS: Final = f"""
-SELECT order_count > 0, max(0, ordered - refunded), order_count,
-       -- last_remedy_at skips the range count for the many customers with no recent remedy
-       CASE WHEN last_remedy_at > ?3 THEN (
-           SELECT count(*) FROM remedies WHERE customer = ?1 AND at > ?3 AND at <= ?2
-       ) ELSE 0 END,
-       CASE WHEN ordered - refunded >= {_GOLD} THEN 'gold'
-            WHEN ordered - refunded >= {_SILVER} THEN 'silver' ELSE 'standard' END,
-       open_cases,
-       max(0, (?2 - coalesce(first_order_at, ?2)) / {_DAY})
-FROM customers WHERE id = ?1
-"""
-_ORDER_FACTS: Final = f"""
-SELECT placed, amount, CASE WHEN placed THEN max(0, (?2 - placed_at) / {_DAY}) ELSE 0 END,
-       channel, item_count, service_level, shipped, delayed, lost,
-       coalesce(max(0, (new_eta - promised_by) / {_DAY}), 0)
-FROM orders WHERE id = ?1
-"""
-_CASE_FACTS: Final = f"""
-SELECT status, rep, topic, channel, transfers, max(0, (?2 - opened_at) / {_HOUR}), remedies,
-       order_id
-FROM cases WHERE id = ?1
-"""
-# What an entity the log has not seen reads as (bools as 0, like SQLite's).
-_NO_CUSTOMER: Final = (0, 0, 0, 0, "standard", 0, 0)
-_NO_ORDER: Final = (0, 0, 0, "", 0, "", 0, 0, 0, 0)
-_NO_CASE: Final = ("", "", "", "", 0, 0, 0, None)
+# The columns of the cached tables, in table order (see _Rows); the key comes first.
+_CUSTOMER_COLUMNS: Final = (
+    "id",
+    "ordered",
+    "refunded",
+    "order_count",
+    "open_cases",
+    "first_order_at",
+    "last_remedy_at",
+)
+_ORDER_COLUMNS: Final = (
+    "id",
+    "customer",
+    "placed",
+    "amount",
+    "placed_at",
+    "channel",
+    "item_count",
+    "service_level",
+    "shipped",
+    "promised_by",
+    "delayed",
+    "new_eta",
+    "lost",
+)
+_CASE_COLUMNS: Final = (
+    "id",
+    "customer",
+    "rep",
+    "topic",
+    "channel",
+    "opened_at",
+    "status",
+    "resolved_at",
+    "resolution",
+    "order_id",
+    "transfers",
+    "remedies",
+    "reopens",
+)
+_REP_COLUMNS: Final = ("id", "team", "lead")
+_CACHE_ROWS: Final = 50_000  # rows kept per cached table between batches
+
+# Row positions, named for the folds and enrich().
+(_C_ORDERED, _C_REFUNDED, _C_ORDER_COUNT, _C_OPEN_CASES, _C_FIRST_ORDER, _C_LAST_REMEDY) = range(
+    1, 7
+)
+(
+    _O_CUSTOMER,
+    _O_PLACED,
+    _O_AMOUNT,
+    _O_PLACED_AT,
+    _O_CHANNEL,
+    _O_ITEMS,
+    _O_LEVEL,
+    _O_SHIPPED,
+    _O_PROMISED,
+    _O_DELAYED,
+    _O_NEW_ETA,
+    _O_LOST,
+) = range(1, 13)
+(
+    _K_CUSTOMER,
+    _K_REP,
+    _K_TOPIC,
+    _K_CHANNEL,
+    _K_OPENED_AT,
+    _K_STATUS,
+    _K_RESOLVED_AT,
+    _K_RESOLUTION,
+    _K_ORDER,
+    _K_TRANSFERS,
+    _K_REMEDIES,
+    _K_REOPENS,
+) = range(1, 13)
+
+# Only customers with a remedy in the window pay for the range count.
+_REMEDIES_IN_WINDOW: Final = (
+    "SELECT count(*) FROM remedies WHERE customer = ? AND at > ? AND at <= ?"
+)
+
+
+def _new_customer(customer_id: str) -> list[Any]:
+    return [customer_id, 0, 0, 0, 0, None, None]
+
+
+def _new_order(order_id: str, customer: str) -> list[Any]:
+    return [order_id, customer, 0, 0, None, "", 0, "", 0, None, 0, None, 0]
+
+
+class _Rows:
+    """A bounded write-behind cache of one table's rows by primary key.
+
+    `get` reads a row (as a list to change in place) or None; `put` stores a new or changed
+    row. Changed rows are written by `flush` with INSERT OR REPLACE, inside the batch's
+    transaction. `forget` drops everything (a rollback may have undone what is cached).
+    """
+
+    def __init__(self, cur: sqlite3.Cursor, table: str, columns: tuple[str, ...]) -> None:
+        self._cur = cur
+        names = ", ".join(columns)
+        self._select = f"SELECT {names} FROM {table} WHERE {columns[0]} = ?"
+        marks = ", ".join("?" * len(columns))
+        self._write = f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})"
+        self._rows: dict[str, list[Any] | None] = {}
+        self._dirty: dict[str, list[Any]] = {}
+
+    def get(self, key: str) -> list[Any] | None:
+        try:
+            return self._rows[key]
+        except KeyError:
+            found = self._cur.execute(self._select, (key,)).fetchone()
+            row = None if found is None else list(found)
+            self._rows[key] = row
+            return row
+
+    def put(self, key: str, row: list[Any]) -> None:
+        self._rows[key] = row
+        self._dirty[key] = row
+
+    def flush(self) -> None:
+        if self._dirty:
+            self._cur.executemany(self._write, self._dirty.values())
+            self._dirty.clear()
+        if len(self._rows) > _CACHE_ROWS:  # oldest first: dicts keep insertion order
+            for key in list(itertools.islice(self._rows, len(self._rows) - _CACHE_ROWS * 3 // 4)):
+                del self._rows[key]
+
+    def forget(self) -> None:
+        self._rows.clear()
+        self._dirty.clear()
 
 
 @dataclass(frozen=True)
@@ -232,6 +280,12 @@ class StateStore(Ledger):
             "budget.allocated": self._budget_allocated,
             "rep.assigned": self._rep_assigned,
         }
+        cur = self._cur
+        self._customers = _Rows(cur, "customers", _CUSTOMER_COLUMNS)
+        self._orders = _Rows(cur, "orders", _ORDER_COLUMNS)
+        self._cases = _Rows(cur, "cases", _CASE_COLUMNS)
+        self._reps = _Rows(cur, "reps", _REP_COLUMNS)
+        self._cached = (self._customers, self._orders, self._cases, self._reps)
         self._last_at: datetime | None = None
         self._last_us = 0
         # A lower bound on the earliest pending follow-up's due time (None: not known),
@@ -260,7 +314,18 @@ class StateStore(Ledger):
 
     def rollback(self) -> None:
         super().rollback()
+        for rows in self._cached:
+            rows.forget()
         self._due_bound = None  # undone overdue marks may have brought earlier ones back
+
+    def _write_behind(self) -> None:
+        for rows in self._cached:
+            rows.flush()
+        super()._write_behind()
+
+    def _customer(self, customer_id: str) -> list[Any]:
+        """The customer's row to change (created if new); the caller `put`s it back."""
+        return self._customers.get(customer_id) or _new_customer(customer_id)
 
     # ---------------------------------------------------------------- folding events
 
@@ -278,24 +343,38 @@ class StateStore(Ledger):
     def _order_placed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(OrderPlaced, event.data)
         amount = to_minor(d.amount)
-        items = sum(item.qty for item in d.items)
-        cur = self._cur
-        cur.execute(_ADD_ORDER, (d.order_id, customer, amount, t, d.channel, items))
-        # A second order.placed for the same order (new event id) must not count twice.
-        if cur.rowcount:
-            cur.execute(_ADD_CUSTOMER_ORDER, (customer, amount, t))
+        row = self._orders.get(d.order_id) or _new_order(d.order_id, customer)
+        if row[_O_PLACED]:
+            return  # a second order.placed for the same order (new event id) counts once
+        row[_O_CUSTOMER], row[_O_PLACED], row[_O_AMOUNT], row[_O_PLACED_AT] = customer, 1, amount, t
+        row[_O_CHANNEL], row[_O_ITEMS] = d.channel, sum(item.qty for item in d.items)
+        self._orders.put(d.order_id, row)
+        c = self._customer(customer)
+        c[_C_ORDERED] += amount
+        c[_C_ORDER_COUNT] += 1
+        first = c[_C_FIRST_ORDER]
+        c[_C_FIRST_ORDER] = t if first is None else min(first, t)
+        self._customers.put(customer, c)
 
+    # Shipping events may overtake order.placed (different producers); the row they create
+    # stays `placed = 0` (order.known false) until the order itself arrives.
     def _order_shipped(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(OrderShipped, event.data)
-        promised_by = micros(d.promised_by)
-        self._cur.execute(_SHIP_ORDER, (d.order_id, customer, d.service_level, promised_by))
+        row = self._orders.get(d.order_id) or _new_order(d.order_id, customer)
+        row[_O_SHIPPED], row[_O_LEVEL], row[_O_PROMISED] = 1, d.service_level, micros(d.promised_by)
+        self._orders.put(d.order_id, row)
 
     def _shipment_delayed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(ShipmentDelayed, event.data)
-        self._cur.execute(_DELAY_ORDER, (d.order_id, customer, micros(d.new_eta)))
+        row = self._orders.get(d.order_id) or _new_order(d.order_id, customer)
+        row[_O_DELAYED], row[_O_NEW_ETA] = 1, micros(d.new_eta)
+        self._orders.put(d.order_id, row)
 
     def _shipment_lost(self, event: Envelope, customer: str, t: int) -> None:
-        self._cur.execute(_LOSE_ORDER, (event.data.__dict__["order_id"], customer))
+        order_id = event.data.__dict__["order_id"]
+        row = self._orders.get(order_id) or _new_order(order_id, customer)
+        row[_O_LOST] = 1
+        self._orders.put(order_id, row)
 
     def _defect_reported(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(ItemDefectReported, event.data)
@@ -306,27 +385,43 @@ class StateStore(Ledger):
         )
 
     def _contact_opened(self, event: Envelope, customer: str, t: int) -> None:
+        # Opening a resolved case reopens it (keeping opened_at, transfers and remedies);
+        # opening an open case again changes nothing. A new case counts the remedies
+        # fulfilled on it before it was opened (producers may race).
         d = cast(ContactOpened, event.data)
-        cur = self._cur
-        row = cur.execute(
-            _OPEN_CASE, (d.case_id, customer, d.rep_id, d.topic, d.channel, t, d.order_id)
-        ).fetchone()
+        row = self._cases.get(d.case_id)
         if row is None:
-            return  # already open
-        owner, reopens = row
-        if reopens:
-            cur.execute(
+            (fulfilled,) = self._cur.execute(
+                "SELECT count(*) FROM case_remedies WHERE case_id = ? AND kind = 'fulfilled'",
+                (d.case_id,),
+            ).fetchone()
+            row = [d.case_id, customer, d.rep_id, d.topic, d.channel, t, "open", None, None]
+            row += [d.order_id, 0, fulfilled, 0]
+        elif row[_K_STATUS] == "resolved":
+            row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = "open", None, None
+            row[_K_REP] = d.rep_id
+            if d.order_id is not None:
+                row[_K_ORDER] = d.order_id
+            row[_K_REOPENS] += 1
+            self._cur.execute(
                 f"UPDATE followups SET state = {_PENDING} WHERE case_id = ? AND state = {_PARKED}",
                 (d.case_id,),
             )
             self._due_bound = None
-        cur.execute(_CUSTOMER_CASE_OPENED, (owner,))
+        else:
+            return  # already open
+        self._cases.put(d.case_id, row)
+        owner = row[_K_CUSTOMER]
+        c = self._customer(owner)
+        c[_C_OPEN_CASES] += 1
+        self._customers.put(owner, c)
 
     def _contact_transferred(self, event: Envelope, customer: str, t: int) -> None:
-        self._cur.execute(
-            "UPDATE cases SET transfers = transfers + 1 WHERE id = ?",
-            (event.data.__dict__["case_id"],),
-        )
+        case_id = event.data.__dict__["case_id"]
+        row = self._cases.get(case_id)
+        if row is not None:
+            row[_K_TRANSFERS] += 1
+            self._cases.put(case_id, row)
 
     def _remedy_requested(self, event: Envelope, customer: str, t: int) -> None:
         # Kept as the case's record of what was asked for; no fact reads it.
@@ -350,21 +445,31 @@ class StateStore(Ledger):
             " VALUES (?, ?, ?, ?, ?, ?)",
             (customer, t, event.event_id, d.remedy, cost, d.case_id),
         )
-        cur.execute("UPDATE cases SET remedies = remedies + 1 WHERE id = ?", (d.case_id,))
-        cur.execute(_CUSTOMER_REMEDY, (customer, t, cost if d.remedy == "refund" else 0))
+        case = self._cases.get(d.case_id)
+        if case is not None:
+            case[_K_REMEDIES] += 1
+            self._cases.put(d.case_id, case)
+        # Lifetime value is orders minus refunds, floored at 0 when read: kept as two sums,
+        # it does not depend on whether a refund is folded before or after its orders.
+        c = self._customer(customer)
+        if d.remedy == "refund":
+            c[_C_REFUNDED] += cost
+        last = c[_C_LAST_REMEDY]
+        c[_C_LAST_REMEDY] = t if last is None else max(last, t)
+        self._customers.put(customer, c)
 
     def _case_resolved(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(CaseResolved, event.data)
-        cur = self._cur
-        row = cur.execute(
-            "UPDATE cases SET status = 'resolved', resolved_at = ?, resolution = ?"
-            " WHERE id = ? AND status = 'open' RETURNING customer",
-            (t, d.resolution, d.case_id),
-        ).fetchone()
-        if row is None:
+        row = self._cases.get(d.case_id)
+        if row is None or row[_K_STATUS] != "open":
             return  # unknown or already resolved
-        cur.execute("UPDATE customers SET open_cases = open_cases - 1 WHERE id = ?", row)
-        cur.execute(
+        row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = "resolved", t, d.resolution
+        self._cases.put(d.case_id, row)
+        owner = self._customers.get(row[_K_CUSTOMER])
+        if owner is not None:
+            owner[_C_OPEN_CASES] -= 1
+            self._customers.put(owner[0], owner)
+        self._cur.execute(
             f"UPDATE followups SET state = {_PARKED} WHERE case_id = ? AND state = {_PENDING}",
             (d.case_id,),
         )
@@ -379,10 +484,7 @@ class StateStore(Ledger):
 
     def _rep_assigned(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(RepAssigned, event.data)
-        self._cur.execute(
-            "INSERT OR REPLACE INTO reps (id, team, lead) VALUES (?, ?, ?)",
-            (d.rep_id, d.team, d.lead),
-        )
+        self._reps.put(d.rep_id, [d.rep_id, d.team, d.lead])
 
     # ---------------------------------------------------------------- folding decisions
 
@@ -409,10 +511,18 @@ class StateStore(Ledger):
                 _CHARGE, [(c.budget, c.owner, c.period, to_minor(c.amount)) for c in data.charges]
             )
         if data.obligations:
-            rows = [
-                (o.obligation_id, o.case_id, customer_id, data.rep_id, micros(o.due_at))
-                for o in data.obligations
-            ]
+            rows = []
+            for o in data.obligations:
+                # The case's customer and rep when the log knows the case; a follow-up on
+                # a resolved case waits parked for a reopening.
+                case = self._cases.get(o.case_id)
+                if case is None:
+                    owner, rep, state = customer_id, data.rep_id, _PENDING
+                else:
+                    owner = customer_id if customer_id is not None else case[_K_CUSTOMER]
+                    rep = case[_K_REP]
+                    state = _PARKED if case[_K_STATUS] == "resolved" else _PENDING
+                rows.append((o.obligation_id, o.case_id, owner, rep, micros(o.due_at), state))
             cur.executemany(_ADD_FOLLOWUP, rows)
             if self._due_bound is not None:
                 self._due_bound = min(self._due_bound, *(row[4] for row in rows))
@@ -427,30 +537,48 @@ class StateStore(Ledger):
         # references without a per-type table or getattr's AttributeError.
         data: dict[str, Any] = event.data.__dict__
         customer_id: str | None = event.customer_id
-        customer = _NO_CUSTOMER
-        if customer_id is not None:
-            params = (customer_id, t, t - _REMEDY_WINDOW)
-            customer = cur.execute(_CUSTOMER_FACTS, params).fetchone() or _NO_CUSTOMER
-        c_known, ltv, orders, remedies_90d, tier, open_cases, tenure = customer
+        c_known, ltv, orders, remedies_90d, tier, open_cases, tenure = 0, 0, 0, 0, "standard", 0, 0
+        if customer_id is not None and (c := self._customers.get(customer_id)) is not None:
+            net = c[_C_ORDERED] - c[_C_REFUNDED]
+            orders, open_cases = c[_C_ORDER_COUNT], c[_C_OPEN_CASES]
+            c_known, ltv = orders > 0, max(0, net)
+            tier = "gold" if net >= _GOLD else "silver" if net >= _SILVER else "standard"
+            first = c[_C_FIRST_ORDER]
+            tenure = 0 if first is None else max(0, (t - first) // _DAY)
+            last = c[_C_LAST_REMEDY]
+            # Only customers with a remedy in the window pay for the range count.
+            if last is not None and last > t - _REMEDY_WINDOW:
+                (remedies_90d,) = cur.execute(
+                    _REMEDIES_IN_WINDOW, (customer_id, t - _REMEDY_WINDOW, t)
+                ).fetchone()
 
         case_id: str | None = data.get("case_id")
-        case = None if case_id is None else cur.execute(_CASE_FACTS, (case_id, t)).fetchone()
-        status, case_rep, topic, case_channel, transfers, age_hours, case_remedies, case_order = (
-            case or _NO_CASE
-        )
+        case = None if case_id is None else self._cases.get(case_id)
+        if case is None:
+            status, case_rep, topic, case_channel, transfers, age_hours = "", "", "", "", 0, 0
+            case_remedies, case_order = 0, None
+        else:
+            status, case_rep, topic, case_channel = case[_K_STATUS], case[_K_REP], case[3], case[4]
+            transfers, case_remedies, case_order = case[_K_TRANSFERS], case[_K_REMEDIES], case[9]
+            age_hours = max(0, (t - case[_K_OPENED_AT]) // _HOUR)
 
         # Order and rep fall back to the case's when the payload names none.
         order_id: str | None = data.get("order_id") or case_order
-        order = None if order_id is None else cur.execute(_ORDER_FACTS, (order_id, t)).fetchone()
-        (o_known, amount, age_days, channel, items, level, shipped, delayed, lost, delay_days) = (
-            order or _NO_ORDER
-        )
+        order = None if order_id is None else self._orders.get(order_id)
+        if order is None:
+            o_known, amount, age_days, channel, items, level = 0, 0, 0, "", 0, ""
+            shipped, delayed, lost, delay_days = 0, 0, 0, 0
+        else:
+            o_known, amount = order[_O_PLACED], order[_O_AMOUNT]
+            age_days = max(0, (t - order[_O_PLACED_AT]) // _DAY) if o_known else 0
+            channel, items, level = order[_O_CHANNEL], order[_O_ITEMS], order[_O_LEVEL]
+            shipped, delayed, lost = order[_O_SHIPPED], order[_O_DELAYED], order[_O_LOST]
+            eta, promised = order[_O_NEW_ETA], order[_O_PROMISED]
+            delay_days = 0 if eta is None or promised is None else max(0, (eta - promised) // _DAY)
 
         rep_id: str = data.get("rep_id") or case_rep
-        rep = None
-        if rep_id:
-            rep = cur.execute("SELECT team, lead FROM reps WHERE id = ?", (rep_id,)).fetchone()
-        team, lead = rep or ("", "")
+        rep = self._reps.get(rep_id) if rep_id else None
+        team, lead = ("", "") if rep is None else (rep[1], rep[2])
 
         sku: str | None = data.get("sku")
         reports_7d = 0
@@ -514,8 +642,8 @@ class StateStore(Ledger):
 
     def rep(self, rep_id: str) -> tuple[str, str] | None:
         """(team, lead) from the latest rep.assigned, or None."""
-        row = self._cur.execute("SELECT team, lead FROM reps WHERE id = ?", (rep_id,)).fetchone()
-        return None if row is None else (row[0], row[1])
+        row = self._reps.get(rep_id)
+        return None if row is None else (row[1], row[2])
 
     def due_followups(self, watermark: datetime) -> list[DueFollowup]:
         """Follow-ups due by `watermark` on cases not resolved, not yet reported overdue.
@@ -566,7 +694,7 @@ class StateStore(Ledger):
     def stats(self) -> dict[str, int]:
         """Counts for summaries. `customers` counts every customer with an order, a case or
         a fulfilled remedy."""
-        self._flush_outbox()
+        self._write_behind()
         counts = {
             "customers": "SELECT count(*) FROM customers",
             "orders": "SELECT count(*) FROM orders WHERE placed = 1",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine import state
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
 from engine.service import Processor
@@ -193,3 +194,59 @@ def test_a_seen_event_is_skipped_without_effects(engine: Engine) -> None:
     assert engine.feed(expedite(1, "20.00")) == []
     assert engine.processor.tally.duplicates == 1
     assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2000)
+
+
+def _example_run(path: Path, batch: int) -> tuple[list[bytes], str]:
+    store = StateStore.open(path)
+    try:
+        processor = Processor(store, Decider(COMPILED))
+        lines = (ROOT / "examples" / "shop-day.jsonl").read_bytes().splitlines()
+        records = [Record("ex", 0, i, None, line) for i, line in enumerate(lines)]
+        for start in range(0, len(records), batch):
+            processor.process(records[start : start + batch])
+        return list(store.outputs()), store.digest()
+    finally:
+        store.close()
+
+
+def test_a_row_cache_of_any_size_gives_the_same_decisions_and_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hot tables are read through a bounded write-behind cache; evicting rows between
+    # batches (here down to a handful) must not change a single byte.
+    full = _example_run(tmp_path / "full", 500)
+    monkeypatch.setattr(state, "_CACHE_ROWS", 4)
+    tiny = _example_run(tmp_path / "tiny", 7)
+    assert len(full[0]) > 600
+    assert tiny == full
+
+
+def test_a_failed_batch_leaves_the_cached_rows_as_they_were(engine: Engine) -> None:
+    before = engine.store.digest()
+    enriched = engine.store.enrich(expedite_event := _decoded(expedite(1, "5.00")))
+    bad = Record("in", 0, engine.offset, None, json.dumps(placed_again()).encode())
+
+    class Boom(Exception):
+        pass
+
+    def explode(_: Envelope) -> None:
+        raise Boom
+
+    engine.processor.on_output = explode
+    with pytest.raises(Boom):
+        engine.processor.process([bad])
+    engine.processor.on_output = engine.outputs.append
+
+    assert engine.store.digest() == before
+    assert engine.store.enrich(expedite_event) == enriched
+
+
+def placed_again() -> dict[str, Any]:
+    # A second order for the known customer: folding it changes the customer's row.
+    return sample("order.placed", event_id="o2", order_id="ord-2", amount="80.00")
+
+
+def _decoded(event: dict[str, Any]) -> Envelope:
+    from events.codec import decode
+
+    return decode(json.dumps(event).encode())
