@@ -4,9 +4,15 @@
 
 1. Throughput: `--events` workload events (bench/workload.py) produced as fast as the
    producer goes; the clock runs from the first send to the last decision consumed.
-2. The raw pipe (bench/kafka_pipe.py) with the same number of records, for the ceiling.
-3. Latency: `--latency-events` more events offered at `--rate` per second by a paced
+2. Latency: `--latency-events` more events offered at `--rate` per second by a paced
    producer; each decision's latency is from its input's send to the sink receiving it.
+3. The raw pipe (bench/kafka_pipe.py) on the same broker, for the ceiling: the same
+   workload events in, records as large as the decisions out (their mean size), the same
+   client settings, a relay process that delivers like the service minus the engine; and
+   its latency at the same offered rate.
+
+Every client (producer, sink, service, relay) gets the same settings: the GOODWILL_KAFKA_*
+variables of the environment (events.kafka.KafkaConfig.from_env) over the defaults.
 
     python bench/kafka_e2e.py --events 100000
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,26 +41,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kafka import TopicPartition
-from kafka_pipe import bench_broker, raw_pipe
+from kafka_pipe import bench_broker, bench_config, raw_pipe
 from workload import generate
 
-from events.kafka import (
-    FAST_GROUP_TIMEOUTS,
-    KafkaConfig,
-    create_topics,
-    make_consumer,
-    make_producer,
-)
+from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = os.environ.get("GOODWILL_BENCH_PROFILE")  # py-spy raw output file for the service
 
 
-def _key(raw: bytes) -> bytes | None:
-    doc = json.loads(raw)
-    data = doc.get("data") or {}
-    key = doc.get("customer_id") or data.get("owner") or data.get("rep_id")
-    return key.encode() if key else None
+# A decision names its cause once, in data.caused_by (an event id is a plain JSON string).
+CAUSED_BY = re.compile(rb'"caused_by":"([^"\\]*)"')
+
+
+class Input:
+    """A workload event with its id and key worked out before any clock runs."""
+
+    __slots__ = ("event_id", "key", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        doc = json.loads(raw)
+        data = doc.get("data") or {}
+        key = doc.get("customer_id") or data.get("owner") or data.get("rep_id")
+        self.event_id: str = doc["event_id"]
+        self.key = key.encode() if key else None
+        self.raw = raw
 
 
 class Sink:
@@ -61,6 +73,7 @@ class Sink:
 
     def __init__(self, cfg: KafkaConfig, partitions: int) -> None:
         self.arrived: dict[str, float] = {}
+        self.decision_bytes = 0  # total size of the decisions seen, for their mean
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.consumer = make_consumer(cfg, group=False)
@@ -78,8 +91,15 @@ class Sink:
                     with self.lock:
                         for r in records:
                             if b'"decision.made"' in r.value:
-                                cause = json.loads(r.value)["data"]["caused_by"]
-                                self.arrived.setdefault(cause, now)
+                                found = CAUSED_BY.search(r.value)
+                                cause = (
+                                    found.group(1).decode()
+                                    if found
+                                    else json.loads(r.value)["data"]["caused_by"]
+                                )
+                                if cause not in self.arrived:
+                                    self.arrived[cause] = now
+                                    self.decision_bytes += len(r.value)
 
     def wait_for(self, ids: Iterable[str], timeout_s: float) -> float:
         """Monotonic time the last of `ids` arrived; raises if they do not all arrive."""
@@ -95,18 +115,19 @@ class Sink:
         raise RuntimeError(f"{len(missing)} decision(s) did not arrive within {timeout_s:.0f} s")
 
 
-def produce(cfg: KafkaConfig, events: list[bytes], rate: float | None) -> dict[str, float]:
+def produce(cfg: KafkaConfig, events: list[Input], rate: float | None) -> dict[str, float]:
     """Send `events` (at `rate` per second if given); return each event's send time."""
     sent: dict[str, float] = {}
+    topic = cfg.events_topic
     with closing(make_producer(cfg)) as producer:
         started = time.monotonic()
-        for i, raw in enumerate(events):
+        for i, event in enumerate(events):
             if rate is not None:
                 due = started + i / rate
                 while (now := time.monotonic()) < due:
                     time.sleep(min(0.001, due - now))
-            sent[json.loads(raw)["event_id"]] = time.monotonic()
-            producer.send(cfg.events_topic, key=_key(raw), value=raw)
+            sent[event.event_id] = time.monotonic()
+            producer.send(topic, key=event.key, value=event.raw)
         producer.flush()
     return sent
 
@@ -137,17 +158,17 @@ def engine_run(
     bootstrap: str, n_events: int, latency_events: int, rate: float, partitions: int, batch: int
 ) -> dict[str, Any]:
     run = f"e2e.{uuid.uuid4().hex[:8]}"
-    cfg = KafkaConfig(
-        bootstrap_servers=bootstrap,
+    cfg = bench_config(
+        bootstrap,
+        run,
         events_topic=f"{run}.events",
         decisions_topic=f"{run}.decisions",
         deadletter_topic=f"{run}.deadletter",
         group_id=f"{run}.goodwill",
-        client_id=run,
-        **FAST_GROUP_TIMEOUTS,
     )
     create_topics(cfg, partitions)
-    stream = list(generate(n_events + latency_events + 1, max(1000, n_events // 20)))
+    customers = max(1000, n_events // 20)
+    stream = [Input(raw) for raw in generate(n_events + latency_events + 1, customers)]
     warmup, bulk, paced = stream[:1], stream[1 : n_events + 1], stream[n_events + 1 :]
     sink = Sink(cfg, partitions)
     with tempfile.TemporaryDirectory(prefix="goodwill-e2e-") as data_dir:
@@ -155,7 +176,7 @@ def engine_run(
         try:
             # The clock starts once the service has joined and decided a first event.
             produce(cfg, warmup, None)
-            sink.wait_for([json.loads(warmup[0])["event_id"]], 60)
+            sink.wait_for([warmup[0].event_id], 60)
 
             started = time.monotonic()
             sent = produce(cfg, bulk, None)
@@ -167,6 +188,7 @@ def engine_run(
             sink.wait_for(paced_sent, 120)
             with sink.lock:
                 latencies = sorted((sink.arrived[i] - t) * 1000 for i, t in paced_sent.items())
+                decision_bytes = round(sink.decision_bytes / max(1, len(sink.arrived)))
         finally:
             service.send_signal(signal.SIGTERM)
             code = service.wait(60)
@@ -185,6 +207,8 @@ def engine_run(
         "latency_p50_ms": round(latencies[len(latencies) // 2], 1),
         "latency_p99_ms": round(latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)], 1),
         "latency_max_ms": round(latencies[-1], 1),
+        "decision_bytes": decision_bytes,
+        "inputs": [(e.key, e.raw) for e in bulk],
     }
 
 
@@ -201,7 +225,19 @@ def main(argv: list[str] | None = None) -> int:
         result = engine_run(
             bootstrap, args.events, args.latency_events, args.rate, args.partitions, args.batch
         )
-        raw = None if args.skip_raw else raw_pipe(bootstrap, args.events, 300, args.partitions)
+        inputs = result.pop("inputs")
+        raw = None
+        if not args.skip_raw:  # the same inputs, outputs as large as the decisions
+            raw = raw_pipe(
+                bootstrap,
+                len(inputs),
+                partitions=args.partitions,
+                records=inputs,
+                out_bytes=result["decision_bytes"],
+                batch=args.batch,
+                latency_events=args.latency_events,
+                rate=args.rate,
+            )
     print(f"goodwill end to end on {where}:")
     for name, figure in result.items():
         print(f"  {name:26} {figure}")

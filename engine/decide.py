@@ -29,6 +29,7 @@ from engine.facts import (
     to_minor,
 )
 from engine.policy import Budget, Policy, RouteSpec, Rule
+from engine.rules import check_fact
 from events.models import (
     CATALOG,
     OUTPUT_CLASSES,
@@ -184,27 +185,30 @@ class Decider:
         # Budget-free policies read no `budget.*` key, the only keys applying a rule changes,
         # so they can all be matched up front: one post per shared ruleset, every matching
         # rule fires, and per policy the lowest rule index wins.
+        # Every value is checked once here for what durable_rules would mismatch (floats,
+        # None, out-of-range ints); the lean facts posted below are parts of this fact.
+        check_fact(fact)
         first: dict[str, Rule] = {}
         for ruleset, keys in self._shared.get(event.type, ()):
-            for fired in host.match_all(ruleset, {key: fact[path] for path, key in keys}):
+            lean = {key: fact[path] for path, key in keys}
+            for fired in host.match_all(ruleset, lean, checked=True):
                 policy_id, rule = self._packed[fired]
                 won = first.get(policy_id)
                 if won is None or rule.index < won.index:
                     first[policy_id] = rule
         for policy in self.policy_set.on(event.type):
-            budget = self._budget_fact(policy, fact, event.occurred_at, view, draft)
-            if budget is None:
+            if policy.budget is None:
                 found = first.get(policy.id)
                 if found is None:
                     continue
-                rule = found
-            else:
-                lean = {key: fact[path] for path, key in self._keys[policy.id]}
-                name = host.match(policy.id, lean)
-                if name is None:
-                    continue
+                self._apply(policy, found, fact, None, event, decision_id, view, draft)
+                continue
+            budget = self._budget_fact(policy, policy.budget, fact, event.occurred_at, view, draft)
+            lean = {key: fact[path] for path, key in self._keys[policy.id]}
+            name = host.match(policy.id, lean)  # checked there: budget values are new
+            if name is not None:
                 rule = self._rules[(policy.id, name)]
-            self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
+                self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
         return self._finish(event, fact, decision_id, draft)
 
     # ---------------------------------------------------------------- steps
@@ -212,14 +216,14 @@ class Decider:
     def _budget_fact(
         self,
         policy: Policy,
+        name: str,
         fact: dict[str, Scalar],
         at: datetime,
         view: StateView,
         draft: _Draft,
-    ) -> Budget | None:
-        if policy.budget is None:
-            return None
-        budget = self.policy_set.budgets[policy.budget]
+    ) -> Budget:
+        """Put the `budget.*` values of the budget `policy` reads into `fact`."""
+        budget = self.policy_set.budgets[name]
         owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
         period = period_key(budget.period, at)
         allocated, charged = view.budget_usage(budget.name, owner, period) if owner else (None, 0)

@@ -265,12 +265,10 @@ class KafkaService:
     def _connect(self) -> None:
         cfg = self.cfg
         # send() waits for metadata up to max_block_ms; bound it like a connection attempt.
-        # Decisions are ~1.5 KB: kafka-python's 16 KB batches would fill (and wake the
-        # sender thread) every ten records.
+        # Batch size and linger come from cfg (producer_batch_bytes, linger_ms).
         producer_log = KafkaLog(
             cfg,
             topics={DECISIONS_TOPIC: cfg.decisions_topic, DEADLETTER_TOPIC: cfg.deadletter_topic},
-            batch_size=256 * 1024,
             max_block_ms=cfg.bootstrap_timeout_ms,
         )
         self.outlet = _Outlet(producer_log, self.crash)

@@ -82,9 +82,13 @@ def check_fact(fact: Mapping[str, Any]) -> None:
         raise ValueError(
             f"fact has {len(fact)} properties; durable_rules accepts at most {_MAX_PROPERTIES}"
         )
-    for key, value in fact.items():
-        if key in ("sid", "id"):
+    for key in ("sid", "id"):
+        if key in fact:
             raise ValueError(f"fact key {key!r} is reserved for the rule host")
+    for key, value in fact.items():
+        kind = value.__class__
+        if kind is str or kind is bool or (kind is int and _INT_MIN <= value <= _INT_MAX):
+            continue  # the common cases first, without isinstance's subclass walk
         if isinstance(value, str | bool):
             continue
         if isinstance(value, int):
@@ -170,11 +174,18 @@ class RuleHost:
     def is_fact_ruleset(self, ruleset: str) -> bool:
         return ruleset in self._facts
 
-    def match_all(self, ruleset: str, fact: Mapping[str, Any]) -> tuple[str, ...]:
-        """Every rule of a fact ruleset that `fact` fires, each once, in firing order."""
+    def match_all(
+        self, ruleset: str, fact: Mapping[str, Any], *, checked: bool = False
+    ) -> tuple[str, ...]:
+        """Every rule of a fact ruleset that `fact` fires, each once, in firing order.
+
+        `checked=True`: the caller has run `check_fact` on these values (or on a fact they
+        are part of), so it is not repeated here.
+        """
         if ruleset not in self._facts:
             raise ValueError(f"ruleset {ruleset!r} is posted as events: use match()")
-        check_fact(fact)
+        if not checked:
+            check_fact(fact)
         return tuple(self._fire(ruleset, fact))
 
     def match(self, ruleset: str, fact: Mapping[str, Any]) -> str | None:

@@ -25,6 +25,7 @@ from typing import Any, Final, TypedDict
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.errors import for_code as error_for_code
+from kafka.partitioner import DefaultPartitioner, murmur2
 
 from events.codec import DecodeError, decode, encode
 from events.log import Record
@@ -71,8 +72,19 @@ class KafkaConfig:
     max_message_bytes: int = 1_048_576
     bootstrap_timeout_ms: int = 10000  # how long a factory tries to reach a broker
     # How long a fetch may wait for data. Kafka answers as soon as there is any; Tansu
-    # holds a fetch for the whole wait, which kafka-python's 500 ms default adds to latency.
-    fetch_max_wait_ms: int = 20
+    # holds a fetch that found nothing for the whole wait, even when records arrive
+    # meanwhile, so on Tansu each consumer hop adds about half of it to latency
+    # (kafka-python's default is 500 ms). Measured on Tansu: 20 ms gave p50/p99 11/22 ms
+    # for one hop at 200 records/s, 5 ms gave 8/18 ms; a fetch that finds records answers
+    # at once, so throughput does not depend on it.
+    fetch_max_wait_ms: int = 5
+    # Producer batching, per partition. Decisions are ~1.5 KB: kafka-python's 16 KB default
+    # fills (and wakes the sender thread) every ten records; 256 KB more than doubled a
+    # producer's rate on Tansu (14k -> 30k records/s of 1.5 KB, 19k -> 44k of 300 B).
+    producer_batch_bytes: int = 262_144
+    # How long the producer waits for more records before sending a batch: the upper bound
+    # it adds to a lone record's latency. A flush sends at once whatever the linger.
+    linger_ms: int = 5
 
     def __post_init__(self) -> None:
         if self.security_protocol not in SECURITY_PROTOCOLS:
@@ -103,7 +115,9 @@ class KafkaConfig:
           ``GOODWILL_KAFKA_HEARTBEAT_INTERVAL_MS`` (default 3000): consumer group liveness.
         - ``GOODWILL_KAFKA_MAX_MESSAGE_BYTES`` (default 1048576): largest record produced.
         - ``GOODWILL_KAFKA_BOOTSTRAP_TIMEOUT_MS`` (default 10000): how long to try to connect.
-        - ``GOODWILL_KAFKA_FETCH_MAX_WAIT_MS`` (default 20): longest wait of one fetch.
+        - ``GOODWILL_KAFKA_FETCH_MAX_WAIT_MS`` (default 5): longest wait of one fetch.
+        - ``GOODWILL_KAFKA_PRODUCER_BATCH_BYTES`` (default 262144): producer batch size per
+          partition; ``GOODWILL_KAFKA_LINGER_MS`` (default 5): longest wait to fill one.
         """
         values: dict[str, Any] = {}
         generic = environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
@@ -157,11 +171,52 @@ def make_producer(cfg: KafkaConfig, **overrides: Any) -> KafkaProducer:
     settings: dict[str, Any] = {
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        "linger_ms": cfg.linger_ms,
+        "batch_size": cfg.producer_batch_bytes,
         "compression_type": None,
         "max_request_size": cfg.max_message_bytes,
+        "partitioner": KeyHashCachingPartitioner(),
     }
     return _connect(cfg, KafkaProducer, **(settings | overrides))
+
+
+class KeyHashCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
+    """kafka-python's DefaultPartitioner (murmur2 of the key, like the Java client) that
+    remembers each key's hash: keys (customers) repeat, and the pure-Python murmur2 plus the
+    set building around it were ~8 % of a producer's `send` (py-spy). Same partitions as
+    DefaultPartitioner for every key; records without a key are left to it."""
+
+    CACHE_SIZE: Final = 1 << 16  # keys; the cache is emptied when full
+
+    def __init__(self) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._partitions: dict[str, tuple[int, ...]] = {}
+
+    def partition(
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        if serialized_key is None:
+            return int(
+                super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+            )
+        found = cluster.partitions_for_topic(topic)
+        if found is None:
+            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        partitions = self._partitions.get(topic)
+        if partitions is None or len(partitions) != len(found):
+            partitions = self._partitions[topic] = tuple(sorted(found))
+        hashed = self._hashes.get(serialized_key)
+        if hashed is None:
+            if len(self._hashes) >= self.CACHE_SIZE:
+                self._hashes.clear()
+            hashed = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        return partitions[hashed % len(partitions)]
 
 
 def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:

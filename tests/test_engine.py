@@ -250,3 +250,13 @@ def _decoded(event: dict[str, Any]) -> Envelope:
     from events.codec import decode
 
     return decode(json.dumps(event).encode())
+
+
+def test_the_decider_refuses_a_fact_value_durable_would_mismatch(engine: Engine) -> None:
+    # check_fact runs once per event on the whole fact; the shared rulesets are then posted
+    # parts of it unchecked, so a bad value must be refused before any post.
+    event = _decoded(expedite(1, "5.00"))
+    state = dict(engine.store.enrich(event))
+    state["customer.lifetime_value"] = 12.5  # a float: durable compares it wrongly
+    with pytest.raises(ValueError, match="customer.lifetime_value"):
+        Decider(COMPILED).decide(event, state, engine.store)
