@@ -558,8 +558,17 @@ class StateStore(Ledger):
             status, case_rep, topic, case_channel, transfers, age_hours = "", "", "", "", 0, 0
             case_remedies, case_order = 0, None
         else:
-            status, case_rep, topic, case_channel = case[_K_STATUS], case[_K_REP], case[3], case[4]
-            transfers, case_remedies, case_order = case[_K_TRANSFERS], case[_K_REMEDIES], case[9]
+            status, case_rep, topic, case_channel = (
+                case[_K_STATUS],
+                case[_K_REP],
+                case[_K_TOPIC],
+                case[_K_CHANNEL],
+            )
+            transfers, case_remedies, case_order = (
+                case[_K_TRANSFERS],
+                case[_K_REMEDIES],
+                case[_K_ORDER],
+            )
             age_hours = max(0, (t - case[_K_OPENED_AT]) // _HOUR)
 
         # Order and rep fall back to the case's when the payload names none.
