@@ -140,10 +140,13 @@ class Processor:
     def _record(self, outcome: Outcome) -> None:
         data = outcome.data
         self.store.apply_decision(data, outcome.decision.occurred_at, outcome.decision.customer_id)
-        self.tally.outcomes[data.outcome] += 1
-        self.tally.by_policy.update(p.id for p in data.policies)
-        self.tally.routes.update((r.to, r.reason) for r in data.routes)
-        self.tally.followups_created += len(data.obligations)
+        tally = self.tally
+        tally.outcomes[data.outcome] += 1
+        for p in data.policies:
+            tally.by_policy[p.id] += 1
+        for r in data.routes:
+            tally.routes[(r.to, r.reason)] += 1
+        tally.followups_created += len(data.obligations)
         self._emit(outcome.decision)
         for alert in outcome.alerts:
             self.store.record_alert(alert.data.sku, alert.occurred_at)  # type: ignore[attr-defined]
