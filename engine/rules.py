@@ -243,10 +243,14 @@ class RuleHost:
         payload = _ENCODE({**fact, "sid": _SID, "id": fact_id})
         fired: list[str] = []
         failure: RuleEngineError | None = None
+        held = True
         try:
             try:
                 code, state = durable_rules_engine.assert_fact(handle, payload)
                 if code == _NOT_HANDLED:
+                    # Matched no rule, so durable holds nothing of it (rules never join
+                    # facts; tests check it): most posts end here, with no retract to pay.
+                    held = False
                     return fired
                 if code != _HANDLED:
                     raise RuleEngineError(
@@ -267,11 +271,12 @@ class RuleHost:
             finally:
                 # A matched fact stays in memory until retracted; retracting one durable does
                 # not hold answers 0 too, so this runs whatever happened above.
-                retracted = durable_rules_engine.retract_fact(handle, payload)[0]
-                if retracted != _HANDLED and failure is None:
-                    failure = RuleEngineError(
-                        f"ruleset {ruleset!r}: retracting the fact answered code {retracted}"
-                    )
+                if held:
+                    retracted = durable_rules_engine.retract_fact(handle, payload)[0]
+                    if retracted != _HANDLED and failure is None:
+                        failure = RuleEngineError(
+                            f"ruleset {ruleset!r}: retracting the fact answered code {retracted}"
+                        )
         except durable_rules_engine.error as error:
             code_text = str(error).rpartition(" ")[2]
             reason = _LIMITS.get(code_text, "")

@@ -469,3 +469,23 @@ def test_fact_rulesets_must_exist_and_each_kind_has_its_own_call() -> None:
     with pytest.raises(ValueError, match="use match"):
         host.match_all("e", {"x": 1})
     assert host.match("e", {"x": 1}) == "r" and host.match_all("a", {"x": 1}) == ("r",)
+
+
+def test_a_fact_that_matches_no_rule_is_not_held_even_when_it_matches_part_of_one() -> None:
+    # _fire skips the retract when assert_fact answers "not handled"; that is only safe if
+    # durable keeps nothing of such a fact, including one that passes some conditions.
+    rules = {
+        "a/0": rule({"$and": [{"$gt": {"x": 5}}, {"y": "on"}]}, 0),
+        "b/0": rule({"$and": [{"y": "on"}, {"$lt": {"x": 0}}, {"z": 1}]}, 0),
+        "c/0": rule({"$or": [{"$and": [{"x": 3}, {"y": "off"}]}, {"z": 9}]}, 0),
+    }
+    host = RuleHost({"shared": rules}, facts=["shared"])
+    for fact in (
+        {"x": 10, "y": "off", "z": 0},
+        {"x": -1, "y": "on", "z": 0},
+        {"x": 3, "y": "on", "z": 1},
+    ):
+        assert host.match_all("shared", fact) == ()
+    assert held_facts(host, "shared") == []
+    assert host.match_all("shared", {"x": 10, "y": "on", "z": 9}) == ("a/0", "c/0")
+    assert held_facts(host, "shared") == []
