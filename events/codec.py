@@ -21,10 +21,10 @@ from pydantic_core import ErrorDetails
 
 from events.models import (
     EVENT_ADAPTER,
-    SCHEMA_VERSION,
     EVENT_CLASSES,
     OUTPUT_ADAPTER,
     OUTPUT_CLASSES,
+    SCHEMA_VERSION,
     Envelope,
 )
 from events.upcast import upcast

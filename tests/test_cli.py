@@ -154,9 +154,7 @@ def test_explain_finds_a_decision_the_state_no_longer_keeps(
     shutil.copytree(data, copy)
     with closing(sqlite3.connect(copy / "state.db")) as db, db:
         db.execute("DELETE FROM outbox")
-    doc = next(
-        json.loads(line) for line in reversed(out.splitlines()) if '"decision.made"' in line
-    )
+    doc = next(json.loads(line) for line in reversed(out.splitlines()) if '"decision.made"' in line)
 
     result = goodwill("explain", doc["event_id"], "--data-dir", copy)
 

@@ -297,7 +297,11 @@ def _accepted_or_explained(data: bytes) -> None:
         assert err.reason in REASONS
         str(err).encode("utf-8")
         assert isinstance(checked, DecodeError)
-        assert (err.reason, err.field, err.detail) == (checked.reason, checked.field, checked.detail)
+        assert (err.reason, err.field, err.detail) == (
+            checked.reason,
+            checked.field,
+            checked.detail,
+        )
         return
     assert isinstance(event, Envelope)
     assert checked == event
