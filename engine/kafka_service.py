@@ -172,6 +172,17 @@ class _Outlet:
         self.log.close()
 
 
+def _cross_customer(compiled: CompiledSet) -> tuple[str, ...]:
+    """Ids of the policies whose decisions read state other customers' events change."""
+    return tuple(
+        p.id
+        for p in compiled.policy_set.policies
+        if p.budget is not None
+        or any(r.alert is not None or r.charges for r in p.rules)
+        or any(path.startswith(("budget.", "sku.")) for path in p.reads)
+    )
+
+
 class _Seeker(ConsumerRebalanceListener):  # type: ignore[misc]
     """Positions come from SQLite, never from the group's committed offsets."""
 
@@ -188,6 +199,7 @@ class _Seeker(ConsumerRebalanceListener):  # type: ignore[misc]
             if assigned:
                 shown = ",".join(str(tp.partition) for tp in sorted(assigned))
                 log.info("assigned partitions", extra={"partitions": shown})
+            self.service.check_assignment(assigned)
         except Exception:
             log.exception("seeking to the stored positions failed")
             raise
@@ -296,6 +308,32 @@ class KafkaService:
                 outlet.close()
             except Exception as exc:
                 log.debug("closing the producer: %s", exc)
+
+    def check_assignment(self, assigned: Sequence[TopicPartition]) -> bool:
+        """Warn (and set the `partial` gauge) when this instance decides only some of the
+        events partitions while policies read state that spans customers: budgets and
+        defect counts are then checked against this instance's share of the events, so
+        "budgets hold" is no longer guaranteed. True when that is the case."""
+        topic = self.cfg.events_topic
+        found = self.consumer.partitions_for_topic(topic) if self.consumer else None
+        total: set[int] = set(found or ())
+        mine = {tp.partition for tp in assigned if tp.topic == topic}
+        partial = bool(total) and bool(_cross_customer(self.compiled)) and mine < total
+        self.metrics.partial.set(1 if partial else 0)
+        if partial:
+            log.warning(
+                "this instance decides %d of %d partitions of %s, but policies %s read state"
+                " that spans customers (budgets, defect counts): each instance checks it"
+                " against its own events only, so approved spend may exceed a budget. Run one"
+                " instance until the budget stage exists (docs/kafka.md, 'More than one"
+                " instance, and budgets').",
+                len(mine),
+                len(total),
+                topic,
+                ", ".join(_cross_customer(self.compiled)),
+                extra={"assigned": len(mine), "partitions": len(total)},
+            )
+        return partial
 
     # ---------------------------------------------------------------- the loop
 

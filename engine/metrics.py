@@ -76,6 +76,13 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.partial = Gauge(
+            "goodwill_cross_customer_state_partial",
+            "1 while this instance decides only some partitions of the events topic and the"
+            " policy set reads state that spans customers (budgets, defect counts): such"
+            " checks then see only this instance's events (docs/kafka.md)",
+            registry=r,
+        )
         self.kafka_up = Gauge(
             "goodwill_kafka_connected",
             "1 while the service holds working Kafka clients",
