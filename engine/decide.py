@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache
-from typing import Any, Literal, Protocol
+from functools import cache, cached_property
+from typing import Any, Literal, NamedTuple, Protocol
+
+from pydantic_core import to_json
 
 from engine.compile import CompiledSet
 from engine.expr import All, Cond, Leaf, amount_cents, evaluate, leaves, paths
@@ -30,9 +32,10 @@ from engine.facts import (
 )
 from engine.policy import Budget, Policy, RouteSpec, Rule
 from engine.rules import check_fact
+from events.codec import decode, encode
 from events.models import (
     CATALOG,
-    OUTPUT_CLASSES,
+    SCHEMA_VERSION,
     DecisionData,
     Envelope,
     FollowupOverdue,
@@ -43,6 +46,7 @@ from events.models import (
 )
 
 ALERT_WINDOW = timedelta(days=7)
+_SAY_LIMIT = 4000  # events.models.Text
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
 
@@ -56,12 +60,74 @@ class StateView(Protocol):
     def sku_reports(self, sku: str, since: datetime) -> tuple[int, list[str]]: ...
 
 
+class ChargeEffect(NamedTuple):
+    budget: str
+    owner: str
+    period: str
+    amount: Decimal
+
+
+class ObligationEffect(NamedTuple):
+    obligation_id: str
+    case_id: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What the engine folds and counts of a decision (see `StateStore.apply_decision`)."""
+
+    decision_id: str
+    outcome: str
+    rep_id: str | None
+    policies: tuple[str, ...]
+    routes: tuple[tuple[str, str], ...]  # (to, reason)
+    charges: tuple[ChargeEffect, ...]
+    obligations: tuple[ObligationEffect, ...]
+
+    @classmethod
+    def of(cls, data: DecisionData) -> Effects:
+        return cls(
+            decision_id=data.decision_id,
+            outcome=data.outcome,
+            rep_id=data.rep_id,
+            policies=tuple(p.id for p in data.policies),
+            routes=tuple((r.to, r.reason) for r in data.routes),
+            charges=tuple(
+                ChargeEffect(c.budget, c.owner, c.period, c.amount) for c in data.charges
+            ),
+            obligations=tuple(
+                ObligationEffect(o.obligation_id, o.case_id, o.due_at) for o in data.obligations
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """Everything one input event produced: its decision and any alerts."""
+    """Everything one input event produced: its decision and any alerts.
 
-    decision: Envelope
+    `raw` is the decision's canonical bytes, as published; `effects` is what the engine
+    folds. The validated model (`decision`, `data`) is built from `raw` on first use only:
+    validating every decision cost about a third of a decision, and the engine's own
+    values need no checking (tests check the bytes decode to the same model and back).
+    """
+
+    raw: bytes
+    effects: Effects = field(compare=False)
+    occurred_at: datetime = field(compare=False)
+    customer_id: str | None = field(compare=False)
     alerts: tuple[Envelope, ...] = ()
+
+    @classmethod
+    def recorded(cls, decision: Envelope, alerts: tuple[Envelope, ...] = ()) -> Outcome:
+        """The outcome of a decision read back from the log."""
+        assert isinstance(decision.data, DecisionData)
+        effects = Effects.of(decision.data)
+        return cls(encode(decision), effects, decision.occurred_at, decision.customer_id, alerts)
+
+    @cached_property
+    def decision(self) -> Envelope:
+        return decode(self.raw, outputs=True)
 
     @property
     def data(self) -> DecisionData:
@@ -126,8 +192,7 @@ class _Draft:
     """The decision being assembled across the policies that apply to one event.
 
     Its parts are plain dicts shaped like `Grant`, `Charge`, `Obligation`, `Route`,
-    `PolicyRef` and `Why`; `_finish` validates the whole decision in one pydantic call,
-    which costs a third less than building each part as a model.
+    `PolicyRef` and `Why`, keys in model order; `_finish` serializes them as they are.
     """
 
     grants: list[Doc] = field(default_factory=list)
@@ -172,7 +237,6 @@ class Decider:
         # its PolicyRef (validated once, then shared as data), and its clauses' (text,
         # condition, paths).
         self._refs: dict[tuple[str, str], Doc] = {}
-        self._decision = OUTPUT_CLASSES["decision.made"]
         self._parts: dict[tuple[str, str], tuple[tuple[str, Cond, tuple[str, ...]], ...]] = {}
 
     def decide(self, event: Envelope, state: Mapping[str, Scalar], view: StateView) -> Outcome:
@@ -277,6 +341,7 @@ class Decider:
             if case_id:
                 draft.obligations.append(
                     {
+                        "kind": "follow_up",
                         "obligation_id": f"{decision_id}:{policy.id}:{i}",
                         "case_id": case_id,
                         "due_at": event.occurred_at + within,
@@ -406,7 +471,9 @@ class Decider:
                 return money_text(value, self.currency)
             return str(value)
 
-        return _PLACEHOLDER.sub(one, text)
+        filled = _PLACEHOLDER.sub(one, text)
+        # The contract's limit for words (`Text`); decisions are not validated one by one.
+        return filled if len(filled) <= _SAY_LIMIT else filled[: _SAY_LIMIT - 1] + "…"
 
     def _finish(
         self, event: Envelope, fact: Mapping[str, Scalar], decision_id: str, draft: _Draft
@@ -414,11 +481,12 @@ class Decider:
         outcome: Literal["authorized", "routed", "noted"] = (
             "routed" if draft.routes else "authorized" if draft.grants else "noted"
         )
+        rep_id = str(fact.get("rep.id") or "") or None
         data = {
             "decision_id": decision_id,
             "caused_by": event.event_id,
             "cause_type": event.type,
-            "rep_id": str(fact.get("rep.id") or "") or None,
+            "rep_id": rep_id,
             "case_id": str(fact.get("case.id") or "") or None,
             "order_id": str(fact.get("order.id") or "") or None,
             "outcome": outcome,
@@ -431,18 +499,35 @@ class Decider:
             "policy_set": self.policy_set.hash,
             "why": draft.why,
         }
-        # As make_output builds it; one validation of the whole decision (see _Draft).
-        decision = self._decision.model_validate(
+        # The envelope as make_output builds it, fields in model order: pydantic's
+        # serializer writes the same bytes as `encode` of the validated model.
+        raw = to_json(
             {
                 "type": "decision.made",
+                "data": data,
                 "event_id": decision_id,
                 "occurred_at": event.occurred_at,
                 "customer_id": event.customer_id,
+                "schema_version": SCHEMA_VERSION,
                 "source": "goodwill",
-                "data": data,
             }
         )
-        return Outcome(decision, tuple(draft.alerts))
+        effects = Effects(
+            decision_id=decision_id,
+            outcome=outcome,
+            rep_id=rep_id,
+            policies=tuple(ref["id"] for ref in draft.fired),
+            routes=tuple((r["to"], r["reason"]) for r in draft.routes),
+            charges=tuple(
+                ChargeEffect(c["budget"], c["owner"], c["period"], c["amount"])
+                for c in draft.charges
+            ),
+            obligations=tuple(
+                ObligationEffect(o["obligation_id"], o["case_id"], o["due_at"])
+                for o in draft.obligations
+            ),
+        )
+        return Outcome(raw, effects, event.occurred_at, event.customer_id, tuple(draft.alerts))
 
 
 def _merged(grants: list[Doc]) -> list[Doc]:

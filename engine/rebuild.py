@@ -140,7 +140,7 @@ class Spool:
         if not decisions:
             return None
         alerts = tuple(decode(v, outputs=True) for t, v in rows if t == "rootcause.alert")
-        return Outcome(decisions[0], alerts)
+        return Outcome.recorded(decisions[0], alerts)
 
     def raw(self, ident: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM recorded WHERE ident = ?", (ident,)).fetchone()

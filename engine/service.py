@@ -138,16 +138,18 @@ class Processor:
             self._overdue(watermark)
 
     def _record(self, outcome: Outcome) -> None:
-        data = outcome.data
-        self.store.apply_decision(data, outcome.decision.occurred_at, outcome.decision.customer_id)
+        effects = outcome.effects
+        self.store.apply_decision(effects, outcome.occurred_at, outcome.customer_id)
         tally = self.tally
-        tally.outcomes[data.outcome] += 1
-        for p in data.policies:
-            tally.by_policy[p.id] += 1
-        for r in data.routes:
-            tally.routes[(r.to, r.reason)] += 1
-        tally.followups_created += len(data.obligations)
-        self._emit(outcome.decision)
+        tally.outcomes[effects.outcome] += 1
+        for policy_id in effects.policies:
+            tally.by_policy[policy_id] += 1
+        for route in effects.routes:
+            tally.routes[route] += 1
+        tally.followups_created += len(effects.obligations)
+        self._publish(
+            outcome.raw, "decision.made", effects.decision_id, outcome.customer_id, outcome
+        )
         for alert in outcome.alerts:
             self.store.record_alert(alert.data.sku, alert.occurred_at)  # type: ignore[attr-defined]
             self.tally.alerts += 1
@@ -202,12 +204,28 @@ class Processor:
             raise
 
     def _emit(self, event: Envelope) -> None:
-        key = event.customer_id.encode() if event.customer_id else None
-        raw = self.recall.raw(event.event_id) if self.recall is not None else None
-        value = encode(event) if raw is None else raw
-        self.store.outbox_add(DECISIONS_TOPIC, key, value, (), event.type, event.event_id)
+        self._publish(None, event.type, event.event_id, event.customer_id, event)
+
+    def _publish(
+        self,
+        value: bytes | None,
+        kind: str,
+        ident: str,
+        customer_id: str | None,
+        output: Envelope | Outcome,
+    ) -> None:
+        """Add an output to the outbox: `value` (None: encode `output`), or the bytes the
+        history recorded for it when rebuilding."""
+        recorded = self.recall.raw(ident) if self.recall is not None else None
+        if recorded is not None:
+            value = recorded
+        elif value is None:
+            assert isinstance(output, Envelope)
+            value = encode(output)
+        key = customer_id.encode() if customer_id else None
+        self.store.outbox_add(DECISIONS_TOPIC, key, value, (), kind, ident)
         if self.on_output is not None:
-            self.on_output(event)
+            self.on_output(output.decision if isinstance(output, Outcome) else output)
 
     def _deadletter(self, record: Record, reason: str, detail: str) -> None:
         self.tally.deadlettered[reason] += 1

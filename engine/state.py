@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from engine.facts import Scalar, to_minor
 from engine.ledger import Ledger, datetime_of, micros
@@ -41,6 +41,9 @@ from events.models import (
     RepAssigned,
     ShipmentDelayed,
 )
+
+if TYPE_CHECKING:
+    from engine.decide import Effects
 
 _HOUR: Final = 3_600_000_000  # microseconds
 _DAY: Final = 24 * _HOUR
@@ -489,7 +492,7 @@ class StateStore(Ledger):
     # ---------------------------------------------------------------- folding decisions
 
     def apply_decision(
-        self, data: DecisionData, occurred_at: datetime, customer_id: str | None
+        self, data: DecisionData | Effects, occurred_at: datetime, customer_id: str | None
     ) -> None:
         """Fold a decision's effects; applying the same decision again changes nothing.
 

@@ -260,3 +260,36 @@ def test_the_decider_refuses_a_fact_value_durable_would_mismatch(engine: Engine)
     state["customer.lifetime_value"] = 12.5  # a float: durable compares it wrongly
     with pytest.raises(ValueError, match=r"customer\.lifetime_value"):
         Decider(COMPILED).decide(event, state, engine.store)
+
+
+def test_every_decision_is_published_as_canonical_valid_bytes(tmp_path: Path) -> None:
+    # Decisions are serialized from plain data without validating a model each (for speed);
+    # every one must decode as a valid `decision.made` and encode back to the same bytes.
+    from events.codec import decode, encode
+
+    outputs, _ = _example_run(tmp_path, 500)
+    decisions = [raw for raw in outputs if b'"type":"decision.made"' in raw[:40]]
+    assert len(decisions) == 601
+    for raw in decisions:
+        assert encode(decode(raw, outputs=True)) == raw
+
+
+def test_words_longer_than_the_contract_allows_are_cut_not_refused(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "budgets.yaml").write_text((ROOT / "policies" / "budgets.yaml").read_text())
+    (policies / "echo.yaml").write_text(
+        "policy: echo\nversion: 1\nowner: o\nprinciple: p\nsummary: s\non: item.defect_reported\n"
+        "rules:\n  - name: always\n    then:\n"
+        "      authorize: [{remedy: replacement, up_to: 1}]\n"
+        '      say: "{event.description} {event.description}"\n'
+    )
+    store = StateStore.open(tmp_path / "state.db")
+    outputs: list[Envelope] = []
+    processor = Processor(store, Decider(load(policies)), outputs.append)
+    event = sample("item.defect_reported", description="x" * 4000)
+    processor.process([Record("in", 0, 0, None, json.dumps(event).encode())])
+    [decision] = [o.data for o in outputs if isinstance(o.data, DecisionData)]
+    [words] = decision.say
+    assert len(words) == 4000 and words.endswith("x…")
+    store.close()
