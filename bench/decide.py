@@ -179,7 +179,7 @@ class _Bare:
             handle = handles[ruleset]
             event_id += 1
             payload = encode({**fact, "sid": "0", "id": event_id})
-            if ruleset in self.facts:  # every matching rule fires; the fact is retracted
+            if ruleset in self.facts:  # every matching rule fires; a matched fact is retracted
                 code, state = dre.assert_fact(handle, payload)
                 names: list[str] = []
                 if code == 0:
@@ -189,7 +189,7 @@ class _Bare:
                         if name not in names:
                             names.append(name)
                         message = dre.complete_and_start_action(handle, state)
-                dre.retract_fact(handle, payload)
+                    dre.retract_fact(handle, payload)  # one that matched nothing is not held
                 fired.append(tuple(names))
                 continue
             code, state = dre.assert_event(handle, payload)
