@@ -35,6 +35,10 @@ from events.models import CATALOG
 
 BUDGETS_FILE = "budgets.yaml"
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+# The decision contract's limits (events.models: Id 128, Text 4000 characters) for what a
+# policy puts into decisions: rule names, route targets and budget names, words.
+_NAME_LIMIT = 128
+_TEXT_LIMIT = 4000
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
@@ -191,12 +195,23 @@ class _File:
                 ok = False
         return ok
 
-    def text_value(self, node: CommentedMap, key: str, required: bool = True) -> str | None:
+    def text_value(
+        self, node: CommentedMap, key: str, required: bool = True, limit: int | None = None
+    ) -> str | None:
+        """The text at `key`; `limit`: the most characters the decision contract takes for
+        it (decisions are serialized unvalidated, so the policy is held to it here)."""
         value = node.get(key)
         if value is None:
             return None
         if not isinstance(value, str) or (required and not value.strip()):
             self.error(self.value_span(node, key), f"'{key}' must be text")
+            return None
+        if limit is not None and len(value) > limit:
+            self.error(
+                self.value_span(node, key),
+                f"'{key}' is {len(value):,} characters; decisions carry at most {limit:,}",
+                "shorten it",
+            )
             return None
         return value
 
@@ -323,7 +338,7 @@ class _PolicyReader:
         f = self.f
         if not f.keys(node, RULE_KEYS, "a rule", ("name", "then")):
             return None
-        name = f.text_value(node, "name") or f"rule-{index + 1}"
+        name = f.text_value(node, "name", limit=_NAME_LIMIT) or f"rule-{index + 1}"
         if name in names:
             f.error(f.value_span(node, "name"), f"duplicate rule name '{name}' in this policy")
         names.add(name)
@@ -340,7 +355,7 @@ class _PolicyReader:
         follow = tuple(self.follow_ups(then, on))
         route = self.route(then, "route", on, vocab)
         alert = self.route(then, "alert", on, vocab)
-        say = f.text_value(then, "say")
+        say = f.text_value(then, "say", limit=_TEXT_LIMIT)
         if say is not None:
             self.placeholders(then, "say", vocab)
         line = node.lc.line + 1
@@ -470,7 +485,7 @@ class _PolicyReader:
             return None
         if not self.f.keys(node, {"to": "", "reason": "", "context": ""}, key, ("to",)):
             return None
-        to = self.f.text_value(node, "to") or ""
+        to = self.f.text_value(node, "to", limit=_NAME_LIMIT) or ""
         to_path = None
         if "." in to:
             target = vocab.get(to)
@@ -498,7 +513,7 @@ class _PolicyReader:
                     f"unknown field '{path}' on {on}",
                     did_you_mean(str(path), vocab),
                 )
-        reason = self.f.text_value(node, "reason") or f"policy asks for {to}"
+        reason = self.f.text_value(node, "reason", limit=_TEXT_LIMIT) or f"policy asks for {to}"
         return RouteSpec(to, to_path, reason, tuple(str(p) for p in items))
 
     def placeholders(self, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
@@ -522,6 +537,10 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
             continue
         name = str(node["name"])
         scope, period = node["scope"], node["period"]
+        for key, limit in (("name", _NAME_LIMIT), ("say", _TEXT_LIMIT), ("to", _NAME_LIMIT)):
+            holder = node if key == "name" else node.get("overflow")
+            if isinstance(holder, CommentedMap) and key in holder:
+                f.text_value(holder, key, limit=limit)
         if scope not in ("rep", "team"):
             f.error(f.value_span(node, "scope"), f"unknown scope '{scope}'", "rep or team")
         if period not in ("day", "week", "month"):

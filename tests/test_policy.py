@@ -138,6 +138,35 @@ def test_unknown_field_points_at_it_with_a_suggestion(pdir: Path) -> None:
             "duplicate rule name 'gold'",
             None,
         ),
+        # What a policy puts into decisions is held to the decision contract's limits.
+        (
+            "expedite-within-budget.yaml",
+            "  - name: within-budget",
+            "  - name: " + "w" * 129,
+            "'name' is 129 characters; decisions carry at most 128",
+            "shorten it",
+        ),
+        (
+            "expedite-within-budget.yaml",
+            "        reason: an expedite above $50 is unusual",
+            "        reason: " + "r" * 4001,
+            "'reason' is 4,001 characters; decisions carry at most 4,000",
+            "shorten it",
+        ),
+        (
+            "expedite-within-budget.yaml",
+            "      say: I've upgraded your shipping at no charge. It's on its way faster.",
+            "      say: " + "s" * 4001,
+            "'say' is 4,001 characters",
+            "shorten it",
+        ),
+        (
+            "budgets.yaml",
+            "      say: I've asked my team lead to approve the faster shipping;",
+            "      say: " + "b" * 4001 + " I've asked my team lead to approve the faster shipping;",
+            "'say' is 4,",
+            "shorten it",
+        ),
     ],
 )
 def test_each_kind_of_mistake_is_refused(
