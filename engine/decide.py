@@ -402,12 +402,16 @@ class Decider:
         return budget.say
 
     def _route(self, spec: RouteSpec, fact: dict[str, Scalar]) -> Doc:
-        to = str(fact[spec.to_path]) if spec.to_path else spec.to
+        to, reason = spec.to, spec.reason
+        if spec.to_path:
+            to = str(fact[spec.to_path])
+            if not to:  # e.g. the case's rep of a case the log never opened: never nobody
+                to, reason = "team-lead", f"{reason} ({spec.to_path} is not on record)"
         person = str(fact["rep.lead"]) or None if to == "team-lead" else None
         return {
             "to": to,
             "person": person,
-            "reason": spec.reason,
+            "reason": reason,
             "context": {p: self._shown(p, fact) for p in spec.context},
         }
 

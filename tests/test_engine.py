@@ -293,3 +293,30 @@ def test_words_longer_than_the_contract_allows_are_cut_not_refused(tmp_path: Pat
     [words] = decision.say
     assert len(words) == 4000 and words.endswith("x…")
     store.close()
+
+
+def test_a_route_to_a_field_that_is_empty_goes_to_the_team_lead(tmp_path: Path) -> None:
+    # A route may name a text field; when the log does not know its value (here the rep of
+    # a case never opened), the decision still routes to someone, and is a valid decision.
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "budgets.yaml").write_text((ROOT / "policies" / "budgets.yaml").read_text())
+    (policies / "to-the-rep.yaml").write_text(
+        "policy: to-the-rep\nversion: 1\nowner: o\nprinciple: p\nsummary: s\n"
+        "on: remedy.requested\nrules:\n  - name: always\n    then:\n"
+        "      route: {to: case.rep, reason: the case's rep decides}\n"
+        "      say: Your rep will be in touch.\n"
+    )
+    store = StateStore.open(tmp_path / "state.db")
+    outputs: list[Envelope] = []
+    processor = Processor(store, Decider(load(policies)), outputs.append)
+    event = sample("remedy.requested", case_id="never-opened", rep_id="nobody-knows")
+    processor.process([Record("in", 0, 0, None, json.dumps(event).encode())])
+    [decision] = [o.data for o in outputs if isinstance(o.data, DecisionData)]
+    [route] = decision.routes
+    assert (route.to, route.reason) == (
+        "team-lead",
+        "the case's rep decides (case.rep is not on record)",
+    )
+    assert decision.outcome == "routed"
+    store.close()
