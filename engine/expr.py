@@ -426,10 +426,15 @@ def amount_value(expr: Amount, fact: dict[str, Scalar]) -> Decimal:
     return min(values) if expr.fn == "min" else max(values)
 
 
+MAX_CENTS = 10**17 - 1
+"""The largest amount a decision carries (events.models: money below 1E15 units)."""
+
+
 def amount_cents(expr: Amount, fact: dict[str, Scalar]) -> int:
-    """Round half-even to the cent, never below zero: a grant cannot be negative."""
+    """Round half-even to the cent, never below zero (a grant cannot be negative) nor above
+    `MAX_CENTS` (an "up to" past any real amount says the same, and stays in the contract)."""
     value = amount_value(expr, fact).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
-    return max(0, int(value.scaleb(2)))
+    return min(MAX_CENTS, max(0, int(value.scaleb(2))))
 
 
 def amount_paths(expr: Amount) -> set[str]:

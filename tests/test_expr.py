@@ -8,6 +8,7 @@ import pytest
 
 from engine.errors import Span
 from engine.expr import (
+    MAX_CENTS,
     All,
     Any,
     ExprError,
@@ -146,3 +147,10 @@ def test_every_state_field_has_a_zero_value_of_its_type() -> None:
             type(ZERO[f.type]) is {"money": int, "number": int, "text": str, "bool": bool}[f.type]
         ), path
     assert Decimal("0.10").scaleb(2) == 10
+
+
+def test_amounts_stay_within_what_a_decision_can_carry() -> None:
+    huge = parse_amount("order.amount * 1000", VOCAB, "remedy.requested", AT)
+    largest_order = 10**17 - 1  # 999,999,999,999,999.99 in cents, the contract's largest
+    assert amount_cents(huge, fact(order__amount=largest_order)) == MAX_CENTS
+    assert amount_cents(huge, fact(order__amount=100)) == 100_000
