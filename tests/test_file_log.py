@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from events.log import EventLog, FileLog, LogCorrupted, LogError, Record, read_jsonl_source
+from events.log import (
+    EventLog,
+    FileLog,
+    LogCorrupted,
+    LogError,
+    Record,
+    read_jsonl_source,
+    scan_topic,
+)
 
 TOPIC = "goodwill.events"
 
@@ -218,3 +226,14 @@ def test_read_jsonl_source_numbers_lines_and_skips_blanks(tmp_path: Path) -> Non
         (4, b'{"b":\xff}'),
         (5, b'{"c":3}'),
     ]
+
+
+def test_scan_topic_reads_while_a_writer_holds_the_log(directory: Path, log: FileLog) -> None:
+    written = fill(log, 3)
+    log.flush()
+    # A record being appended right now: its line is not finished yet.
+    with (directory / f"{TOPIC}.jsonl").open("ab") as file:
+        file.write(b'{"o":3,"k":null,"v":"half')
+
+    assert list(scan_topic(directory, TOPIC)) == written
+    assert list(scan_topic(directory, "no.such.topic")) == []
