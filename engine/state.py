@@ -163,6 +163,9 @@ _CASE_COLUMNS: Final = (
 )
 _REP_COLUMNS: Final = ("id", "team", "lead")
 _CACHE_ROWS: Final = 50_000  # rows kept per cached table between batches
+# Lifetime sums saturate below 2**63 so they stay SQLite integers and matcher facts (it
+# takes ~92 orders at the contract's largest amount to get there).
+_SUM_LIMIT: Final = 2**63 - 1
 
 # Row positions, named for the folds and enrich().
 (_C_ORDERED, _C_REFUNDED, _C_ORDER_COUNT, _C_OPEN_CASES, _C_FIRST_ORDER, _C_LAST_REMEDY) = range(
@@ -353,7 +356,7 @@ class StateStore(Ledger):
         row[_O_CHANNEL], row[_O_ITEMS] = d.channel, sum(item.qty for item in d.items)
         self._orders.put(d.order_id, row)
         c = self._customer(customer)
-        c[_C_ORDERED] += amount
+        c[_C_ORDERED] = min(_SUM_LIMIT, c[_C_ORDERED] + amount)
         c[_C_ORDER_COUNT] += 1
         first = c[_C_FIRST_ORDER]
         c[_C_FIRST_ORDER] = t if first is None else min(first, t)
@@ -456,7 +459,7 @@ class StateStore(Ledger):
         # it does not depend on whether a refund is folded before or after its orders.
         c = self._customer(customer)
         if d.remedy == "refund":
-            c[_C_REFUNDED] += cost
+            c[_C_REFUNDED] = min(_SUM_LIMIT, c[_C_REFUNDED] + cost)
         last = c[_C_LAST_REMEDY]
         c[_C_LAST_REMEDY] = t if last is None else max(last, t)
         self._customers.put(customer, c)

@@ -76,7 +76,9 @@ class Payload(BaseModel):
 
 class LineItem(Payload):
     sku: Id
-    qty: int = Field(gt=0)
+    # Bounded so an order's item count stays a 64-bit integer (state and matcher): an
+    # absurd quantity is refused with the record, never stops the engine.
+    qty: int = Field(gt=0, le=1_000_000_000)
     unit_price: Money
 
 

@@ -249,6 +249,14 @@ def test_money_beyond_the_matcher_range_is_refused() -> None:
     assert (err.reason, err.field) == ("schema_invalid", "data.amount")
 
 
+def test_a_quantity_beyond_the_matcher_range_is_refused() -> None:
+    event = sample("order.placed")
+    event["data"]["items"][0]["qty"] = 10**20
+    err = rejected(raw(event))
+
+    assert (err.reason, err.field) == ("schema_invalid", "data.items.0.qty")
+
+
 def test_hostile_text_in_errors_is_printable_and_bounded() -> None:
     event = sample("order.placed")
     event["data"]["\ud800" + "x" * 100_000] = 1

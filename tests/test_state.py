@@ -958,3 +958,12 @@ def test_stats(store: StateStore) -> None:
 def test_money_is_exact_cents(store: StateStore, amount: str, cents: int) -> None:
     # 0.29 and 1.15 are the amounts a float conversion would get wrong by a cent
     assert facts(store, placed(amount=amount))["order.amount"] == cents
+
+
+def test_lifetime_sums_saturate_instead_of_overflowing(store: StateStore) -> None:
+    # Each order at the contract's largest amount; 100 of them pass 2**63 cents.
+    for i in range(100):
+        store.apply_event(placed(f"ord-{i}", amount="999999999999999.99"))
+    facts = store.enrich(opened())
+    assert facts["customer.lifetime_value"] == 2**63 - 1
+    assert facts["customer.order_count"] == 100
