@@ -274,49 +274,56 @@ def test_every_decision_is_published_as_canonical_valid_bytes(tmp_path: Path) ->
         assert encode(decode(raw, outputs=True)) == raw
 
 
-def test_words_longer_than_the_contract_allows_are_cut_not_refused(tmp_path: Path) -> None:
+def _decide_with_one_policy(
+    tmp_path: Path, policy: str, on: str, then: str, event: dict[str, Any]
+) -> DecisionData:
+    """The decision a set of one policy (plus the library's budgets) makes on `event`,
+    read back through the validating model (so an invalid decision fails here)."""
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "budgets.yaml").write_text((ROOT / "policies" / "budgets.yaml").read_text())
-    (policies / "echo.yaml").write_text(
-        "policy: echo\nversion: 1\nowner: o\nprinciple: p\nsummary: s\non: item.defect_reported\n"
-        "rules:\n  - name: always\n    then:\n"
-        "      authorize: [{remedy: replacement, up_to: 1}]\n"
-        '      say: "{event.description} {event.description}"\n'
+    (policies / f"{policy}.yaml").write_text(
+        f"policy: {policy}\nversion: 1\nowner: o\nprinciple: p\nsummary: s\non: {on}\n"
+        "rules:\n  - name: always\n    then:\n" + then
     )
     store = StateStore.open(tmp_path / "state.db")
-    outputs: list[Envelope] = []
-    processor = Processor(store, Decider(load(policies)), outputs.append)
-    event = sample("item.defect_reported", description="x" * 4000)
-    processor.process([Record("in", 0, 0, None, json.dumps(event).encode())])
-    [decision] = [o.data for o in outputs if isinstance(o.data, DecisionData)]
+    try:
+        outputs: list[Envelope] = []
+        processor = Processor(store, Decider(load(policies)), outputs.append)
+        processor.process([Record("in", 0, 0, None, json.dumps(event).encode())])
+        [decision] = [o.data for o in outputs if isinstance(o.data, DecisionData)]
+        return decision
+    finally:
+        store.close()
+
+
+def test_words_longer_than_the_contract_allows_are_cut_not_refused(tmp_path: Path) -> None:
+    decision = _decide_with_one_policy(
+        tmp_path,
+        "echo",
+        "item.defect_reported",
+        "      authorize: [{remedy: replacement, up_to: 1}]\n"
+        '      say: "{event.description} {event.description}"\n',
+        sample("item.defect_reported", description="x" * 4000),
+    )
     [words] = decision.say
     assert len(words) == 4000 and words.endswith("x…")
-    store.close()
 
 
 def test_a_route_to_a_field_that_is_empty_goes_to_the_team_lead(tmp_path: Path) -> None:
     # A route may name a text field; when the log does not know its value (here the rep of
     # a case never opened), the decision still routes to someone, and is a valid decision.
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "budgets.yaml").write_text((ROOT / "policies" / "budgets.yaml").read_text())
-    (policies / "to-the-rep.yaml").write_text(
-        "policy: to-the-rep\nversion: 1\nowner: o\nprinciple: p\nsummary: s\n"
-        "on: remedy.requested\nrules:\n  - name: always\n    then:\n"
+    decision = _decide_with_one_policy(
+        tmp_path,
+        "to-the-rep",
+        "remedy.requested",
         "      route: {to: case.rep, reason: the case's rep decides}\n"
-        "      say: Your rep will be in touch.\n"
+        "      say: Your rep will be in touch.\n",
+        sample("remedy.requested", case_id="never-opened", rep_id="nobody-knows"),
     )
-    store = StateStore.open(tmp_path / "state.db")
-    outputs: list[Envelope] = []
-    processor = Processor(store, Decider(load(policies)), outputs.append)
-    event = sample("remedy.requested", case_id="never-opened", rep_id="nobody-knows")
-    processor.process([Record("in", 0, 0, None, json.dumps(event).encode())])
-    [decision] = [o.data for o in outputs if isinstance(o.data, DecisionData)]
     [route] = decision.routes
     assert (route.to, route.reason) == (
         "team-lead",
         "the case's rep decides (case.rep is not on record)",
     )
     assert decision.outcome == "routed"
-    store.close()
