@@ -248,9 +248,9 @@ class Decider:
         host = self.compiled.host
         # Budget-free policies read no `budget.*` key, the only keys applying a rule changes,
         # so they can all be matched up front: one post per shared ruleset, every matching
-        # rule fires, and per policy the lowest rule index wins.
-        # Every value is checked once here for what durable_rules would mismatch (floats,
-        # None, out-of-range ints); the lean facts posted below are parts of this fact.
+        # rule fires, and per policy the lowest rule index wins. Every value is checked
+        # once here for what durable_rules would mismatch (floats, None, out-of-range ints):
+        # the lean facts posted are parts of this fact.
         check_fact(fact)
         first: dict[str, Rule] = {}
         for ruleset, keys in self._shared.get(event.type, ()):
@@ -267,7 +267,7 @@ class Decider:
                     continue
                 self._apply(policy, found, fact, None, event, decision_id, view, draft)
                 continue
-            budget = self._budget_fact(policy, policy.budget, fact, event.occurred_at, view, draft)
+            budget = self._budget_fact(policy.budget, fact, event.occurred_at, view, draft)
             lean = {key: fact[path] for path, key in self._keys[policy.id]}
             name = host.match(policy.id, lean)  # checked there: budget values are new
             if name is not None:
@@ -279,14 +279,13 @@ class Decider:
 
     def _budget_fact(
         self,
-        policy: Policy,
         name: str,
         fact: dict[str, Scalar],
         at: datetime,
         view: StateView,
         draft: _Draft,
     ) -> Budget:
-        """Put the `budget.*` values of the budget `policy` reads into `fact`."""
+        """Put the `budget.*` values of budget `name` into `fact`."""
         budget = self.policy_set.budgets[name]
         owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
         period = period_key(budget.period, at)

@@ -167,9 +167,21 @@ _CACHE_ROWS: Final = 50_000  # rows kept per cached table between batches
 # takes ~92 orders at the contract's largest amount to get there).
 _SUM_LIMIT: Final = 2**63 - 1
 
+
+def _positions(columns: tuple[str, ...], *names: str) -> tuple[int, ...]:
+    """Where each named column sits in a cached row (a name not in `columns` fails here)."""
+    return tuple(columns.index(name) for name in names)
+
+
 # Row positions, named for the folds and enrich().
-(_C_ORDERED, _C_REFUNDED, _C_ORDER_COUNT, _C_OPEN_CASES, _C_FIRST_ORDER, _C_LAST_REMEDY) = range(
-    1, 7
+_C_ORDERED, _C_REFUNDED, _C_ORDER_COUNT, _C_OPEN_CASES, _C_FIRST_ORDER, _C_LAST_REMEDY = _positions(
+    _CUSTOMER_COLUMNS,
+    "ordered",
+    "refunded",
+    "order_count",
+    "open_cases",
+    "first_order_at",
+    "last_remedy_at",
 )
 (
     _O_CUSTOMER,
@@ -184,7 +196,21 @@ _SUM_LIMIT: Final = 2**63 - 1
     _O_DELAYED,
     _O_NEW_ETA,
     _O_LOST,
-) = range(1, 13)
+) = _positions(
+    _ORDER_COLUMNS,
+    "customer",
+    "placed",
+    "amount",
+    "placed_at",
+    "channel",
+    "item_count",
+    "service_level",
+    "shipped",
+    "promised_by",
+    "delayed",
+    "new_eta",
+    "lost",
+)
 (
     _K_CUSTOMER,
     _K_REP,
@@ -198,7 +224,21 @@ _SUM_LIMIT: Final = 2**63 - 1
     _K_TRANSFERS,
     _K_REMEDIES,
     _K_REOPENS,
-) = range(1, 13)
+) = _positions(
+    _CASE_COLUMNS,
+    "customer",
+    "rep",
+    "topic",
+    "channel",
+    "opened_at",
+    "status",
+    "resolved_at",
+    "resolution",
+    "order_id",
+    "transfers",
+    "remedies",
+    "reopens",
+)
 
 # Only customers with a remedy in the window pay for the range count.
 _REMEDIES_IN_WINDOW: Final = (
