@@ -318,7 +318,8 @@ class KafkaService:
         found = self.consumer.partitions_for_topic(topic) if self.consumer else None
         total: set[int] = set(found or ())
         mine = {tp.partition for tp in assigned if tp.topic == topic}
-        partial = bool(total) and bool(_cross_customer(self.compiled)) and mine < total
+        readers = _cross_customer(self.compiled)
+        partial = bool(total) and bool(readers) and mine < total
         self.metrics.partial.set(1 if partial else 0)
         if partial:
             log.warning(
@@ -330,7 +331,7 @@ class KafkaService:
                 len(mine),
                 len(total),
                 topic,
-                ", ".join(_cross_customer(self.compiled)),
+                ", ".join(readers),
                 extra={"assigned": len(mine), "partitions": len(total)},
             )
         return partial
