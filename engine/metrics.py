@@ -116,8 +116,7 @@ class Metrics:
 
     @staticmethod
     def _advance(metric: PromCounter, seen: Counter[str], label: str, total: int) -> None:
-        # The processor's tally is rolled back with a failed batch only in SQLite, not in
-        # memory, so counters may count a retried batch twice; they never go backwards.
+        # The processor's tally holds committed batches only; counters never go backwards.
         if total > seen[label]:
             metric.inc(total - seen[label])
             seen[label] = total

@@ -8,10 +8,12 @@ anywhere re-publishes identical bytes at worst, and never applies an effect twic
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -32,6 +34,28 @@ log = logging.getLogger("goodwill.service")
 
 DECISIONS_TOPIC = "goodwill.decisions"
 DEADLETTER_TOPIC = "goodwill.deadletter"
+PROCESSING_FAILED = "processing_failed"
+"""The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
+_DETAIL_CHARS = 2000
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the surroundings, which retrying may cure: the disk, memory, or a
+    database that is locked, full or damaged. Anything else that processing a record
+    raises follows the record (a constraint it breaks, a value out of range, a fault in
+    Goodwill that this record reaches) and would fail the same way every time."""
+    return (
+        isinstance(exc, (OSError, MemoryError, sqlite3.OperationalError, sqlite3.InternalError))
+        or type(exc) is sqlite3.DatabaseError
+    )
+
+
+class _RecordFailed(Exception):
+    """Deciding the record at `index` of a batch raised (the cause)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
 
 
 @dataclass
@@ -48,6 +72,15 @@ class Tally:
     overdue: int = 0
     alerts: int = 0
     recalled: int = 0  # decisions folded as recorded facts during a rebuild
+
+    def add(self, other: Tally) -> None:
+        """Add `other`'s counts to these."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, Counter):
+                mine.update(getattr(other, f.name))
+            else:
+                setattr(self, f.name, mine + getattr(other, f.name))
 
 
 Listener = Callable[[Envelope], None]
@@ -80,6 +113,7 @@ class Processor:
         self.tally = Tally()
         self.on_output = on_output
         self.recall = recall
+        self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
 
     def activate(self) -> Envelope | None:
         """Record `policy_set.activated` when this policy set was not the active one."""
@@ -95,26 +129,91 @@ class Processor:
             PolicySetActivated(policy_set=ps.hash, files=files),
             None,
         )
-        self.store.begin()
-        self.store.set_meta("policy_set", ps.hash)
-        self._emit(event)
-        self.store.commit()
+        with self._transaction():
+            self.store.set_meta("policy_set", ps.hash)
+            self._emit(event)
         return event
 
     def process(self, records: Sequence[Record]) -> None:
-        """Decide a batch atomically: all of its effects and positions, or none."""
+        """Decide a batch atomically: all of its effects and positions, or none.
+
+        A record whose processing raises — a fault that follows the record, not the
+        surroundings — is dead-lettered as `processing_failed` with the error, and the
+        batch is decided again without it: one such record must not stop its partition
+        in a crash loop. Failures of the surroundings (`is_transient`: the disk, a locked
+        or corrupt database, memory) roll the batch back and propagate, for the caller to
+        retry; they never dead-letter anything.
+        """
+        failed: dict[int, str] = {}
+        while True:
+            try:
+                with self._transaction():
+                    self._decide_batch(records, failed)
+                return
+            except _RecordFailed as err:
+                cause = err.__cause__
+                assert isinstance(cause, Exception)
+                failed[err.index] = self._failed(records[err.index], cause)
+            except Exception as exc:
+                if is_transient(exc) or (len(records) == 1 and failed):
+                    raise
+                # Failed when the batch was written, not at a record: decide the records
+                # one batch each, so the one that cannot be written is found.
+                if len(records) > 1:
+                    for record in records:
+                        self.process([record])
+                    return
+                failed[0] = self._failed(records[0], exc)
+
+    def _failed(self, record: Record, exc: Exception) -> str:
+        log.error(
+            "deciding %s[%d]@%d failed; it is dead-lettered as %s and its batch decided"
+            " again without it",
+            record.topic,
+            record.partition,
+            record.offset,
+            PROCESSING_FAILED,
+            exc_info=exc,
+        )
+        return f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
+
+    def _decide_batch(self, records: Sequence[Record], failed: Mapping[int, str]) -> None:
+        positions: dict[tuple[str, int], int] = {}
+        for index, record in enumerate(records):
+            detail = failed.get(index)
+            if detail is not None:
+                self.tally.read += 1
+                self._deadletter(record, PROCESSING_FAILED, detail)
+            else:
+                try:
+                    self._one(record)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    raise _RecordFailed(index) from exc
+            positions[(record.topic, record.partition)] = record.offset + 1
+        for (topic, partition), offset in positions.items():  # once per batch, same commit
+            self.store.set_position(topic, partition, offset)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One SQLite transaction. The tally and the listener see only what it commits."""
+        total, self.tally = self.tally, Tally()
+        heard, self._heard = self._heard, []
         self.store.begin()
         try:
-            positions: dict[tuple[str, int], int] = {}
-            for record in records:
-                self._one(record)
-                positions[(record.topic, record.partition)] = record.offset + 1
-            for (topic, partition), offset in positions.items():  # once per batch, same commit
-                self.store.set_position(topic, partition, offset)
+            yield
             self.store.commit()
         except BaseException:
             self.store.rollback()
             raise
+        finally:
+            batch, self.tally = self.tally, total
+            outputs, self._heard = self._heard, heard
+        total.add(batch)
+        if self.on_output is not None:
+            for output in outputs:
+                self.on_output(output.decision if isinstance(output, Outcome) else output)
 
     def _one(self, record: Record) -> None:
         self.tally.read += 1
@@ -179,29 +278,19 @@ class Processor:
         watermark = self.store.watermark()
         if watermark is None:
             return
-        self.store.begin()
-        try:
+        with self._transaction():
             self._overdue(watermark)
-            self.store.commit()
-        except BaseException:
-            self.store.rollback()
-            raise
 
     def replay(self, event: Envelope) -> None:
         """Fold a recorded output that no input event causes (an activation, or an
         escalation whose moment in the history is not known) as one batch of its own."""
-        self.store.begin()
-        try:
+        with self._transaction():
             if isinstance(event.data, PolicySetActivated):
                 self.store.set_meta("policy_set", event.data.policy_set)
             elif isinstance(event.data, FollowupOverdue):
                 self.store.mark_overdue(event.data.obligation_id)
                 self.tally.overdue += 1
             self._emit(event)
-            self.store.commit()
-        except BaseException:
-            self.store.rollback()
-            raise
 
     def _emit(self, event: Envelope) -> None:
         self._publish(None, event.type, event.event_id, event.customer_id, event)
@@ -225,7 +314,7 @@ class Processor:
         key = customer_id.encode() if customer_id else None
         self.store.outbox_add(DECISIONS_TOPIC, key, value, (), kind, ident)
         if self.on_output is not None:
-            self.on_output(output.decision if isinstance(output, Outcome) else output)
+            self._heard.append(output)
 
     def _deadletter(self, record: Record, reason: str, detail: str) -> None:
         self.tally.deadlettered[reason] += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,24 +222,113 @@ def test_a_row_cache_of_any_size_gives_the_same_decisions_and_state(
     assert tiny == full
 
 
-def test_a_failed_batch_leaves_the_cached_rows_as_they_were(engine: Engine) -> None:
+def test_a_failed_batch_leaves_the_cached_rows_as_they_were(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = engine.store.digest()
     enriched = engine.store.enrich(expedite_event := _decoded(expedite(1, "5.00")))
     bad = Record("in", 0, engine.offset, None, json.dumps(placed_again()).encode())
 
-    class Boom(Exception):
-        pass
+    def disk_fails(*_: object) -> None:  # after the order's rows changed in the cache
+        raise sqlite3.OperationalError("disk I/O error")
 
-    def explode(_: Envelope) -> None:
-        raise Boom
-
-    engine.processor.on_output = explode
-    with pytest.raises(Boom):
+    monkeypatch.setattr(engine.store, "apply_decision", disk_fails)
+    with pytest.raises(sqlite3.OperationalError):
         engine.processor.process([bad])
-    engine.processor.on_output = engine.outputs.append
 
     assert engine.store.digest() == before
     assert engine.store.enrich(expedite_event) == enriched
+    assert list(engine.store.outputs("deadletter")) == []  # the surroundings failed, not it
+
+
+def _fails_on(store: StateStore, event_id: str, error: Exception) -> Any:
+    """store.apply_event, raising `error` for the event `event_id` (a fault in Goodwill
+    that only this record reaches)."""
+    apply_event = store.apply_event
+
+    def apply(event: Envelope) -> None:
+        if event.event_id == event_id:
+            raise error
+        apply_event(event)
+
+    return apply
+
+
+def _three_expedites(engine: Engine) -> list[dict[str, Any]]:
+    return [expedite(1, "5.00"), {**expedite(2, "5.00"), "event_id": "fault"}, expedite(3, "5.00")]
+
+
+def test_a_record_that_fails_to_decide_is_dead_lettered_and_its_batch_goes_on(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _three_expedites(engine)
+    monkeypatch.setattr(
+        engine.store, "apply_event", _fails_on(engine.store, "fault", KeyError("order.items"))
+    )
+    read_before, heard_before = engine.processor.tally.read, len(engine.outputs)
+    heard = engine.feed(*events)
+
+    # The two others are decided, each heard once although the batch ran twice.
+    caused = [o.data.caused_by for o in heard if isinstance(o.data, DecisionData)]
+    assert caused == [events[0]["event_id"], events[2]["event_id"]]
+    assert len(engine.outputs) == heard_before + 2
+    tally = engine.processor.tally
+    assert tally.read == read_before + 3
+    assert tally.deadlettered == {"processing_failed": 1}
+    (dead,) = [row for row in engine.store.outbox_pending(100) if row[1] == "goodwill.deadletter"]
+    assert dead[3] == json.dumps(events[1]).encode()  # the original bytes
+    headers = dict(dead[4])
+    assert headers["goodwill.reason"] == b"processing_failed"
+    assert headers["goodwill.detail"] == b"KeyError: 'order.items'"
+    assert engine.store.position("in", 0) == engine.offset  # past all three
+    # Only the two decided remedies were charged: 2 x 5.00 of the 30.00.
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 1000)
+
+
+def test_a_batch_that_cannot_be_written_is_decided_one_record_at_a_time(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failure shows only at commit, so the record that causes it is not known.
+    events = _three_expedites(engine)
+    first_sighting, commit = engine.store.first_sighting, engine.store.commit
+    sighted: list[str] = []
+
+    def sighting(event_id: str) -> bool:
+        sighted.append(event_id)
+        return first_sighting(event_id)
+
+    def writing() -> None:
+        if "fault" in sighted:
+            sighted.clear()
+            raise sqlite3.IntegrityError("CHECK constraint failed")
+        sighted.clear()
+        commit()
+
+    monkeypatch.setattr(engine.store, "first_sighting", sighting)
+    monkeypatch.setattr(engine.store, "commit", writing)
+    heard = engine.feed(*events)
+
+    caused = [o.data.caused_by for o in heard if isinstance(o.data, DecisionData)]
+    assert caused == [events[0]["event_id"], events[2]["event_id"]]
+    assert engine.processor.tally.deadlettered == {"processing_failed": 1}
+    (dead,) = [row for row in engine.store.outbox_pending(100) if row[1] == "goodwill.deadletter"]
+    assert dict(dead[4])["goodwill.detail"] == b"IntegrityError: CHECK constraint failed"
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 1000)
+
+
+def test_a_failure_of_the_surroundings_is_retried_never_dead_lettered(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = _three_expedites(engine)
+    before = engine.store.digest()
+    full = sqlite3.OperationalError("database or disk is full")
+    monkeypatch.setattr(engine.store, "apply_event", _fails_on(engine.store, "fault", full))
+    heard_before = len(engine.outputs)
+    with pytest.raises(sqlite3.OperationalError):
+        engine.feed(*events)
+    assert engine.store.digest() == before
+    assert len(engine.outputs) == heard_before  # nothing heard of the rolled-back batch
+    assert engine.processor.tally.deadlettered == {}
 
 
 def placed_again() -> dict[str, Any]:

@@ -384,6 +384,43 @@ def test_poison_records_are_dead_lettered_and_processing_goes_on(
     assert decided == {json.loads(line)["event_id"] for line in good}  # the later ones too
 
 
+@pytest.mark.kafka
+def test_a_record_goodwill_fails_to_decide_is_dead_lettered_not_a_crash_loop(
+    kafka_config: KafkaConfig,
+    compiled: CompiledSet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_topics(kafka_config, partitions=2)
+    good = [line for line in shop_lines() if not _invalid(line)][:120]
+    fault = json.loads(good[60])["event_id"]  # a fault in Goodwill that only it reaches
+    apply_event = StateStore.apply_event
+
+    def apply(store: StateStore, event: Any) -> None:
+        if event.event_id == fault:
+            raise ZeroDivisionError("division by zero")
+        apply_event(store, event)
+
+    monkeypatch.setattr(StateStore, "apply_event", apply)
+    produce(kafka_config, good, [key_of(v) for v in good])
+    with running(kafka_config, compiled, tmp_path / "data"):
+        (dead,) = read_topic(kafka_config, kafka_config.deadletter_topic, 1, 60)
+        published = read_topic(
+            kafka_config, kafka_config.decisions_topic, len(good) - 1, 60, containing=DECIDED
+        )
+
+    headers = dict(dead.headers)
+    assert headers["goodwill.reason"] == b"processing_failed"
+    assert headers["goodwill.detail"] == b"ZeroDivisionError: division by zero"
+    assert dead.value == good[60]
+    decided = {
+        json.loads(r.value)["data"]["caused_by"]
+        for r in published
+        if json.loads(r.value)["type"] == "decision.made"
+    }
+    assert decided == {json.loads(line)["event_id"] for line in good} - {fault}
+
+
 # ---------------------------------------------------------------- 5. SIGTERM
 
 
