@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -967,3 +968,32 @@ def test_lifetime_sums_saturate_instead_of_overflowing(store: StateStore) -> Non
     facts = store.enrich(opened())
     assert facts["customer.lifetime_value"] == 2**63 - 1
     assert facts["customer.order_count"] == 100
+
+
+def test_the_log_is_copied_into_the_database_file_off_the_engines_thread(tmp_path: Path) -> None:
+    # The engine's own connection checkpoints only at 64 MB of log; 2 MB stays below
+    # that, so only the background checkpointer can move these pages into the file.
+    db = tmp_path / STATE_FILE
+    with StateStore.open(tmp_path) as store:
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        before = db.stat().st_size
+        store.begin()
+        for i in range(2000):
+            store.outbox_add(
+                "decisions", None, bytes([i % 256]) * 1000, (), "decision.made", f"d{i}"
+            )
+        store.commit()
+        assert Path(f"{db}-wal").stat().st_size > 2_000_000
+        for _ in range(400):  # bounded: the checkpointer looks at least once a second
+            if db.stat().st_size > before + 2_000_000:
+                break
+            time.sleep(0.05)
+        assert db.stat().st_size > before + 2_000_000
+        assert [row[3] for row in store.outbox_pending(3)] == [bytes([i]) * 1000 for i in range(3)]
+    assert not checkpointer.running  # closing the store stops it
+
+
+def test_a_store_in_memory_has_no_checkpointer() -> None:
+    with StateStore.open(Path(":memory:")) as store:
+        assert store._checkpointer is None
