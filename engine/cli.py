@@ -465,6 +465,85 @@ def emit(
 
 @app.command()
 @kafka_options
+def redrive(
+    reason: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reason",
+            metavar="REASON",
+            help="send the dead letters with this reason (repeatable) [processing_failed]",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be sent; send nothing")
+    ] = False,
+    data_dir: DataDir = Path("goodwill-data"),
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
+    ] = False,
+    kafka: dict[str, Any] | None = None,
+) -> None:
+    """Send dead-lettered records to the events topic again, once their cause is fixed.
+
+    Each goes with its original key, value and headers, and is decided after whatever
+    arrived meanwhile; an event already decided is skipped by its id, so sending twice
+    does no harm. Without Kafka settings: from the embedded dead-letter log to the
+    embedded events log, which `goodwill run` (without a FILE) decides.
+    """
+    import difflib
+
+    from engine.embedded import EVENTS_TOPIC
+    from engine.redrive import REDRIVE_REASONS, DeadLetter
+    from engine.redrive import redrive as send_again
+    from engine.service import DEADLETTER_TOPIC
+    from events.kafka import KafkaLog, KafkaUnavailable, PublishError
+    from events.log import EventLog, FileLog, LogError
+
+    reasons = reason or ["processing_failed"]
+    for r in reasons:
+        if r not in REDRIVE_REASONS:
+            close = difflib.get_close_matches(r, REDRIVE_REASONS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise fail(f"unknown reason {r!r}; {hint}known: {', '.join(REDRIVE_REASONS)}")
+    flags = kafka or {}
+
+    def show(letter: DeadLetter) -> None:
+        detail = " ".join(letter.detail.split())
+        typer.echo(f"{letter.source}  {letter.reason}  {detail}")
+
+    log: EventLog
+    try:
+        if not embedded and wants_kafka(flags):
+            cfg = kafka_config(flags)
+            topics = {DEADLETTER_TOPIC: cfg.deadletter_topic, EVENTS_TOPIC: cfg.events_topic}
+            log = KafkaLog(cfg, topics=topics)
+            where = f"{cfg.events_topic} on {cfg.bootstrap_servers}"
+        else:
+            log = FileLog.open(data_dir / "log")
+            where = str(data_dir / "log" / f"{EVENTS_TOPIC}.jsonl")
+    except KafkaUnavailable as err:
+        raise fail(str(err), 1) from None
+    except LogError as err:
+        raise fail(f"{err} (is `goodwill run` running on {data_dir}?)", 1) from None
+    try:
+        report = send_again(log, set(reasons), send=not dry_run, progress=show)
+    except (KafkaUnavailable, PublishError, LogError, RuntimeError) as err:
+        raise fail(f"{err}; what was sent before it stays sent", 1) from None
+    finally:
+        log.close()
+    for letter in report.cut:
+        typer.echo(f"{letter.source}  {letter.reason}  not sent: only a cut copy was kept")
+    left = ", ".join(f"{r} {n}" for r, n in sorted(report.left.items()))
+    verb = "would send" if dry_run else "sent"
+    typer.echo(
+        f"{verb} {len(report.sent)} dead letter(s) ({', '.join(reasons)}) to {where}"
+        + (f"; left alone: {left}" if left else "")
+    )
+
+
+@app.command()
+@kafka_options
 def rebuild(
     data_dir: DataDir = Path("goodwill-data"),
     policies: Policies = Path("policies"),

@@ -35,6 +35,18 @@ log = logging.getLogger("goodwill.service")
 DECISIONS_TOPIC = "goodwill.decisions"
 DEADLETTER_TOPIC = "goodwill.deadletter"
 PROCESSING_FAILED = "processing_failed"
+DEADLETTER_HEADERS = frozenset(
+    (
+        "goodwill.reason",
+        "goodwill.detail",
+        "goodwill.source.topic",
+        "goodwill.source.partition",
+        "goodwill.source.offset",
+        "goodwill.truncated.bytes",  # a copy cut to fit (engine/kafka_service.py)
+        "goodwill.truncated.sha256",
+    )
+)
+"""The headers a dead-letter copy carries besides the original record's."""
 """The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
 _DETAIL_CHARS = 2000
 

@@ -41,6 +41,8 @@ Reason = Literal[
     "unsupported_schema_version",
     "schema_invalid",
 ]
+REASONS: tuple[str, ...] = typing.get_args(Reason)
+"""Every reason `decode` may refuse a record for."""
 
 # User-controlled text (field names, values) is cut so one hostile record cannot
 # produce a megabyte of error message in the dead-letter topic.

@@ -198,3 +198,54 @@ def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
     waits = [float(r["msg"].split("retrying in ")[1].split(" s")[0]) for r in retries]
     assert waits == sorted(waits) and waits[1] == 2 * waits[0]  # exponential
     assert service.returncode == 0
+
+
+@pytest.mark.kafka
+def test_redrive_sends_dead_letters_again_with_their_original_key_value_and_headers(
+    kafka_config: KafkaConfig,
+) -> None:
+    from events.kafka import KafkaLog
+
+    create_topics(kafka_config, partitions=2)
+    value = json.dumps(EVENT).encode()
+
+    def goodwill_headers(reason: str, offset: int) -> list[tuple[str, bytes]]:
+        return [
+            ("goodwill.reason", reason.encode()),
+            ("goodwill.detail", b"ZeroDivisionError: division by zero"),
+            ("goodwill.source.topic", kafka_config.events_topic.encode()),
+            ("goodwill.source.partition", b"1"),
+            ("goodwill.source.offset", str(offset).encode()),
+        ]
+
+    dlq = KafkaLog(kafka_config)
+    try:
+        mine = [("trace", b"t-1")]
+        dlq.append(
+            kafka_config.deadletter_topic,
+            b"c-1",
+            value,
+            mine + goodwill_headers("processing_failed", 7),
+        )
+        dlq.append(kafka_config.deadletter_topic, b"c-2", b"{", goodwill_headers("invalid_json", 8))
+        cut = [*goodwill_headers("processing_failed", 9), ("goodwill.truncated.bytes", b"2000000")]
+        dlq.append(kafka_config.deadletter_topic, b"c-3", value[:10], cut)
+        dlq.flush()
+    finally:
+        dlq.close()
+
+    listed = goodwill(kafka_config, "redrive", "--dry-run")
+    assert listed.returncode == 0, listed.stderr
+    out = listed.stdout.decode()
+    assert f"{kafka_config.events_topic}[1]@7  processing_failed  ZeroDivisionError" in out
+    assert f"{kafka_config.events_topic}[1]@9  processing_failed  not sent: only a cut copy" in out
+    assert "would send 1 dead letter(s) (processing_failed)" in out
+    assert "left alone: invalid_json 1" in out
+
+    sent = goodwill(kafka_config, "redrive")
+    assert sent.returncode == 0, sent.stderr
+    assert f"sent 1 dead letter(s) (processing_failed) to {kafka_config.events_topic}" in (
+        sent.stdout.decode()
+    )
+    (record,) = read_topic(kafka_config, kafka_config.events_topic, 1)
+    assert (record.key, record.value, list(record.headers)) == (b"c-1", value, mine)
