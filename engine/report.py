@@ -107,6 +107,11 @@ class Printer:
         dead = sum(t.deadlettered.values())
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.deadlettered.items()))
         echo(f"dead-lettered      {dead}" + (f" ({reasons}) → {s.deadletter_file}" if dead else ""))
+        if failed := t.deadlettered.get("processing_failed"):
+            echo(
+                f"  Goodwill failed to decide {failed} valid event(s) (the errors are logged);"
+                " once fixed, `goodwill redrive` sends them again"
+            )
         if s.budgets:
             echo("budgets            budget/owner period: spent of allocated, remaining")
             for name, owner, period, allocated, charged in s.budgets:

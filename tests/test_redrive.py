@@ -11,6 +11,7 @@ import pytest
 
 from engine.compile import load
 from engine.embedded import run_embedded
+from engine.report import Printer
 from engine.state import StateStore
 from events.log import FileLog
 from tests.test_cli import EXAMPLE, ROOT, goodwill
@@ -24,7 +25,7 @@ def _decided(output: str) -> list[str]:
 
 
 def test_a_dead_letter_sent_again_is_decided_once_its_cause_is_fixed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = tmp_path / "data"
     apply_event = StateStore.apply_event
@@ -38,6 +39,8 @@ def test_a_dead_letter_sent_again_is_decided_once_its_cause_is_fixed(
     summary = run_embedded(load(ROOT / "policies"), data, EXAMPLE, batch=100)
     monkeypatch.undo()  # the fix is deployed
     assert summary.tally.deadlettered["processing_failed"] == 1
+    Printer(json_lines=False, quiet=False, currency="USD").summary(summary)
+    assert "Goodwill failed to decide 1 valid event(s)" in capsys.readouterr().out
     original = next(line for line in EXAMPLE.read_bytes().splitlines() if FAULT.encode() in line)
 
     listed = goodwill("redrive", "--data-dir", data, "--embedded", "--dry-run")
