@@ -19,6 +19,7 @@ from events.kafka import KafkaConfig, create_topics
 from tests.test_kafka_service import (
     DECIDED,
     ROOT,
+    SHOP,
     produce,
     read_topic,
     running,
@@ -249,3 +250,60 @@ def test_redrive_sends_dead_letters_again_with_their_original_key_value_and_head
     )
     (record,) = read_topic(kafka_config, kafka_config.events_topic, 1)
     assert (record.key, record.value, list(record.headers)) == (b"c-1", value, mine)
+
+
+@pytest.mark.kafka
+def test_explain_finds_a_decision_on_the_decisions_topic(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    from engine.compile import load as load_policies
+    from engine.embedded import run_embedded
+    from engine.lookup import partition_for
+    from events.kafka import make_producer
+    from events.log import scan_topic
+
+    create_topics(kafka_config, partitions=4)
+    run_embedded(load_policies(ROOT / "policies"), tmp_path / "made", SHOP, batch=500)
+    made = [r.value for r in scan_topic(tmp_path / "made" / "log", "goodwill.decisions")]
+    decisions = [json.loads(v) for v in made if b'"type":"decision.made"' in v]
+    producer = make_producer(kafka_config)
+    for value in made:
+        doc = json.loads(value)
+        key = doc["customer_id"].encode() if doc.get("customer_id") else None
+        producer.send(kafka_config.decisions_topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    target = decisions[len(decisions) // 2]
+    customer = target["customer_id"]
+    empty = tmp_path / "no-state"
+
+    found = goodwill(kafka_config, "explain", target["event_id"], "--data-dir", str(empty))
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.decode().startswith(f"decision {target['event_id']}: ")
+    by_cause = goodwill(
+        kafka_config,
+        "explain",
+        target["data"]["caused_by"],
+        "--data-dir",
+        str(empty),
+        "--customer",
+        customer,
+    )
+    assert by_cause.returncode == 0, by_cause.stderr
+    assert f"customer {customer}'s partition" in by_cause.stderr.decode()
+    assert f"caused by   {target['data']['cause_type']} {target['data']['caused_by']}" in (
+        by_cause.stdout.decode()
+    )
+
+    # Another customer's partition does not hold it: the lookup reads only that one.
+    mine = partition_for(customer.encode(), [0, 1, 2, 3])
+    other = next(
+        c
+        for c in (f"c-{i:03d}" for i in range(100))
+        if partition_for(c.encode(), [0, 1, 2, 3]) != mine
+    )
+    missed = goodwill(
+        kafka_config, "explain", target["event_id"], "--data-dir", str(empty), "--customer", other
+    )
+    assert missed.returncode == 1
+    assert b"no decision with id or cause" in missed.stderr

@@ -44,3 +44,14 @@ def test_the_cache_is_bounded() -> None:
     for i in range(25):
         cached.partition("t", None, str(i).encode(), None, None, cluster)
     assert len(cached._hashes) <= 10
+
+
+def test_explain_reads_the_partition_the_default_partitioner_puts_a_customer_on() -> None:
+    from engine.lookup import partition_for
+
+    default = DefaultPartitioner()
+    for count in (1, 3, 4, 12):
+        for i in range(500):
+            key = f"c-{i}".encode()
+            expected = default.partition("t", key, key, None, None, Cluster(count))
+            assert partition_for(key, list(range(count))) == expected
