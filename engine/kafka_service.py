@@ -254,7 +254,11 @@ class KafkaService:
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         if opts.metrics_port is not None:
             self.metrics.serve(opts.metrics_port, opts.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", opts.metrics_host, opts.metrics_port)
+            log.info(
+                "metrics on http://%s:%d/metrics, health on /healthz and /readyz",
+                opts.metrics_host,
+                opts.metrics_port,
+            )
         self.store = StateStore.open(opts.data_dir / "state.db")
         self.processor = Processor(self.store, Decider(self.compiled), self.on_output)
         try:
@@ -265,6 +269,8 @@ class KafkaService:
                 except (KafkaUnavailable, KafkaError) as exc:
                     self.metrics.kafka_up.set(0)
                     self.metrics.retries.labels("connect").inc()
+                    self.metrics.health.ready(f"Kafka unavailable: {exc}")
+                    self.metrics.health.beat()
                     log.warning(
                         "Kafka unavailable; retrying in %.1f s: %s", self.backoff.next_s, exc
                     )
@@ -346,7 +352,11 @@ class KafkaService:
         if self.options.rebuild_on_start and self._store_is_empty():
             from engine.rebuild import fold_history
 
-            report = fold_history(self.cfg, self.processor, self.options, self.stopping)
+            self.metrics.health.rebuilding(True)
+            try:
+                report = fold_history(self.cfg, self.processor, self.options, self.stopping)
+            finally:
+                self.metrics.health.rebuilding(False)
             log.info("rebuilt state from the decisions topic", extra=report.fields())
             self._relay()
         if self.processor.activate() is not None:
@@ -356,12 +366,15 @@ class KafkaService:
         self.consumer.subscribe([self.cfg.events_topic], listener=_Seeker(self))
         self.backoff.reset()
         quiet_since = time.monotonic()
+        health = self.metrics.health
         while not self.stopping.is_set():
+            health.beat()
             polled = self.consumer.poll(
                 timeout_ms=self.options.poll_ms, max_records=self.options.batch
             )
             if not polled:
                 self._settle()
+                health.ready(None)  # idle and nothing failing (_retry says otherwise)
                 self._refresh_budgets()
                 if time.monotonic() - quiet_since > _QUIET_PROBE_S:
                     self._probe()
@@ -430,6 +443,7 @@ class KafkaService:
             self.metrics.latency.observe(max(0.0, done - stamp / 1000))
         self._commit(batch.polled)
         self._observe(batch.started)
+        self.metrics.health.ready(None)  # a batch went all the way through
 
     def _relay(self) -> None:
         """Publish the outbox; until it works, nothing else happens (positions stay put)."""
@@ -450,6 +464,8 @@ class KafkaService:
 
     def _retry(self, stage: str, exc: BaseException) -> None:
         self.metrics.retries.labels(stage).inc()
+        self.metrics.health.ready(f"retrying {stage}: {type(exc).__name__}: {exc}")
+        self.metrics.health.beat()
         log.warning(
             "%s failed; retrying in %.1f s: %s: %s",
             stage,

@@ -1,17 +1,23 @@
-"""Prometheus metrics of the Kafka service, on their own registry.
+"""Prometheus metrics of the Kafka service, on their own registry, and its health.
 
 Each `Metrics` owns a `CollectorRegistry`, so two services in one process (tests) never
-clash; `serve()` exposes it over HTTP with prometheus_client's server thread.
+clash. `serve()` answers over HTTP from a daemon thread: `/metrics` (the registry, in
+Prometheus' text format), `/healthz` (liveness: the processing loop moves) and `/readyz`
+(readiness: connected, assigned and deciding) — 200 with "ok", or 503 with the reason.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Final
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
+from prometheus_client.exposition import choose_encoder
 
 from engine.policy import Budget
 
@@ -22,10 +28,50 @@ LATENCY_BUCKETS: Final = (
 )  # fmt: skip
 
 
+STALL_S: Final = 300.0
+"""/healthz fails once the serving loop has not moved for this long. Every wait in it is
+far shorter (a poll, a backoff of at most 30 s); a rebuild at start does not count."""
+
+
+class Health:
+    """What /healthz and /readyz answer. The service calls `beat()` as its loop goes round
+    and `ready()` with None once it decides, or with why it does not."""
+
+    def __init__(self, stall_s: float = STALL_S) -> None:
+        self.stall_s = stall_s
+        self._beat = time.monotonic()
+        self._not_ready: str | None = "starting"
+        self._rebuilding = False
+
+    def beat(self) -> None:
+        self._beat = time.monotonic()
+
+    def ready(self, why_not: str | None) -> None:
+        self._not_ready = why_not
+
+    def rebuilding(self, on: bool) -> None:
+        """A rebuild folds history for as long as it takes: alive, not ready."""
+        self._rebuilding = on
+        self._not_ready = "rebuilding the state from the topics" if on else "starting"
+        self.beat()
+
+    def live(self) -> str | None:
+        """None when alive, else why not."""
+        stalled = time.monotonic() - self._beat
+        if self._rebuilding or stalled < self.stall_s:
+            return None
+        return f"the processing loop has not moved for {stalled:.0f} s"
+
+    def readiness(self) -> str | None:
+        """None when ready, else why not."""
+        return self.live() or self._not_ready
+
+
 class Metrics:
     """The service's counters and gauges; call the `on_*` methods, scrape `registry`."""
 
     def __init__(self) -> None:
+        self.health = Health()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.consumed = PromCounter(
@@ -92,9 +138,39 @@ class Metrics:
         self._dead: Counter[str] = Counter()
         self._duplicates = 0
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve /metrics on host:port from a daemon thread."""
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+        """Serve /metrics, /healthz and /readyz on host:port from a daemon thread."""
+        metrics = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":  # the format the scraper asks for, as prometheus_client's
+                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                    self._answer(200, encoder(metrics.registry), content_type)
+                elif path in ("/healthz", "/readyz"):
+                    health = metrics.health
+                    why_not = health.live() if path == "/healthz" else health.readiness()
+                    body = f"{why_not or 'ok'}\n".encode()
+                    self._answer(503 if why_not else 200, body, "text/plain; charset=utf-8")
+                else:
+                    body = b"not found: try /metrics, /healthz or /readyz\n"
+                    self._answer(404, body, "text/plain; charset=utf-8")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # scrapes every few seconds would flood the service's log
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="goodwill-http", daemon=True).start()
+        return server
 
     def on_tally(
         self,

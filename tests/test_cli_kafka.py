@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -160,6 +161,9 @@ def test_metrics_endpoint_serves_the_named_metrics(
         while time.monotonic() < deadline and not all(w in text for w in wanted):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
                 text = page.read().decode()
+        for probe in ("healthz", "readyz"):  # deciding: alive and ready
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{probe}", timeout=5) as page:
+                assert (page.status, page.read()) == (200, b"ok\n")
     assert f"goodwill_events_consumed_total {float(len(lines))}" in text
     assert 'goodwill_decisions_total{outcome="authorized"}' in text
     assert 'goodwill_policy_decisions_total{policy="replace-broken-part"}' in text
@@ -178,9 +182,11 @@ def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
         k: v for k, v in os.environ.items() if not k.startswith(("GOODWILL_", "KAFKA_BOOTSTRAP"))
     }
     env["GOODWILL_KAFKA_BOOTSTRAP_TIMEOUT_MS"] = "300"
+    http = _free_port()
     command = [
         sys.executable, "-m", "engine.cli", "run", "--kafka", f"127.0.0.1:{port}",
         "--data-dir", str(tmp_path / "data"), "--policies", str(ROOT / "policies"),
+        "--metrics-port", str(http),
     ]  # fmt: skip
     service = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     retries: list[dict[str, str]] = []
@@ -191,6 +197,13 @@ def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
             line = service.stderr.readline()
             if "retrying" in line:
                 retries.append(json.loads(line))
+        # Retrying is alive (no restart would help) but not ready, and says why.
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=5) as page:
+            assert page.status == 200
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=5)
+        assert answer.value.code == 503
+        assert answer.value.read().decode().startswith("Kafka unavailable: ")
     finally:
         service.send_signal(signal.SIGTERM)
         service.communicate(timeout=30)
