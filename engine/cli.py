@@ -171,7 +171,8 @@ def run(
     """Decide every event from SOURCE (or the embedded log) and print the decisions.
 
     With --kafka (or GOODWILL_KAFKA_BOOTSTRAP_SERVERS / KAFKA_BOOTSTRAP_SERVERS), join the
-    consumer group on the events topic instead and serve until SIGTERM or SIGINT.
+    consumer group on the events topic instead and serve until SIGTERM or SIGINT; SIGHUP
+    loads --policies again (a refused set is logged and the running one stays active).
     """
     from engine.embedded import run_embedded
     from engine.report import Printer
@@ -184,7 +185,15 @@ def run(
     compiled = _compile(policies)
     if source is None and not embedded and wants_kafka(flags):
         _run_kafka(
-            compiled, flags, data_dir, as_json, batch, metrics_port, metrics_host, idle_polls
+            compiled,
+            flags,
+            data_dir,
+            as_json,
+            batch,
+            metrics_port,
+            metrics_host,
+            idle_polls,
+            policies,
         )
         return
     if source is not None and not source.is_file():
@@ -397,6 +406,7 @@ def _run_kafka(
     metrics_port: int | None,
     metrics_host: str,
     idle_polls: int,
+    policies: Path,
 ) -> None:
     from engine.kafka_service import ServiceOptions, run_kafka
     from engine.logs import setup_logging
@@ -410,6 +420,7 @@ def _run_kafka(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         idle_polls=idle_polls,
+        policies=policies,
     )
     printer = (lambda event: typer.echo(encode(event).decode())) if as_json else None
     try:

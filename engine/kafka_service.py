@@ -75,6 +75,7 @@ class ServiceOptions:
     idle_polls: int = 5  # reading a topic to its end: stop after this many empty polls
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    policies: Path | None = None  # reloaded on SIGHUP (request_reload); None: never
 
 
 class Backoff:
@@ -222,6 +223,7 @@ class KafkaService:
         self.on_output = on_output
         self.metrics = metrics or Metrics()
         self.stopping = threading.Event()
+        self.reloading = threading.Event()  # set by SIGHUP: load the policies at the next poll
         self.crash = CrashHook(os.environ.get(CRASH_ENV))
         self.backoff = Backoff(self.stopping, options.backoff_first_s, options.backoff_cap_s)
         self.store: StateStore | None = None
@@ -247,6 +249,11 @@ class KafkaService:
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def request_reload(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        """Load the policy directory again before the next batch (see `_reload`)."""
+        self.reloading.set()
 
     def run(self) -> None:
         """Serve until stopped. Unreachable brokers are retried, never fatal."""
@@ -261,6 +268,7 @@ class KafkaService:
             )
         self.store = StateStore.open(opts.data_dir / "state.db")
         self.processor = Processor(self.store, Decider(self.compiled), self.on_output)
+        self.metrics.on_policy_set(self.compiled.hash)
         try:
             while not self.stopping.is_set():
                 try:
@@ -369,6 +377,9 @@ class KafkaService:
         health = self.metrics.health
         while not self.stopping.is_set():
             health.beat()
+            if self.reloading.is_set():
+                self.reloading.clear()
+                self._reload()
             polled = self.consumer.poll(
                 timeout_ms=self.options.poll_ms, max_records=self.options.batch
             )
@@ -384,6 +395,44 @@ class KafkaService:
             self.crash("after_poll")
             self._batch(polled)
         self._settle()
+
+    def _reload(self) -> None:
+        """Activate the policy directory's set if it is valid and new; else keep the
+        running one (guarantee 5). The switch falls between two batches: the batch in
+        flight is settled first, and `policy_set.activated` records where it happened."""
+        assert self.processor is not None and self.consumer is not None
+        path = self.options.policies
+        if path is None:
+            log.warning("reload requested, but this service was given no policy directory")
+            return
+        from engine.compile import load
+        from engine.errors import PolicyError
+
+        try:
+            compiled = load(path)
+        except (PolicyError, OSError) as err:
+            self.metrics.policy_reloads.labels("refused").inc()
+            shown = err.render() if isinstance(err, PolicyError) else str(err)
+            log.error(
+                "policy set in %s refused; %s stays active:\n%s", path, self.compiled.hash, shown
+            )
+            return
+        if compiled.hash == self.compiled.hash:
+            self.metrics.policy_reloads.labels("unchanged").inc()
+            log.info("policy set unchanged", extra={"policy_set": compiled.hash})
+            return
+        self._settle()  # outputs the running set decided go first
+        previous, self.compiled = self.compiled, compiled
+        self.processor.decider = Decider(compiled)
+        self.processor.activate()
+        self._relay()
+        self.metrics.policy_reloads.labels("activated").inc()
+        self.metrics.on_policy_set(compiled.hash, previous.hash)
+        log.info(
+            "policy set activated",
+            extra={"policy_set": compiled.hash, "previous": previous.hash, "from": str(path)},
+        )
+        self.check_assignment(list(self.consumer.assignment()))
 
     def _batch(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
         assert self.processor is not None and self.consumer is not None

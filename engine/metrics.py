@@ -134,6 +134,18 @@ class Metrics:
             "1 while the service holds working Kafka clients",
             registry=r,
         )
+        self.policy_set = Gauge(
+            "goodwill_policy_set",
+            "1 for the policy set hash this service decides with",
+            ["hash"],
+            registry=r,
+        )
+        self.policy_reloads = PromCounter(
+            "goodwill_policy_reloads",
+            "policy directory reloads (SIGHUP), by result: activated, unchanged, refused",
+            ["result"],
+            registry=r,
+        )
         self._seen: dict[str, Counter[str]] = {"outcome": Counter(), "policy": Counter()}
         self._dead: Counter[str] = Counter()
         self._duplicates = 0
@@ -171,6 +183,11 @@ class Metrics:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="goodwill-http", daemon=True).start()
         return server
+
+    def on_policy_set(self, active: str, previous: str | None = None) -> None:
+        if previous is not None:
+            self.policy_set.remove(previous)
+        self.policy_set.labels(active).set(1)
 
     def on_tally(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -421,6 +422,78 @@ def test_a_record_goodwill_fails_to_decide_is_dead_lettered_not_a_crash_loop(
     assert decided == {json.loads(line)["event_id"] for line in good} - {fault}
 
 
+@pytest.mark.kafka
+def test_a_reload_activates_a_valid_new_set_and_refuses_a_bad_one_while_deciding_on(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    create_topics(kafka_config, partitions=2)
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    recover = policies / "recover-the-moment.yaml"
+    good = [line for line in shop_lines() if not _invalid(line)]
+    thirds = [good[:150], good[150:300], good[300:]]
+
+    def decided(records: Sequence[Any]) -> dict[str, str]:
+        """caused_by -> the policy set hash of its decision."""
+        docs = [json.loads(r.value) for r in records]
+        return {
+            d["data"]["caused_by"]: d["data"]["policy_set"]
+            for d in docs
+            if d["type"] == "decision.made"
+        }
+
+    def reloads(service: KafkaService, result: str) -> float:
+        found = service.metrics.registry.get_sample_value(
+            "goodwill_policy_reloads_total", {"result": result}
+        )
+        return found or 0.0
+
+    def wait_for(check: Any) -> None:
+        for _ in range(300):  # bounded: the service reloads at its next poll
+            if check():
+                return
+            time.sleep(0.05)
+        raise AssertionError("the service did not reload")
+
+    with running(kafka_config, compiled, tmp_path / "data", policies=policies) as service:
+        produce(kafka_config, thirds[0])
+        read_topic(kafka_config, kafka_config.decisions_topic, len(thirds[0]), 60, DECIDED)
+
+        # A broken file: refused, the running set stays active and goes on deciding.
+        recover.write_text(recover.read_text().replace("order.delay_days", "order.delay_dayz"))
+        service.request_reload()
+        wait_for(lambda: reloads(service, "refused") == 1)
+        produce(kafka_config, thirds[1])
+        done = len(thirds[0]) + len(thirds[1])
+        read_topic(kafka_config, kafka_config.decisions_topic, done, 60, DECIDED)
+
+        # Fixed, with a real change: activated between two batches, and recorded.
+        text = recover.read_text().replace("order.delay_dayz", "order.delay_days")
+        recover.write_text(text.replace("version: 1", "version: 2", 1))
+        service.request_reload()
+        wait_for(lambda: reloads(service, "activated") == 1)
+        new_hash = load(policies).hash
+        assert (
+            service.metrics.registry.get_sample_value("goodwill_policy_set", {"hash": new_hash})
+            == 1.0
+        )
+        produce(kafka_config, thirds[2])
+        records = read_topic(kafka_config, kafka_config.decisions_topic, len(good), 60, DECIDED)
+
+    assert new_hash != compiled.hash
+    by_event = decided(records)
+    first_two = {json.loads(line)["event_id"] for line in thirds[0] + thirds[1]}
+    last = {json.loads(line)["event_id"] for line in thirds[2]}
+    assert {by_event[e] for e in first_two} == {compiled.hash}
+    assert {by_event[e] for e in last} == {new_hash}
+    activations = [
+        json.loads(r.value)["data"]["policy_set"]
+        for r in records
+        if json.loads(r.value)["type"] == "policy_set.activated"
+    ]
+    assert activations == [compiled.hash, new_hash]
+
+
 # ---------------------------------------------------------------- 5. SIGTERM
 
 
@@ -445,11 +518,19 @@ def test_sigterm_finishes_the_batch_exits_0_and_a_restart_goes_on(
     assert b"stopping after the current batch" in err
 
     second = subprocess.Popen(args, env=clean_env(), stderr=subprocess.PIPE)
+    reloaded = b""
     try:
         published = read_topic(kafka_config, kafka_config.decisions_topic, len(events), 90, DECIDED)
+        second.send_signal(signal.SIGHUP)  # reload --policies: the same set, nothing changes
+        assert second.stderr is not None
+        for _ in range(200):  # bounded: lines the service logs until it has reloaded
+            reloaded = second.stderr.readline()
+            if b"policy set unchanged" in reloaded or not reloaded:
+                break
     finally:
         second.send_signal(signal.SIGTERM)
         _, err = second.communicate(timeout=30)
+    assert b"policy set unchanged" in reloaded
     assert second.returncode == 0, err.decode()[-2000:]
     unique = decisions_by_id(published)
     decided = {
