@@ -274,6 +274,62 @@ def fields(
 
 
 @app.command()
+def status(
+    data_dir: DataDir = Path("goodwill-data"),
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Show where a data directory's state stands: policy set, event time, positions,
+    what it holds and what waits to be published. Safe beside a running service."""
+    import sqlite3
+
+    from engine.ledger import StateVersionError
+    from engine.state import StateStore
+
+    try:
+        store = StateStore.open_readonly(data_dir)
+    except (FileNotFoundError, StateVersionError, sqlite3.Error) as err:
+        raise fail(f"cannot read the state in {data_dir}: {err}", 1) from None
+    try:
+        watermark = store.watermark()
+        found: dict[str, Any] = {
+            "data_dir": str(data_dir),
+            "state_bytes": sum(f.stat().st_size for f in data_dir.glob("state.db*") if f.is_file()),
+            "policy_set": store.meta("policy_set"),
+            "watermark": None if watermark is None else watermark.isoformat(),
+            "positions": [
+                {"source": source, "partition": part, "next_offset": offset}
+                for source, part, offset in store.positions()
+            ],
+            "counts": store.stats(),
+        }
+    except sqlite3.Error as err:
+        raise fail(f"cannot read the state in {data_dir}: {err}", 1) from None
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(found, separators=(",", ":")))
+        return
+    counts = found["counts"]
+    size = f"{found['state_bytes'] / 1e6:.1f} MB with its log"
+    typer.echo(f"state        {data_dir / 'state.db'} ({size})")
+    typer.echo(f"policy set   {found['policy_set'] or '(none activated yet)'}")
+    typer.echo(f"event time   {found['watermark'] or '(no event yet)'}")
+    for i, p in enumerate(found["positions"]):
+        label = "positions   " if i == 0 else "            "
+        typer.echo(f"{label} {p['source']}[{p['partition']}]: next offset {p['next_offset']}")
+    typer.echo(
+        f"holds        {counts['events_seen']} events seen, {counts['customers']} customers,"
+        f" {counts['orders']} orders, {counts['cases_open']} open and"
+        f" {counts['cases_resolved']} resolved cases, {counts['followups_created']} follow-ups"
+        f" ({counts['followups_overdue']} overdue)"
+    )
+    typer.echo(
+        f"outbox       {counts['outputs']} outputs kept, {counts['outputs_pending']} waiting"
+        " to be published"
+    )
+
+
+@app.command()
 @kafka_options
 def explain(
     ident: Annotated[str, typer.Argument(help="a decision id or the id of the event it decided")],

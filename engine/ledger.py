@@ -83,7 +83,7 @@ def datetime_of(us: int) -> datetime:
 class Ledger:
     """The connection, batching, watermark, seen ids, positions and outbox."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, checkpoints: bool = True) -> None:
         self._conn = conn
         # One reused cursor for statements whose rows are consumed at once; sqlite3
         # caches each prepared statement by its SQL text.
@@ -95,7 +95,7 @@ class Ledger:
         self._watermark_at: tuple[int, datetime] | None = None
         # Outbox rows of the open batch, inserted together before it commits.
         self._outbox_rows: list[tuple[str, str, str, bytes | None, bytes, str]] = []
-        self._checkpointer = _Checkpointer.start_for(conn)
+        self._checkpointer = _Checkpointer.start_for(conn) if checkpoints else None
 
     @staticmethod
     def _connect(path: Path, full_sync: bool, schema: str) -> sqlite3.Connection:
@@ -133,6 +133,26 @@ class Ledger:
                     f"{path}: state schema version {found}, this build reads"
                     f" {STATE_SCHEMA_VERSION}; rebuild the state by replaying the log into a new"
                     " data directory"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _connect_readonly(path: Path) -> sqlite3.Connection:
+        """An existing store, read only: no write lock is taken, so it can be read beside a
+        running service (each statement sees the last committed batch)."""
+        if path.is_dir():
+            path = path / STATE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no state file {path}")
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        try:
+            found = _version(conn)
+            if found != STATE_SCHEMA_VERSION:
+                raise StateVersionError(
+                    f"{path}: state schema version {found}, this build reads {STATE_SCHEMA_VERSION}"
                 )
         except BaseException:
             conn.close()
@@ -240,6 +260,12 @@ class Ledger:
             "SELECT next_offset FROM positions WHERE source = ? AND part = ?", (source, partition)
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def positions(self) -> list[tuple[str, int, int]]:
+        """Every stored (source, partition, next offset), in order."""
+        return self._cur.execute(
+            "SELECT source, part, next_offset FROM positions ORDER BY source, part"
+        ).fetchall()
 
     def set_position(self, source: str, partition: int, offset: int) -> None:
         self._cur.execute(

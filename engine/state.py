@@ -309,8 +309,8 @@ class DueFollowup:
 class StateStore(Ledger):
     """Projections of the log in SQLite; see the module docstring for the guarantees."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: sqlite3.Connection, *, checkpoints: bool = True) -> None:
+        super().__init__(conn, checkpoints=checkpoints)
         # Dispatch on the catalog type; a type without a fold only moves the watermark.
         self._folds: dict[str, Callable[[Envelope, str, int], None]] = {
             "order.placed": self._order_placed,
@@ -348,6 +348,12 @@ class StateStore(Ledger):
         be lost on power failure — and are then re-read from the stored positions.
         """
         return cls(cls._connect(path, full_sync, _SCHEMA))
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> StateStore:
+        """An existing store at `path` (or `path/state.db`) for reading beside a running
+        service: no write lock, no checkpoints; writing raises sqlite3.OperationalError."""
+        return cls(cls._connect_readonly(path), checkpoints=False)
 
     def _time(self, at: datetime) -> int:
         # The service calls apply_event then enrich on the same event, and converting

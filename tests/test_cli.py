@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import pytest
@@ -220,3 +220,37 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             main([command, "--help"])
         assert exit_.value.code == 0
         assert "Usage:" in capsys.readouterr().out
+
+
+def test_status_reads_the_state_beside_a_batch_that_holds_the_write_lock(tmp_path: Path) -> None:
+    from datetime import UTC
+
+    from engine.compile import load
+    from events.codec import DecodeError, decode
+
+    data = tmp_path / "data"
+    assert goodwill("run", EXAMPLE, "--data-dir", data, "--quiet").returncode == 0
+    lines = EXAMPLE.read_bytes().splitlines()
+    events = []
+    for line in lines:
+        with suppress(DecodeError):
+            events.append(decode(line))
+    with closing(sqlite3.connect(data / "state.db", isolation_level=None)) as service:
+        service.execute("BEGIN IMMEDIATE")  # a batch in progress holds the write lock
+        result = goodwill("status", "--data-dir", data, "--json")
+        service.execute("ROLLBACK")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["policy_set"] == load(ROOT / "policies").hash
+    assert found["watermark"] == max(e.occurred_at for e in events).astimezone(UTC).isoformat()
+    assert found["positions"] == [
+        {"source": f"file:{EXAMPLE.resolve()}", "partition": 0, "next_offset": len(lines) + 1}
+    ]
+    assert found["counts"]["events_seen"] == len(events)
+    assert found["counts"]["outputs_pending"] == 0
+
+    text = goodwill("status", "--data-dir", data)
+    assert text.returncode == 0 and "events seen" in text.stdout
+    missing = goodwill("status", "--data-dir", tmp_path / "nothing")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"goodwill: cannot read the state in {tmp_path / 'nothing'}")
