@@ -359,7 +359,7 @@ def explain(
     flags = kafka or {}
     db = data_dir / "state.db"
     if db.exists():
-        store = StateStore.open(db)
+        store = StateStore.open_readonly(db)  # beside a running service too
         try:
             # The outbox keeps unpublished and recent outputs; the embedded decisions log
             # has every published one.
