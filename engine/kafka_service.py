@@ -410,11 +410,15 @@ class KafkaService:
 
         try:
             compiled = load(path)
-        except (PolicyError, OSError) as err:
+        except Exception as err:  # whatever refuses it, the running set must stay active
             self.metrics.policy_reloads.labels("refused").inc()
-            shown = err.render() if isinstance(err, PolicyError) else str(err)
+            shown = err.render() if isinstance(err, PolicyError) else f"{type(err).__name__}: {err}"
             log.error(
-                "policy set in %s refused; %s stays active:\n%s", path, self.compiled.hash, shown
+                "policy set in %s refused; %s stays active:\n%s",
+                path,
+                self.compiled.hash,
+                shown,
+                exc_info=None if isinstance(err, PolicyError | OSError) else err,
             )
             return
         if compiled.hash == self.compiled.hash:
@@ -623,7 +627,8 @@ def run_kafka(
     options: ServiceOptions,
     on_output: Callable[[Any], None] | None = None,
 ) -> None:
-    """Run the service in this (main) thread until SIGTERM or SIGINT."""
+    """Run the service in this (main) thread until SIGTERM or SIGINT; SIGHUP reloads the
+    policy directory (`ServiceOptions.policies`)."""
     service = KafkaService(cfg, compiled, options, on_output)
     service.install_signals()
     # What is loaded by now (modules, schemas, the compiled policy set) lives as long as

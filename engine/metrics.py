@@ -3,7 +3,8 @@
 Each `Metrics` owns a `CollectorRegistry`, so two services in one process (tests) never
 clash. `serve()` answers over HTTP from a daemon thread: `/metrics` (the registry, in
 Prometheus' text format), `/healthz` (liveness: the processing loop moves) and `/readyz`
-(readiness: connected, assigned and deciding) — 200 with "ok", or 503 with the reason.
+(readiness: connected and deciding, or idle, with nothing failing) — 200 with "ok", or 503
+with the reason.
 """
 
 from __future__ import annotations

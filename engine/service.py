@@ -35,6 +35,7 @@ log = logging.getLogger("goodwill.service")
 DECISIONS_TOPIC = "goodwill.decisions"
 DEADLETTER_TOPIC = "goodwill.deadletter"
 PROCESSING_FAILED = "processing_failed"
+"""The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
 DEADLETTER_HEADERS = frozenset(
     (
         "goodwill.reason",
@@ -47,7 +48,6 @@ DEADLETTER_HEADERS = frozenset(
     )
 )
 """The headers a dead-letter copy carries besides the original record's."""
-"""The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
 _DETAIL_CHARS = 2000
 
 
