@@ -9,12 +9,13 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from engine.errors import PolicyError
+from engine.errors import Diagnostic, PolicyError
 
 if TYPE_CHECKING:
     from events.kafka import KafkaConfig
@@ -203,6 +204,12 @@ def run(
     printer.summary(summary)
 
 
+class CheckFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
 @app.command()
 def check(
     directory: Annotated[Path, typer.Argument(help="policy directory")] = Path("policies"),
@@ -212,15 +219,41 @@ def check(
     features: Annotated[
         Path, typer.Option("--features", help="feature directory (with --specs)")
     ] = Path("features"),
+    output: Annotated[
+        CheckFormat,
+        typer.Option(
+            "--format",
+            help="text (positions, a caret and a hint on stderr), json (one object on"
+            " stdout), or github (workflow annotations on the lines of a pull request)",
+        ),
+    ] = CheckFormat.text,
 ) -> None:
     """Validate a policy set; print positioned errors and exit 1 if it is refused."""
-    compiled = _compile(directory)
+    if output is CheckFormat.text:
+        compiled = _compile(directory)
+    else:
+        from engine.compile import load
+
+        try:
+            compiled = load(directory)
+        except PolicyError as err:
+            if output is CheckFormat.json:
+                problems = [_problem(d) for d in err.diagnostics]
+                typer.echo(json.dumps({"ok": False, "problems": problems}))
+            else:
+                for d in err.diagnostics:
+                    typer.echo(_annotation(d))
+            raise typer.Exit(1) from None
     ps = compiled.policy_set
     rules = sum(len(p.rules) for p in ps.policies)
-    typer.echo(
-        f"ok: {len(ps.policies)} policies, {rules} rules, {len(ps.budgets)} budgets; "
-        f"policy set {ps.hash}"
-    )
+    if output is CheckFormat.json:
+        counts = {"policies": len(ps.policies), "rules": rules, "budgets": len(ps.budgets)}
+        typer.echo(json.dumps({"ok": True, **counts, "policy_set": ps.hash}))
+    else:
+        typer.echo(
+            f"ok: {len(ps.policies)} policies, {rules} rules, {len(ps.budgets)} budgets; "
+            f"policy set {ps.hash}"
+        )
     if specs:
         from engine import specs as gate
 
@@ -229,6 +262,34 @@ def check(
         if not gate.SUITE.is_file():
             raise fail(f"the spec gate runs from a source checkout; no {gate.SUITE}")
         raise typer.Exit(gate.check(directory, ps, features, typer.echo))
+
+
+def _problem(d: Diagnostic) -> dict[str, Any]:
+    span = d.span
+    return {
+        "file": d.file,
+        "line": span.line if span else None,
+        "column": span.col if span else None,
+        "end_column": span.end_col if span else None,
+        "message": d.message,
+        "hint": d.hint,
+    }
+
+
+def _annotation(d: Diagnostic) -> str:
+    """A GitHub Actions workflow command: `::error file=…,line=…,col=…::message`."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    where = [f"file={prop(d.file)}"]
+    if d.span is not None:
+        where += [f"line={d.span.line}", f"col={d.span.col}", f"endColumn={d.span.end_col}"]
+    message = d.message + (f"\n{d.hint}" if d.hint else "")
+    return f"::error {','.join(where)},title=goodwill check::{data(message)}"
 
 
 @app.command()

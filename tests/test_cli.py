@@ -176,6 +176,42 @@ def test_check_accepts_the_library_and_refuses_a_bad_set(tmp_path: Path) -> None
     assert "Traceback" not in refused.stderr
 
 
+def test_check_speaks_json_and_github_annotations_for_ci(tmp_path: Path) -> None:
+    bad = tmp_path / "p"
+    shutil.copytree(ROOT / "policies", bad)
+    f = bad / "replace-broken-part.yaml"
+    f.write_text(f.read_text().replace("order.age_days <= 365", "order.age_dayz <= 365"))
+    name = str(f)  # outside the working directory: shown as given
+
+    as_json = goodwill("check", bad, "--format", "json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout) == {
+        "ok": False,
+        "problems": [
+            {
+                "file": name,
+                "line": 9,
+                "column": 27,
+                "end_column": 41,
+                "message": "unknown field 'order.age_dayz' on item.defect_reported",
+                "hint": "did you mean 'order.age_days'?",
+            }
+        ],
+    }
+    annotated = goodwill("check", bad, "--format", "github")
+    assert annotated.returncode == 1
+    assert annotated.stdout == (
+        f"::error file={name},line=9,col=27,endColumn=41,title=goodwill check::"
+        "unknown field 'order.age_dayz' on item.defect_reported%0A"
+        "did you mean 'order.age_days'?\n"
+    )
+    ok = goodwill("check", "policies", "--format", "json")
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout)["ok"] is True
+    wrong = goodwill("check", "--format", "yaml")
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+
+
 def test_a_refused_policy_set_decides_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "p"
     shutil.copytree(ROOT / "policies", bad)
