@@ -360,9 +360,9 @@ class Decider:
         budget = self.policy_set.budgets[name]
         owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
         period = period_key(budget.period, event.occurred_at)
+        # A rule charges only its policy's budget (engine.policy refuses others), whose
+        # `budget.*` values `_budget_fact` put in the fact, pending charges included.
         allocated, charged = int(fact["budget.allocated"]), int(fact["budget.charged"])
-        if fact.get("budget.name") != name:  # a charge to a budget the policy does not read
-            allocated, charged = budget.amount, draft.pending.get((name, owner, period), 0)
         remaining = allocated - charged
         if owner and cents <= remaining:
             draft.pending[(name, owner, period)] = (

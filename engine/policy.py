@@ -351,7 +351,7 @@ class _PolicyReader:
         if not f.keys(then, THEN_KEYS, f"rule '{name}' then", ()):
             return None
         grants = tuple(self.grants(then, on, vocab))
-        charges = tuple(self.charges(then, on, vocab))
+        charges = tuple(self.charges(then, on, vocab, budget))
         follow = tuple(self.follow_ups(then, on))
         route = self.route(then, "route", on, vocab)
         alert = self.route(then, "alert", on, vocab)
@@ -434,7 +434,9 @@ class _PolicyReader:
                 out.append(GrantSpec(remedy, up_to, str(item["up_to"])))
         return out
 
-    def charges(self, then: CommentedMap, on: str, vocab: dict[str, Field]) -> list[ChargeSpec]:
+    def charges(
+        self, then: CommentedMap, on: str, vocab: dict[str, Field], budget: str | None
+    ) -> list[ChargeSpec]:
         node = then.get("charge")
         if node is None:
             return []
@@ -446,6 +448,18 @@ class _PolicyReader:
                 self.f.value_span(node, "budget"),
                 f"undefined budget '{name}'",
                 did_you_mean(name, self.budgets) or f"define it in policies/{BUDGETS_FILE}",
+            )
+            return []
+        if name is not None and name != budget:
+            # The engine reads a budget's ledger (what is allocated and already spent) only
+            # for the budget a policy declares; a charge to another could not be held to it.
+            self.f.error(
+                self.f.value_span(node, "budget"),
+                f"this policy charges the {name} budget but "
+                + ("declares none" if budget is None else f"declares the {budget} budget"),
+                f"declare `budget: {name}` on the policy (one budget per policy)"
+                if budget is None
+                else f"charge {budget}, or move this rule to a policy with `budget: {name}`",
             )
             return []
         amount = self.amount(node, "amount", on, vocab)

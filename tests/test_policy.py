@@ -224,3 +224,27 @@ def test_every_problem_is_reported_at_once(pdir: Path) -> None:
     edit(pdir / "follow-through.yaml", "follow_up: 48h", "follow_up: soon")
     edit(pdir / "warm-handoff.yaml", "case.topic", "case.topik")
     assert len(refused(pdir).diagnostics) == 2
+
+
+def test_a_rule_charges_only_the_budget_its_policy_declares(pdir: Path) -> None:
+    # Only a declared budget's ledger (allocated, already spent) is read before deciding;
+    # a charge to any other could not be held to what is left of it.
+    expedite = pdir / "expedite-within-budget.yaml"
+    edit(
+        expedite,
+        "      charge:\n        budget: expedite",
+        "      charge:\n        budget: goodwill",
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.file.endswith("expedite-within-budget.yaml")
+    assert d.span is not None and d.span.line == 16
+    assert d.message == "this policy charges the goodwill budget but declares the expedite budget"
+    assert d.hint == "charge expedite, or move this rule to a policy with `budget: goodwill`"
+
+    shutil.copytree(POLICIES, pdir, dirs_exist_ok=True)  # undo
+    trust = pdir / "trust-by-default.yaml"
+    edit(trust, "      say:", "      charge: {budget: goodwill, amount: 5}\n      say:")
+    [d] = refused(pdir).diagnostics
+    assert d.file.endswith("trust-by-default.yaml")
+    assert d.message == "this policy charges the goodwill budget but declares none"
+    assert d.hint == "declare `budget: goodwill` on the policy (one budget per policy)"
