@@ -249,7 +249,8 @@ class KafkaService:
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            signal.signal(signal.SIGHUP, self.request_reload)
 
     def request_reload(self, signum: int | None = None, frame: FrameType | None = None) -> None:
         """Load the policy directory again before the next batch (see `_reload`)."""
