@@ -139,6 +139,7 @@ def start_goodwill(cfg: KafkaConfig, data_dir: Path, batch: int) -> subprocess.P
         "--events-topic", cfg.events_topic,
         "--decisions-topic", cfg.decisions_topic,
         "--deadletter-topic", cfg.deadletter_topic,
+        "--budget-topic", cfg.budget_topic,
         "--group-id", cfg.group_id,
         "--session-timeout-ms", str(cfg.session_timeout_ms),
         "--heartbeat-interval-ms", str(cfg.heartbeat_interval_ms),
@@ -164,6 +165,7 @@ def engine_run(
         events_topic=f"{run}.events",
         decisions_topic=f"{run}.decisions",
         deadletter_topic=f"{run}.deadletter",
+        budget_topic=f"{run}.budget",
         group_id=f"{run}.goodwill",
     )
     create_topics(cfg, partitions)

@@ -172,6 +172,7 @@ def raw_pipe(
         events_topic=f"{run}.a",
         decisions_topic=f"{run}.b",
         deadletter_topic=f"{run}.dead",
+        budget_topic=f"{run}.budget",
         group_id=f"{run}.relay",
     )
     bulk = list(records) if records is not None else _synthetic(n_events, value_bytes)

@@ -42,6 +42,23 @@ Policies = Annotated[
 ]
 
 
+class BudgetStageMode(StrEnum):
+    local = "local"
+    kafka = "kafka"
+
+
+BudgetStageOption = Annotated[
+    BudgetStageMode,
+    typer.Option(
+        "--budget-stage",
+        envvar="GOODWILL_BUDGET_STAGE",
+        help="Kafka mode: local checks budgets in this process (run one instance); kafka"
+        " has the budget stage, on the budget topic, check them for every instance. The"
+        " same for all instances of a group.",
+    ),
+]
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"goodwill: {message}", err=True)
     return typer.Exit(code)
@@ -59,6 +76,11 @@ _KAFKA_FLAGS: dict[str, tuple[str, type, str]] = {
     "events_topic": ("--events-topic", str, "input topic [goodwill.events]"),
     "decisions_topic": ("--decisions-topic", str, "output topic [goodwill.decisions]"),
     "deadletter_topic": ("--deadletter-topic", str, "rejected records [goodwill.deadletter]"),
+    "budget_topic": (
+        "--budget-topic",
+        str,
+        "with --budget-stage kafka: decisions the budget stage finishes [goodwill.budget]",
+    ),
     "group_id": ("--group-id", str, "consumer group [goodwill]"),
     "client_id": ("--client-id", str, "client id [goodwill]"),
     "security_protocol": (
@@ -167,6 +189,7 @@ def run(
     idle_polls: Annotated[
         int, typer.Option(min=1, help="rebuild on start: empty polls that mean a topic's end")
     ] = 5,
+    budget_stage: BudgetStageOption = BudgetStageMode.local,
     kafka: dict[str, Any] | None = None,
 ) -> None:
     """Decide every event from SOURCE (or the embedded log) and print the decisions.
@@ -195,6 +218,7 @@ def run(
             metrics_host,
             idle_polls,
             policies,
+            budget_stage.value,
         )
         return
     if source is not None and not source.is_file():
@@ -524,6 +548,7 @@ def _run_kafka(
     metrics_host: str,
     idle_polls: int,
     policies: Path,
+    budget_stage: str,
 ) -> None:
     from engine.kafka_service import ServiceOptions, run_kafka
     from engine.logs import setup_logging
@@ -538,6 +563,7 @@ def _run_kafka(
         metrics_host=metrics_host,
         idle_polls=idle_polls,
         policies=policies,
+        budget_stage=budget_stage,
     )
     printer = (lambda event: typer.echo(encode(event).decode())) if as_json else None
     try:
@@ -557,7 +583,8 @@ def topics_create(
     replication: Annotated[int, typer.Option(min=1, help="replication factor")] = 1,
     kafka: dict[str, Any] | None = None,
 ) -> None:
-    """Create the events, decisions and dead-letter topics; existing ones are left alone."""
+    """Create the events, decisions, dead-letter and budget topics (the budget topic with
+    one partition); existing ones are left alone."""
     from events.kafka import KafkaUnavailable, create_topics
 
     cfg = kafka_config(kafka or {})
@@ -565,7 +592,7 @@ def topics_create(
         created = create_topics(cfg, partitions, replication)
     except (KafkaUnavailable, ValueError) as err:
         raise fail(str(err), 1) from None
-    for topic in (cfg.events_topic, cfg.decisions_topic, cfg.deadletter_topic):
+    for topic in (cfg.events_topic, cfg.decisions_topic, cfg.deadletter_topic, cfg.budget_topic):
         typer.echo(f"{topic}: {'created' if topic in created else 'exists, left alone'}")
 
 
@@ -716,6 +743,7 @@ def rebuild(
     ] = 5,
     poll_ms: Annotated[int, typer.Option(min=10, help="how long one poll waits")] = 200,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
+    budget_stage: BudgetStageOption = BudgetStageMode.local,
     kafka: dict[str, Any] | None = None,
 ) -> None:
     """Rebuild lost state from the events and decisions topics into an empty --data-dir.
@@ -736,7 +764,13 @@ def rebuild(
                 raise fail(f"{data_dir} already holds state; rebuild into an empty --data-dir")
     compiled = _compile(policies)
     setup_logging(os.environ.get("GOODWILL_LOG_LEVEL", "WARNING").upper())
-    options = ServiceOptions(data_dir=data_dir, batch=batch, poll_ms=poll_ms, idle_polls=idle_polls)
+    options = ServiceOptions(
+        data_dir=data_dir,
+        batch=batch,
+        poll_ms=poll_ms,
+        idle_polls=idle_polls,
+        budget_stage=budget_stage.value,
+    )
     try:
         report = rebuild_state(cfg, compiled, options)
     except KafkaUnavailable as err:

@@ -7,6 +7,7 @@ view, policies are visited in id order. The same inputs give byte-identical outp
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -205,6 +206,58 @@ class _Draft:
     alerts: list[Envelope] = field(default_factory=list)
     pending: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
+    def add(self, part: _Draft) -> None:
+        """Append one policy's part (it charges nothing: no budget, no pending)."""
+        self.grants += part.grants
+        self.charges += part.charges
+        self.obligations += part.obligations
+        self.routes += part.routes
+        self.say += part.say
+        self.fired += part.fired
+        self.why += part.why
+        self.alerts += part.alerts
+
+
+@dataclass
+class Partial:
+    """A decision with the policies without a budget applied (`Decider.decide_customer`):
+    the event, its fact, the decision id and each fired policy's part, by policy id."""
+
+    event: Envelope
+    fact: dict[str, Scalar]
+    decision_id: str
+    parts: dict[str, _Draft]
+
+    _PARTS = ("grants", "charges", "obligations", "routes", "say", "fired", "why")
+
+    def dump(self) -> bytes:
+        """As JSON, for the budget stage (`load` reads it back to the same bytes of the
+        decision). Alerts are not in it: the customer stage emits them."""
+        return to_json(
+            {
+                "decision_id": self.decision_id,
+                "event": encode(self.event).decode(),
+                "fact": self.fact,
+                "parts": {
+                    policy: {name: getattr(part, name) for name in self._PARTS}
+                    for policy, part in self.parts.items()
+                },
+            }
+        )
+
+    @classmethod
+    def load(cls, raw: bytes) -> Partial:
+        doc = json.loads(raw)
+        parts = {}
+        for policy, found in doc["parts"].items():
+            part = _Draft(**{name: found[name] for name in cls._PARTS})
+            for g in part.grants:  # compared by amount when grants are merged
+                g["up_to"] = Decimal(g["up_to"])
+            for o in part.obligations:  # folded as times
+                o["due_at"] = datetime.fromisoformat(o["due_at"])
+            parts[policy] = part
+        return cls(decode(doc["event"].encode()), doc["fact"], doc["decision_id"], parts)
+
 
 class Decider:
     """Applies one compiled policy set; cheap to call once per event."""
@@ -236,15 +289,28 @@ class Decider:
         # Per fired rule, filled on first use (a validation error still surfaces every time):
         # its PolicyRef (validated once, then shared as data), and its clauses' (text,
         # condition, paths).
+        self._budgeted = frozenset(
+            p.on for p in compiled.policy_set.policies if p.budget is not None
+        )
         self._refs: dict[tuple[str, str], Doc] = {}
         self._parts: dict[tuple[str, str], tuple[tuple[str, Cond, tuple[str, ...]], ...]] = {}
 
     def decide(self, event: Envelope, state: Mapping[str, Scalar], view: StateView) -> Outcome:
+        return self.decide_budget(self.decide_customer(event, state, view), view)
+
+    def has_budget_policies(self, event_type: str) -> bool:
+        """Whether some policy with a budget listens to `event_type`."""
+        return event_type in self._budgeted
+
+    def decide_customer(
+        self, event: Envelope, state: Mapping[str, Scalar], view: StateView
+    ) -> Partial:
+        """Apply the policies without a budget: everything of the decision that does not
+        depend on a budget's ledger (see `decide_budget`)."""
         fact: dict[str, Scalar] = {**state, **event_fact(event)}
         decision_id = hashlib.sha256(
             f"{event.event_id}|{self.policy_set.hash}".encode()
         ).hexdigest()[:32]
-        draft = _Draft()
         host = self.compiled.host
         # Budget-free policies read no `budget.*` key, the only keys applying a rule changes,
         # so they can all be matched up front: one post per shared ruleset, every matching
@@ -260,13 +326,31 @@ class Decider:
                 won = first.get(policy_id)
                 if won is None or rule.index < won.index:
                     first[policy_id] = rule
+        parts: dict[str, _Draft] = {}
         for policy in self.policy_set.on(event.type):
-            if policy.budget is None:
-                found = first.get(policy.id)
-                if found is None:
-                    continue
-                self._apply(policy, found, fact, None, event, decision_id, view, draft)
+            found = first.get(policy.id) if policy.budget is None else None
+            if found is not None:
+                part = parts[policy.id] = _Draft()
+                self._apply(policy, found, fact, None, event, decision_id, view, part)
+        return Partial(event, fact, decision_id, parts)
+
+    def decide_budget(self, partial: Partial, view: StateView) -> Outcome:
+        """Apply the policies with a budget against its ledger (`view.budget_usage`) and
+        assemble the decision, every policy's part in policy order."""
+        event, fact, decision_id = partial.event, partial.fact, partial.decision_id
+        draft = _Draft()
+        host = self.compiled.host
+        budgeted = {p.id: p for p in self.policy_set.on(event.type) if p.budget is not None}
+        # Policy id order, as one process applies them. The union matters only while the
+        # budget stage runs another policy set than the stage that made `partial` (a
+        # rolling change): no part is lost, and each fired policy names its own version.
+        for policy_id in sorted(budgeted.keys() | partial.parts.keys()):
+            part = partial.parts.get(policy_id)
+            if part is not None:
+                draft.add(part)
                 continue
+            policy = budgeted[policy_id]
+            assert policy.budget is not None
             budget = self._budget_fact(policy.budget, fact, event.occurred_at, view, draft)
             lean = {key: fact[path] for path, key in self._keys[policy.id]}
             name = host.match(policy.id, lean)  # checked there: budget values are new

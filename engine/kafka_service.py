@@ -42,10 +42,19 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 
+from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
 from engine.decide import Decider
 from engine.metrics import Metrics
-from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, relay
+from engine.service import (
+    BUDGET_TOPIC,
+    DEADLETTER_TOPIC,
+    DECISIONS_TOPIC,
+    Listener,
+    Processor,
+    Tally,
+    relay,
+)
 from engine.state import StateStore
 from events.kafka import (
     KafkaConfig,
@@ -76,6 +85,9 @@ class ServiceOptions:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     policies: Path | None = None  # reloaded on SIGHUP (request_reload); None: never
+    # "local": budgets are checked in this process (one instance); "kafka": the budget
+    # stage, on the budget topic, checks them for every instance (engine/budget_stage.py)
+    budget_stage: str = "local"
 
 
 class Backoff:
@@ -174,14 +186,17 @@ class _Outlet:
         self.log.close()
 
 
-def _cross_customer(compiled: CompiledSet) -> tuple[str, ...]:
-    """Ids of the policies whose decisions read state other customers' events change."""
+def _cross_customer(compiled: CompiledSet, budget_stage: str = "local") -> tuple[str, ...]:
+    """Ids of the policies whose decisions read state other customers' events change:
+    budgets (unless the budget stage checks them) and defect counts."""
+    local = budget_stage != "kafka"
+    prefixes = ("budget.", "sku.") if local else ("sku.",)
     return tuple(
         p.id
         for p in compiled.policy_set.policies
-        if p.budget is not None
-        or any(r.alert is not None or r.charges for r in p.rules)
-        or any(path.startswith(("budget.", "sku.")) for path in p.reads)
+        if (local and (p.budget is not None or any(r.charges for r in p.rules)))
+        or any(r.alert is not None for r in p.rules)
+        or any(path.startswith(prefixes) for path in p.reads)
     )
 
 
@@ -199,7 +214,7 @@ class _Seeker(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             self.service.seek_stored(assigned)
             if assigned:
-                shown = ",".join(str(tp.partition) for tp in sorted(assigned))
+                shown = ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned))
                 log.info("assigned partitions", extra={"partitions": shown})
             self.service.check_assignment(assigned)
         except Exception:
@@ -229,12 +244,13 @@ class KafkaService:
         self.store: StateStore | None = None
         self.processor: Processor | None = None
         self.consumer: KafkaConsumer | None = None
+        self.budget_stage: BudgetStage | None = None  # --budget-stage kafka
         self.outlet: _Outlet | None = None
         self.in_flight: _InFlight | None = None  # outputs sent, acks not yet seen
         self.positions: dict[TopicPartition, int] = {}  # next offset, for lag
-        # The stored positions, mirrored in memory: kafka-python calls the rebalance
-        # listener from its own thread, which must not touch the SQLite connection.
-        self.stored: dict[int, int] = {}
+        # The stored positions by topic and partition, mirrored in memory: kafka-python
+        # calls the rebalance listener from its own thread, which must not touch SQLite.
+        self.stored: dict[str, dict[int, int]] = {}
         self._stored_lock = threading.Lock()
         self._budgets_at = 0.0
         self._budgets_dirty = False
@@ -268,7 +284,10 @@ class KafkaService:
                 opts.metrics_port,
             )
         self.store = StateStore.open(opts.data_dir / "state.db")
-        self.processor = Processor(self.store, Decider(self.compiled), self.on_output)
+        split = opts.budget_stage == "kafka"
+        self.processor = Processor(self.store, Decider(self.compiled), self.on_output, split=split)
+        if split:
+            self.budget_stage = BudgetStage(self.store, Decider(self.compiled), self.on_output)
         self.metrics.on_policy_set(self.compiled.hash)
         try:
             while not self.stopping.is_set():
@@ -288,7 +307,7 @@ class KafkaService:
         finally:
             self._close_clients()
             self.store.close()
-            log.info("stopped", extra={"decided": sum(self.processor.tally.outcomes.values())})
+            log.info("stopped", extra={"decided": sum(self._tally().outcomes.values())})
 
     def _connect(self) -> None:
         cfg = self.cfg
@@ -296,7 +315,11 @@ class KafkaService:
         # Batch size and linger come from cfg (producer_batch_bytes, linger_ms).
         producer_log = KafkaLog(
             cfg,
-            topics={DECISIONS_TOPIC: cfg.decisions_topic, DEADLETTER_TOPIC: cfg.deadletter_topic},
+            topics={
+                DECISIONS_TOPIC: cfg.decisions_topic,
+                DEADLETTER_TOPIC: cfg.deadletter_topic,
+                BUDGET_TOPIC: cfg.budget_topic,
+            },
             max_block_ms=cfg.bootstrap_timeout_ms,
         )
         self.outlet = _Outlet(producer_log, self.crash)
@@ -327,27 +350,34 @@ class KafkaService:
 
     def check_assignment(self, assigned: Sequence[TopicPartition]) -> bool:
         """Warn (and set the `partial` gauge) when this instance decides only some of the
-        events partitions while policies read state that spans customers: budgets and
-        defect counts are then checked against this instance's share of the events, so
-        "budgets hold" is no longer guaranteed. True when that is the case."""
+        events partitions while policies read state that spans customers: budgets
+        (unless the budget stage checks them) and defect counts are then checked against
+        this instance's share of the events. True when that is the case."""
         topic = self.cfg.events_topic
         found = self.consumer.partitions_for_topic(topic) if self.consumer else None
         total: set[int] = set(found or ())
         mine = {tp.partition for tp in assigned if tp.topic == topic}
-        readers = _cross_customer(self.compiled)
+        readers = _cross_customer(self.compiled, self.options.budget_stage)
         partial = bool(total) and bool(readers) and mine < total
         self.metrics.partial.set(1 if partial else 0)
         if partial:
+            if self.options.budget_stage == "kafka":
+                what = "defect counts: root-cause alerts count only this instance's reports"
+            else:
+                what = (
+                    "budgets, defect counts: each instance checks them against its own"
+                    " events only, so approved spend may exceed a budget. Run one instance,"
+                    " or every instance with --budget-stage kafka"
+                )
             log.warning(
                 "this instance decides %d of %d partitions of %s, but policies %s read state"
-                " that spans customers (budgets, defect counts): each instance checks it"
-                " against its own events only, so approved spend may exceed a budget. Run one"
-                " instance until the budget stage exists (docs/kafka.md, 'More than one"
-                " instance, and budgets').",
+                " that spans customers (%s; docs/kafka.md, 'More than one instance, and"
+                " budgets').",
                 len(mine),
                 len(total),
                 topic,
                 ", ".join(readers),
+                what,
                 extra={"assigned": len(mine), "partitions": len(total)},
             )
         return partial
@@ -372,7 +402,12 @@ class KafkaService:
             log.info("policy set activated", extra={"policy_set": self.compiled.hash})
         self._relay()
         self._load_stored()
-        self.consumer.subscribe([self.cfg.events_topic], listener=_Seeker(self))
+        # With the budget stage the group shares the budget topic's one partition too: one
+        # member at a time finishes the decisions that read a budget.
+        topics = [self.cfg.events_topic]
+        if self.budget_stage is not None:
+            topics.append(self.cfg.budget_topic)
+        self.consumer.subscribe(topics, listener=_Seeker(self))
         self.backoff.reset()
         quiet_since = time.monotonic()
         health = self.metrics.health
@@ -384,6 +419,16 @@ class KafkaService:
             polled = self.consumer.poll(
                 timeout_ms=self.options.poll_ms, max_records=self.options.batch
             )
+            if self.budget_stage is not None and polled:
+                finishing = {
+                    tp: rs for tp, rs in polled.items() if tp.topic != self.cfg.events_topic
+                }
+                if finishing:
+                    polled = {tp: rs for tp, rs in polled.items() if tp not in finishing}
+                    quiet_since = time.monotonic()
+                    self._batch(finishing, self.budget_stage)
+                    if not polled:
+                        continue
             if not polled:
                 self._settle()
                 health.ready(None)  # idle and nothing failing (_retry says otherwise)
@@ -394,7 +439,7 @@ class KafkaService:
                 continue
             quiet_since = time.monotonic()
             self.crash("after_poll")
-            self._batch(polled)
+            self._batch(polled, self.processor)
         self._settle()
 
     def _reload(self) -> None:
@@ -429,6 +474,8 @@ class KafkaService:
         self._settle()  # outputs the running set decided go first
         previous, self.compiled = self.compiled, compiled
         self.processor.decider = Decider(compiled)
+        if self.budget_stage is not None:
+            self.budget_stage.decider = Decider(compiled)
         self.processor.activate()
         self._relay()
         self.metrics.policy_reloads.labels("activated").inc()
@@ -439,14 +486,14 @@ class KafkaService:
         )
         self.check_assignment(list(self.consumer.assignment()))
 
-    def _batch(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
-        assert self.processor is not None and self.consumer is not None
+    def _batch(self, polled: Mapping[TopicPartition, list[Any]], processor: Processor) -> None:
         started = time.monotonic()
         records = [to_record(r) for batch in polled.values() for r in batch]
         stamps = [r.timestamp for batch in polled.values() for r in batch]
-        self.metrics.consumed.inc(len(records))
+        if processor is self.processor:
+            self.metrics.consumed.inc(len(records))
         try:
-            self.processor.process(records)
+            processor.process(records)
         except (sqlite3.Error, OSError) as exc:
             # process() rolled back: nothing of this batch is stored. Read it again from
             # the stored positions once the store works again.
@@ -455,7 +502,7 @@ class KafkaService:
             return
         with self._stored_lock:
             for tp, batch in polled.items():
-                self.stored[tp.partition] = batch[-1].offset + 1
+                self.stored.setdefault(tp.topic, {})[tp.partition] = batch[-1].offset + 1
         self.crash("after_commit")
         # Pipelined: the previous batch's acknowledgements arrived while this one was
         # decided; settle them, then send this batch's outputs and go on polling.
@@ -539,9 +586,18 @@ class KafkaService:
         # Only lag monitoring reads these offsets, so the commit need not be waited for.
         self.consumer.commit_async(offsets, callback=_commit_done)
 
+    def _tally(self) -> Tally:
+        """Both stages' counts together."""
+        assert self.processor is not None
+        total = Tally()
+        total.add(self.processor.tally)
+        if self.budget_stage is not None:
+            total.add(self.budget_stage.tally)
+        return total
+
     def _observe(self, started: float) -> None:
         assert self.processor is not None and self.consumer is not None and self.store
-        tally = self.processor.tally
+        tally = self._tally()
         self.metrics.on_tally(tally.outcomes, tally.by_policy, tally.deadlettered, tally.duplicates)
         for tp, position in self.positions.items():
             high = self.consumer.highwater(tp)
@@ -573,28 +629,32 @@ class KafkaService:
 
     def _load_stored(self) -> None:
         assert self.store is not None and self.consumer is not None
-        topic = self.cfg.events_topic
-        found = {}
         from engine.rebuild import partitions_of
 
-        for partition in partitions_of(self.consumer, topic):
-            position = self.store.position(topic, partition)
-            if position is not None:
-                found[partition] = position
+        found: dict[str, dict[int, int]] = {}
+        topics = [self.cfg.events_topic]
+        if self.budget_stage is not None:
+            topics.append(self.cfg.budget_topic)
+        for topic in topics:
+            for partition in partitions_of(self.consumer, topic):
+                position = self.store.position(topic, partition)
+                if position is not None:
+                    found.setdefault(topic, {})[partition] = position
         with self._stored_lock:
             self.stored = found
 
     def seek_stored(self, partitions: Sequence[TopicPartition]) -> None:
         """Seek to the positions stored with the state (the beginning when none is)."""
-        assert self.consumer is not None
+        consumer = self.consumer
+        assert consumer is not None
         for tp in partitions:
             with self._stored_lock:
-                position = self.stored.get(tp.partition)
+                position = self.stored.get(tp.topic, {}).get(tp.partition)
             if position is None:
-                self.consumer.seek_to_beginning(tp)
+                consumer.seek_to_beginning(tp)
                 self.positions[tp] = 0
             else:
-                self.consumer.seek(tp, position)
+                consumer.seek(tp, position)
                 self.positions[tp] = position
 
     def forget(self, tp: TopicPartition) -> None:

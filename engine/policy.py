@@ -358,6 +358,18 @@ class _PolicyReader:
         say = f.text_value(then, "say", limit=_TEXT_LIMIT)
         if say is not None:
             self.placeholders(then, "say", vocab)
+        if budget is not None:
+            # With --budget-stage kafka another instance finishes such a decision, after
+            # this customer's state has moved on: follow-ups and alerts, which that state
+            # keeps, come from policies without a budget.
+            for key, what in (("obligations", "add follow-ups"), ("alert", "raise alerts")):
+                if key in then:
+                    f.error(
+                        f.key_span(then, key),
+                        f"a policy with a budget cannot {what}",
+                        f"put the {key} in a policy without a budget on {on}; every"
+                        " policy on the event applies",
+                    )
         line = node.lc.line + 1
         # judged on the keys written, so a typo inside one is not also called a dead end
         acts = {"authorize", "route", "alert", "obligations"} & set(then)

@@ -367,7 +367,9 @@ def rebuild(
     data_dir.mkdir(parents=True, exist_ok=True)
     store = StateStore.open(data_dir / "state.db")
     try:
-        processor = Processor(store, Decider(compiled))
+        # With the budget stage, recorded charges are its to fold (it replays its topic).
+        split = options.budget_stage == "kafka"
+        processor = Processor(store, Decider(compiled), split=split)
         report = fold_history(cfg, processor, options, stop)
         processor.activate()
         consumer = make_consumer(cfg, group=False)

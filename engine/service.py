@@ -12,12 +12,12 @@ import contextlib
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Protocol
 
-from engine.decide import Decider, Outcome, overdue
+from engine.decide import Decider, Effects, ObligationEffect, Outcome, Partial, overdue
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
 from events.log import EventLog, Record
@@ -34,6 +34,9 @@ log = logging.getLogger("goodwill.service")
 
 DECISIONS_TOPIC = "goodwill.decisions"
 DEADLETTER_TOPIC = "goodwill.deadletter"
+BUDGET_TOPIC = "goodwill.budget"
+"""Split mode: decisions to finish, and the events the budget stage folds (FORWARDED)."""
+FORWARDED = frozenset(("budget.allocated", "rep.assigned"))
 PROCESSING_FAILED = "processing_failed"
 """The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
 DEADLETTER_HEADERS = frozenset(
@@ -84,6 +87,7 @@ class Tally:
     overdue: int = 0
     alerts: int = 0
     recalled: int = 0  # decisions folded as recorded facts during a rebuild
+    deferred: int = 0  # split mode: decisions sent to the budget stage to finish
 
     def add(self, other: Tally) -> None:
         """Add `other`'s counts to these."""
@@ -119,12 +123,16 @@ class Processor:
         decider: Decider,
         on_output: Listener | None = None,
         recall: Recall | None = None,
+        split: bool = False,
     ):
         self.store = store
         self.decider = decider
         self.tally = Tally()
         self.on_output = on_output
         self.recall = recall
+        # Split mode (--budget-stage kafka): decisions that read a budget are finished by
+        # the budget stage (engine/budget_stage.py), to which this forwards them.
+        self.split = split
         self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
 
     def activate(self) -> Envelope | None:
@@ -237,31 +245,71 @@ class Processor:
         if not self.store.first_sighting(event.event_id):
             self.tally.duplicates += 1
             return
-        self.store.apply_event(event)
+        split = self.split
+        if split:
+            self.store.apply_event(event, budgets=False)  # the budget stage's to fold
+        else:
+            self.store.apply_event(event)
+        if split and event.type in FORWARDED:
+            self._forward(b"event", encode(event), event.customer_id, event.event_id)
         outcome = self.recall.outcome(event) if self.recall is not None else None
         if outcome is None:
-            outcome = self.decider.decide(event, self.store.enrich(event), self.store)
+            state = self.store.enrich(event)
+            if split and self.decider.has_budget_policies(event.type):
+                self._defer(self.decider.decide_customer(event, state, self.store))
+            else:
+                outcome = self.decider.decide(event, state, self.store)
         else:
             self.tally.recalled += 1
-        self._record(outcome)
+            if split:  # the budget stage folds charges, replaying its own topic
+                outcome = replace(outcome, effects=replace(outcome.effects, charges=()))
+        if outcome is not None:
+            self._record(outcome)
         watermark = self.store.watermark()
         if watermark is not None:
             self._overdue(watermark)
 
-    def _record(self, outcome: Outcome) -> None:
+    def _defer(self, partial: Partial) -> None:
+        """Split mode: fold what the policies without a budget decided (their follow-ups)
+        and emit their alerts here; the budget stage finishes the decision."""
+        parts = partial.parts.values()
+        obligations = tuple(
+            ObligationEffect(o["obligation_id"], o["case_id"], o["due_at"])
+            for part in parts
+            for o in part.obligations
+        )
+        if obligations:
+            rep_id = str(partial.fact.get("rep.id") or "") or None
+            folded = Effects(partial.decision_id, "", rep_id, (), (), (), obligations)
+            self.store.apply_decision(folded, partial.event.occurred_at, partial.event.customer_id)
+            self.tally.followups_created += len(obligations)
+        self._alerts([alert for part in parts for alert in part.alerts])
+        self._forward(b"request", partial.dump(), partial.event.customer_id, partial.decision_id)
+        self.tally.deferred += 1
+
+    def _forward(self, kind: bytes, value: bytes, customer_id: str | None, ident: str) -> None:
+        key = customer_id.encode() if customer_id else None
+        headers = (("goodwill.kind", kind),)
+        self.store.outbox_add(BUDGET_TOPIC, key, value, headers, "budget", f"budget:{ident}")
+
+    def _record(self, outcome: Outcome, fold: Effects | None = None) -> None:
+        """Fold (`fold`, else the outcome's effects), count and publish a decision."""
         effects = outcome.effects
-        self.store.apply_decision(effects, outcome.occurred_at, outcome.customer_id)
+        self.store.apply_decision(fold or effects, outcome.occurred_at, outcome.customer_id)
         tally = self.tally
         tally.outcomes[effects.outcome] += 1
         for policy_id in effects.policies:
             tally.by_policy[policy_id] += 1
         for route in effects.routes:
             tally.routes[route] += 1
-        tally.followups_created += len(effects.obligations)
+        tally.followups_created += len((fold or effects).obligations)
         self._publish(
             outcome.raw, "decision.made", effects.decision_id, outcome.customer_id, outcome
         )
-        for alert in outcome.alerts:
+        self._alerts(outcome.alerts)
+
+    def _alerts(self, alerts: Iterable[Envelope]) -> None:
+        for alert in alerts:
             self.store.record_alert(alert.data.sku, alert.occurred_at)  # type: ignore[attr-defined]
             self.tally.alerts += 1
             self._emit(alert)

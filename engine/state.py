@@ -381,16 +381,26 @@ class StateStore(Ledger):
 
     # ---------------------------------------------------------------- folding events
 
-    def apply_event(self, event: Envelope) -> None:
-        """Fold one input event (clock.tick and unknown types only move the watermark)."""
+    def apply_event(self, event: Envelope, *, budgets: bool = True) -> None:
+        """Fold one input event (clock.tick and unknown types only move the watermark).
+
+        `budgets=False`: leave allocations to the budget stage (`fold_for_budgets`).
+        """
         if not self._conn.in_transaction:
-            self._autocommit(self.apply_event, event)
+            self._autocommit(self.apply_event, event, budgets=budgets)
             return
         t = self._time(event.occurred_at)
         fold = self._folds.get(event.type)
-        if fold is not None:
+        if fold is not None and (budgets or event.type != "budget.allocated"):
             fold(event, event.customer_id or "", t)
         self._advance(t)
+
+    def fold_for_budgets(self, event: Envelope) -> None:
+        """The budget stage's fold of a forwarded `budget.allocated` or `rep.assigned`:
+        the ledger and the reps it resolves team budgets with. It leaves the watermark,
+        which is the customer stage's event time, alone."""
+        if event.type in ("budget.allocated", "rep.assigned"):
+            self._folds[event.type](event, event.customer_id or "", self._time(event.occurred_at))
 
     def _order_placed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(OrderPlaced, event.data)

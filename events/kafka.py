@@ -58,6 +58,7 @@ class KafkaConfig:
     events_topic: str = "goodwill.events"
     decisions_topic: str = "goodwill.decisions"
     deadletter_topic: str = "goodwill.deadletter"
+    budget_topic: str = "goodwill.budget"  # --budget-stage kafka: one partition
     group_id: str = "goodwill"
     client_id: str = "goodwill"
     security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS (kafka-python names)
@@ -221,16 +222,18 @@ class KeyHashCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
         return partitions[hashed % len(partitions)]
 
 
-def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:
+def make_consumer(
+    cfg: KafkaConfig, *, group: bool = True, group_id: str | None = None
+) -> KafkaConsumer:
     """A bytes consumer that commits only when told to.
 
-    With ``group`` it joins ``cfg.group_id`` (call ``subscribe``); without, it has no group and
-    no committed offsets (call ``assign``).
+    With ``group`` it joins ``group_id`` or else ``cfg.group_id`` (call ``subscribe``);
+    without, it has no group and no committed offsets (call ``assign``).
     """
     return _connect(
         cfg,
         KafkaConsumer,
-        group_id=cfg.group_id if group else None,
+        group_id=(group_id or cfg.group_id) if group else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=cfg.session_timeout_ms,
@@ -241,16 +244,21 @@ def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:
 
 
 def create_topics(cfg: KafkaConfig, partitions: int, replication: int = 1) -> list[str]:
-    """Create the events, decisions and dead-letter topics; return the ones this call created.
+    """Create the events, decisions, dead-letter and budget topics; return the ones this
+    call created. The budget topic has one partition whatever ``partitions`` says: its
+    reader is the single writer of every budget's ledger (engine/budget_stage.py).
 
     Topics that already exist are left alone and logged, with a warning when their partition
-    count differs from ``partitions`` (a changed count moves customers between partitions).
+    count differs from the one asked for (a changed count moves customers between partitions).
     """
-    wanted = [cfg.events_topic, cfg.decisions_topic, cfg.deadletter_topic]
+    counts = {t: partitions for t in (cfg.events_topic, cfg.decisions_topic, cfg.deadletter_topic)}
+    counts[cfg.budget_topic] = 1
     admin = _connect(cfg, KafkaAdminClient)
     try:
-        spec = {"num_partitions": partitions, "replication_factor": replication}
-        response = admin.create_topics({t: spec for t in wanted}, raise_errors=False)
+        specs = {
+            t: {"num_partitions": n, "replication_factor": replication} for t, n in counts.items()
+        }
+        response = admin.create_topics(specs, raise_errors=False)
         created, existing = [], []
         for result in response["topics"]:
             error = error_for_code(result["error_code"])
@@ -261,16 +269,17 @@ def create_topics(cfg: KafkaConfig, partitions: int, replication: int = 1) -> li
             else:
                 detail = result.get("error_message") or error.__name__
                 raise ValueError(
-                    f"cannot create topic {result['name']!r} with {partitions} partition(s), "
+                    f"cannot create topic {result['name']!r} with"
+                    f" {counts.get(result['name'], partitions)} partition(s), "
                     f"replication {replication} on {cfg.bootstrap_servers}: {detail}"
                 )
         if created:
             admin.wait_for_topics(created, timeout_ms=cfg.bootstrap_timeout_ms)
         for topic in admin.describe_topics(existing) if existing else []:
-            found = len(topic["partitions"])
-            level = logging.INFO if found == partitions else logging.WARNING
+            found, asked = len(topic["partitions"]), counts.get(topic["name"], partitions)
+            level = logging.INFO if found == asked else logging.WARNING
             message = "topic %s exists with %d partition(s), asked for %d; left alone"
-            log.log(level, message, topic["name"], found, partitions)
+            log.log(level, message, topic["name"], found, asked)
         return created
     finally:
         admin.close()

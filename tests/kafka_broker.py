@@ -269,6 +269,7 @@ def kafka_config(kafka_bootstrap: str, topic_prefix: str) -> KafkaConfig:
         events_topic=f"{topic_prefix}.events",
         decisions_topic=f"{topic_prefix}.decisions",
         deadletter_topic=f"{topic_prefix}.deadletter",
+        budget_topic=f"{topic_prefix}.budget",
         group_id=f"{topic_prefix}.group",
         client_id=topic_prefix[:60],
         **FAST_GROUP_TIMEOUTS,

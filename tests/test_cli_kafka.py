@@ -41,6 +41,7 @@ def goodwill(
         "--events-topic", cfg.events_topic,
         "--decisions-topic", cfg.decisions_topic,
         "--deadletter-topic", cfg.deadletter_topic,
+        "--budget-topic", cfg.budget_topic,
     ]  # fmt: skip
     command = [sys.executable, "-m", "engine.cli", *args, *flags]
     return subprocess.run(command, input=stdin, capture_output=True, timeout=60)
@@ -50,10 +51,10 @@ def goodwill(
 def test_topics_create_is_idempotent(kafka_config: KafkaConfig) -> None:
     first = goodwill(kafka_config, "topics", "create", "--partitions", "3")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.decode().count(": created") == 3
+    assert first.stdout.decode().count(": created") == 4
     again = goodwill(kafka_config, "topics", "create", "--partitions", "3")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.decode().count("exists, left alone") == 3
+    assert again.stdout.decode().count("exists, left alone") == 4
 
 
 EVENT = {

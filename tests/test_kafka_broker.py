@@ -90,6 +90,7 @@ def test_create_topics_is_idempotent(
         kafka_config.events_topic,
         kafka_config.decisions_topic,
         kafka_config.deadletter_topic,
+        kafka_config.budget_topic,
     ]
     assert sorted(create_topics(kafka_config, partitions=2)) == sorted(wanted)
     with caplog.at_level(logging.INFO, logger="events.kafka"):

@@ -178,6 +178,7 @@ def clean_run_digest(cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, co
         cfg,
         decisions_topic=cfg.decisions_topic + ".clean",
         deadletter_topic=cfg.deadletter_topic + ".clean",
+        budget_topic=cfg.budget_topic + ".clean",
         group_id=cfg.group_id + ".clean",
     )
     create_topics(clean, partitions=1)
@@ -202,6 +203,7 @@ def service_args(cfg: KafkaConfig, data_dir: Path, *extra: str) -> list[str]:
         "--events-topic", cfg.events_topic,
         "--decisions-topic", cfg.decisions_topic,
         "--deadletter-topic", cfg.deadletter_topic,
+        "--budget-topic", cfg.budget_topic,
         "--group-id", cfg.group_id,
         "--session-timeout-ms", str(cfg.session_timeout_ms),
         "--heartbeat-interval-ms", str(cfg.heartbeat_interval_ms),
@@ -492,6 +494,130 @@ def test_a_reload_activates_a_valid_new_set_and_refuses_a_bad_one_while_deciding
         if json.loads(r.value)["type"] == "policy_set.activated"
     ]
     assert sorted(activations) == sorted([compiled.hash, new_hash])  # two partitions: any order
+
+
+def _unchained(records: Sequence[Any]) -> dict[tuple[str, ...], list[tuple[int, int]]]:
+    """Budgets whose charges were not made one after the other against one ledger.
+
+    Each published charge says the allocation it was checked against and what remained
+    after it, so what was already spent before it is allocated - remaining - amount. With
+    a single writer per budget, owner and period those form one chain: each charge starts
+    where the previous ones end (allocations may change between them). Two ledgers
+    charging the same budget start two chains, and the sum can pass the allocation.
+    Returns the broken ones with their (spent before, amount) in cents.
+    """
+    from decimal import Decimal
+
+    def cents(text: str) -> int:
+        return int(Decimal(text) * 100)
+
+    charges: dict[tuple[str, ...], list[tuple[int, int]]] = defaultdict(list)
+    seen = set()
+    for r in records:
+        doc = json.loads(r.value)
+        if doc["type"] != "decision.made" or doc["event_id"] in seen:
+            continue
+        seen.add(doc["event_id"])
+        for c in doc["data"]["charges"]:
+            amount = cents(c["amount"])
+            before = cents(c["allocated"]) - cents(c["remaining"]) - amount
+            charges[(c["budget"], c["owner"], c["period"])].append((before, amount))
+    broken = {}
+    for key, found in charges.items():
+        spent = 0
+        for before, amount in sorted(found):
+            if before != spent:
+                broken[key] = sorted(found)
+                break
+            spent += amount
+    return broken
+
+
+def _all_decided(cfg: KafkaConfig, events: Sequence[bytes], timeout_s: float) -> list[Any]:
+    wanted = {json.loads(line)["event_id"] for line in events}
+    deadline = time.monotonic() + timeout_s
+    records: list[Any] = []
+    while time.monotonic() < deadline:
+        records = read_topic(cfg, cfg.decisions_topic, len(wanted), 30, DECIDED)
+        decided = {
+            json.loads(r.value)["data"]["caused_by"]
+            for r in records
+            if json.loads(r.value)["type"] == "decision.made"
+        }
+        if decided >= wanted:
+            return records
+    raise AssertionError(f"{len(wanted - decided)} events undecided after {timeout_s} s")
+
+
+def _rush_on_one_budget(customers: int) -> tuple[bytes, list[bytes]]:
+    """rex's expedite budget of $50, then one $5 expedite from each of `customers`
+    customers (spread over every partition): ten fit, the rest go to the team lead."""
+    from tests.samples import sample
+
+    allocation = sample(
+        "budget.allocated",
+        event_id="rush-budget",
+        owner="rex",
+        budget="expedite",
+        amount="50.00",
+        occurred_at="2026-11-02T08:00:00Z",
+    )
+    requests = [
+        sample(
+            "remedy.requested",
+            event_id=f"rush-{i:03d}",
+            customer_id=f"rush-c{i:03d}",
+            rep_id="rex",
+            case_id=f"rush-k{i:03d}",
+            order_id=f"rush-o{i:03d}",
+            remedy="expedite",
+            amount="5.00",
+            occurred_at=f"2026-11-02T09:{i // 60:02d}:{i % 60:02d}Z",
+        )
+        for i in range(customers)
+    ]
+    return json.dumps(allocation).encode(), [json.dumps(r).encode() for r in requests]
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("stage", ["kafka", "local"])
+def test_with_two_instances_budgets_hold_only_with_the_budget_stage(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path, stage: str
+) -> None:
+    create_topics(kafka_config, partitions=4)
+    allocation, requests = _rush_on_one_budget(40)
+    with (
+        running(kafka_config, compiled, tmp_path / "a", budget_stage=stage) as a,
+        running(kafka_config, compiled, tmp_path / "b", budget_stage=stage) as b,
+    ):
+        for _ in range(400):  # bounded: both have joined and share the partitions
+            shares = [s.consumer.assignment() if s.consumer else set() for s in (a, b)]
+            if all(shares) and len({tp for share in shares for tp in share}) >= 4:
+                break
+            time.sleep(0.05)
+        assert all(shares), "the group did not give each instance partitions"
+        produce(kafka_config, [allocation])  # decided (noted) before any request
+        _all_decided(kafka_config, [allocation], 60)
+        produce(kafka_config, requests)
+        records = _all_decided(kafka_config, requests, 90)
+
+    decided = [json.loads(r.value) for r in records]
+    charged = {
+        d["event_id"]: d["data"]["charges"]
+        for d in decided
+        if d["type"] == "decision.made" and d["data"]["charges"]
+    }
+    broken = _unchained(records)
+    if stage == "kafka":
+        # Guarantee 4 with any number of instances: one ledger, ten $5 charges, $50.
+        assert broken == {}
+        assert len(charged) == 10
+        stages = [s.budget_stage.tally for s in (a, b) if s.budget_stage is not None]
+        assert sum(t.read for t in stages) >= len(requests)
+    else:
+        # Each instance checks its share of the requests against a ledger of its own.
+        assert ("expedite", "rex", "2026-11") in broken
+        assert len(charged) > 10
 
 
 # ---------------------------------------------------------------- 5. SIGTERM

@@ -248,3 +248,22 @@ def test_a_rule_charges_only_the_budget_its_policy_declares(pdir: Path) -> None:
     assert d.file.endswith("trust-by-default.yaml")
     assert d.message == "this policy charges the goodwill budget but declares none"
     assert d.hint == "declare `budget: goodwill` on the policy (one budget per policy)"
+
+
+def test_a_policy_with_a_budget_adds_no_follow_ups_and_raises_no_alerts(pdir: Path) -> None:
+    # Its decision may be finished by the budget stage on another instance, after the
+    # customer's state (which keeps follow-ups and alert windows) has moved on.
+    expedite = pdir / "expedite-within-budget.yaml"
+    edit(
+        expedite,
+        "      say: I've upgraded",
+        "      obligations: [{follow_up: 48h}]\n      say: I've upgraded",
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.file.endswith("expedite-within-budget.yaml")
+    assert d.span is not None and d.span.line == 18
+    assert d.message == "a policy with a budget cannot add follow-ups"
+    assert d.hint == (
+        "put the obligations in a policy without a budget on remedy.requested;"
+        " every policy on the event applies"
+    )

@@ -51,6 +51,7 @@ def rebuild_cli(
         "--events-topic", cfg.events_topic,
         "--decisions-topic", cfg.decisions_topic,
         "--deadletter-topic", cfg.deadletter_topic,
+        "--budget-topic", cfg.budget_topic,
         "--data-dir", str(data_dir),
         "--policies", str(policies),
         "--idle-polls", "3",
