@@ -132,7 +132,9 @@ def produce(cfg: KafkaConfig, events: list[Input], rate: float | None) -> dict[s
     return sent
 
 
-def start_goodwill(cfg: KafkaConfig, data_dir: Path, batch: int) -> subprocess.Popen[bytes]:
+def start_goodwill(
+    cfg: KafkaConfig, data_dir: Path, batch: int, budget_stage: str = "local"
+) -> subprocess.Popen[bytes]:
     args = [
         sys.executable, "-m", "engine.kafka_service",
         "--kafka", cfg.bootstrap_servers,
@@ -146,6 +148,7 @@ def start_goodwill(cfg: KafkaConfig, data_dir: Path, batch: int) -> subprocess.P
         "--data-dir", str(data_dir),
         "--policies", str(ROOT / "policies"),
         "--batch", str(batch),
+        "--budget-stage", budget_stage,
     ]  # fmt: skip
     env = {**os.environ, "GOODWILL_LOG_LEVEL": "WARNING"}
     service = subprocess.Popen(args, cwd=ROOT, env=env)
@@ -156,7 +159,14 @@ def start_goodwill(cfg: KafkaConfig, data_dir: Path, batch: int) -> subprocess.P
 
 
 def engine_run(
-    bootstrap: str, n_events: int, latency_events: int, rate: float, partitions: int, batch: int
+    bootstrap: str,
+    n_events: int,
+    latency_events: int,
+    rate: float,
+    partitions: int,
+    batch: int,
+    instances: int = 1,
+    budget_stage: str = "local",
 ) -> dict[str, Any]:
     run = f"e2e.{uuid.uuid4().hex[:8]}"
     cfg = bench_config(
@@ -174,11 +184,16 @@ def engine_run(
     warmup, bulk, paced = stream[:1], stream[1 : n_events + 1], stream[n_events + 1 :]
     sink = Sink(cfg, partitions)
     with tempfile.TemporaryDirectory(prefix="goodwill-e2e-") as data_dir:
-        service = start_goodwill(cfg, Path(data_dir), batch)
+        services = [
+            start_goodwill(cfg, Path(data_dir) / f"i{i}", batch, budget_stage)
+            for i in range(instances)
+        ]
         try:
             # The clock starts once the service has joined and decided a first event.
             produce(cfg, warmup, None)
             sink.wait_for([warmup[0].event_id], 60)
+            if instances > 1:
+                time.sleep(5)  # let the group settle on sharing the partitions
 
             started = time.monotonic()
             sent = produce(cfg, bulk, None)
@@ -192,12 +207,15 @@ def engine_run(
                 latencies = sorted((sink.arrived[i] - t) * 1000 for i, t in paced_sent.items())
                 decision_bytes = round(sink.decision_bytes / max(1, len(sink.arrived)))
         finally:
-            service.send_signal(signal.SIGTERM)
-            code = service.wait(60)
+            for service in services:
+                service.send_signal(signal.SIGTERM)
+            codes = [service.wait(60) for service in services]
             sink.stop.set()
-    if code != 0:
-        raise RuntimeError(f"goodwill exited with {code} after SIGTERM")
+    if any(codes):
+        raise RuntimeError(f"goodwill exited with {codes} after SIGTERM")
     return {
+        "instances": instances,
+        "budget_stage": budget_stage,
         "events": n_events,
         "partitions": partitions,
         "batch": batch,
@@ -222,10 +240,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--skip-raw", action="store_true", help="do not run the raw pipe")
+    parser.add_argument("--instances", type=int, default=1, help="goodwill processes in the group")
+    parser.add_argument(
+        "--budget-stage",
+        choices=("local", "kafka"),
+        default="local",
+        help="passed to goodwill run (use kafka with more than one instance)",
+    )
     args = parser.parse_args(argv)
     with bench_broker() as (bootstrap, where):
         result = engine_run(
-            bootstrap, args.events, args.latency_events, args.rate, args.partitions, args.batch
+            bootstrap,
+            args.events,
+            args.latency_events,
+            args.rate,
+            args.partitions,
+            args.batch,
+            args.instances,
+            args.budget_stage,
         )
         inputs = result.pop("inputs")
         raw = None
