@@ -385,7 +385,8 @@ class Ledger:
 
 
 _DUMPS: Final = {
-    "outbox": "SELECT ident, kind, topic, key, value, headers FROM outbox ORDER BY id",
+    # by ident: with the budget stage, two stages interleave their outputs in time
+    "outbox": "SELECT ident, kind, topic, key, value, headers FROM outbox ORDER BY ident",
     "meta": f"SELECT key, value FROM meta WHERE key != '{_WATERMARK}' ORDER BY key",
 }
 

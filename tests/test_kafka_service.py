@@ -171,7 +171,9 @@ def digest(data_dir: Path) -> str:
         return store.digest()
 
 
-def clean_run_digest(cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, count: int) -> str:
+def clean_run_digest(
+    cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, count: int, budget_stage: str = "local"
+) -> str:
     """The state digest of one clean, uninterrupted run over the events already in `cfg`'s
     events topic, into topics and a group of its own."""
     clean = replace(
@@ -182,7 +184,7 @@ def clean_run_digest(cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, co
         group_id=cfg.group_id + ".clean",
     )
     create_topics(clean, partitions=1)
-    with running(clean, compiled, data_dir, rebuild_on_start=False):
+    with running(clean, compiled, data_dir, rebuild_on_start=False, budget_stage=budget_stage):
         read_topic(clean, clean.decisions_topic, count)
     return digest(data_dir)
 
@@ -298,14 +300,19 @@ def test_each_customer_is_decided_in_order_on_one_partition(
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("stage", ["local", "kafka"])
 def test_kill_9_at_every_step_loses_nothing_and_charges_nothing_twice(
-    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+    kafka_config: KafkaConfig,
+    compiled: CompiledSet,
+    embedded: list[bytes],
+    tmp_path: Path,
+    stage: str,
 ) -> None:
     create_topics(kafka_config, partitions=1)
     lines = shop_lines()
     produce(kafka_config, lines)
     data_dir = tmp_path / "crashing"
-    args = service_args(kafka_config, data_dir, "--batch", "40")
+    args = service_args(kafka_config, data_dir, "--batch", "40", "--budget-stage", stage)
     for point in ("after_commit:3", "after_publish:2", "after_relay:2", "after_poll:2"):
         crashed = subprocess.run(
             args, env=clean_env(GOODWILL_CRASH_AT=point), capture_output=True, timeout=60
@@ -340,7 +347,7 @@ def test_kill_9_at_every_step_loses_nothing_and_charges_nothing_twice(
 
     # And the state is the one a clean, uninterrupted run reaches on the same input.
     assert crashed_digest == clean_run_digest(
-        kafka_config, compiled, tmp_path / "clean", len(embedded)
+        kafka_config, compiled, tmp_path / "clean", len(embedded), budget_stage=stage
     )
 
 
