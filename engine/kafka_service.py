@@ -288,6 +288,7 @@ class KafkaService:
         self.processor = Processor(self.store, Decider(self.compiled), self.on_output, split=split)
         if split:
             self.budget_stage = BudgetStage(self.store, Decider(self.compiled), self.on_output)
+        self.metrics.budget_stage.set(1 if split else 0)
         self.metrics.on_policy_set(self.compiled.hash)
         try:
             while not self.stopping.is_set():

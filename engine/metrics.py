@@ -130,6 +130,11 @@ class Metrics:
             " checks then see only this instance's events (docs/kafka.md)",
             registry=r,
         )
+        self.budget_stage = Gauge(
+            "goodwill_budget_stage_enabled",
+            "1 when budgets are checked by the budget stage (--budget-stage kafka)",
+            registry=r,
+        )
         self.kafka_up = Gauge(
             "goodwill_kafka_connected",
             "1 while the service holds working Kafka clients",

@@ -621,6 +621,8 @@ def test_with_two_instances_budgets_hold_only_with_the_budget_stage(
         assert len(charged) == 10
         stages = [s.budget_stage.tally for s in (a, b) if s.budget_stage is not None]
         assert sum(t.read for t in stages) >= len(requests)
+        for s in (a, b):  # for alerting: budgets hold whatever the assignment
+            assert s.metrics.registry.get_sample_value("goodwill_budget_stage_enabled") == 1
     else:
         # Each instance checks its share of the requests against a ledger of its own.
         assert ("expedite", "rex", "2026-11") in broken
