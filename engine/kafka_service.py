@@ -420,16 +420,6 @@ class KafkaService:
             polled = self.consumer.poll(
                 timeout_ms=self.options.poll_ms, max_records=self.options.batch
             )
-            if self.budget_stage is not None and polled:
-                finishing = {
-                    tp: rs for tp, rs in polled.items() if tp.topic != self.cfg.events_topic
-                }
-                if finishing:
-                    polled = {tp: rs for tp, rs in polled.items() if tp not in finishing}
-                    quiet_since = time.monotonic()
-                    self._batch(finishing, self.budget_stage)
-                    if not polled:
-                        continue
             if not polled:
                 self._settle()
                 health.ready(None)  # idle and nothing failing (_retry says otherwise)
@@ -440,7 +430,7 @@ class KafkaService:
                 continue
             quiet_since = time.monotonic()
             self.crash("after_poll")
-            self._batch(polled, self.processor)
+            self._batch(polled)
         self._settle()
 
     def _reload(self) -> None:
@@ -487,28 +477,45 @@ class KafkaService:
         )
         self.check_assignment(list(self.consumer.assignment()))
 
-    def _batch(self, polled: Mapping[TopicPartition, list[Any]], processor: Processor) -> None:
+    def _batch(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
+        """Decide what one poll returned: the budget topic's records by the budget stage,
+        the events by the customer stage (a transaction each), then send both's outputs
+        at once while the previous poll's acknowledgements are settled."""
         started = time.monotonic()
-        records = [to_record(r) for batch in polled.values() for r in batch]
-        stamps = [r.timestamp for batch in polled.values() for r in batch]
-        if processor is self.processor:
-            self.metrics.consumed.inc(len(records))
-        try:
-            processor.process(records)
-        except (sqlite3.Error, OSError) as exc:
-            # process() rolled back: nothing of this batch is stored. Read it again from
-            # the stored positions once the store works again.
-            self._retry("store", exc)
-            self.seek_stored(list(polled))
+        stages: list[tuple[Processor, dict[TopicPartition, list[Any]]]] = []
+        events = {tp: rs for tp, rs in polled.items() if tp.topic == self.cfg.events_topic}
+        if self.budget_stage is not None and len(events) < len(polled):
+            stages.append(
+                (self.budget_stage, {tp: polled[tp] for tp in polled if tp not in events})
+            )
+        if events:
+            assert self.processor is not None
+            stages.append((self.processor, events))
+        done: dict[TopicPartition, list[Any]] = {}
+        for processor, part in stages:
+            records = [to_record(r) for batch in part.values() for r in batch]
+            if processor is self.processor:
+                self.metrics.consumed.inc(len(records))
+            try:
+                processor.process(records)
+            except (sqlite3.Error, OSError) as exc:
+                # process() rolled back: nothing of this part is stored. Read it again from
+                # the stored positions once the store works again.
+                self._retry("store", exc)
+                self.seek_stored(list(part))
+                continue
+            with self._stored_lock:
+                for tp, batch in part.items():
+                    self.stored.setdefault(tp.topic, {})[tp.partition] = batch[-1].offset + 1
+            done.update(part)
+        if not done:
             return
-        with self._stored_lock:
-            for tp, batch in polled.items():
-                self.stored.setdefault(tp.topic, {})[tp.partition] = batch[-1].offset + 1
         self.crash("after_commit")
         # Pipelined: the previous batch's acknowledgements arrived while this one was
         # decided; settle them, then send this batch's outputs and go on polling.
         self._settle()
-        self._send(_InFlight(polled, stamps, started))
+        stamps = [r.timestamp for batch in done.values() for r in batch]
+        self._send(_InFlight(done, stamps, started))
 
     def _send(self, batch: _InFlight) -> None:
         """Send the outbox without waiting; `_settle` waits for the acks and marks it sent."""
