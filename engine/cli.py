@@ -47,6 +47,9 @@ class BudgetStageMode(StrEnum):
     kafka = "kafka"
 
 
+Embedded = Annotated[
+    bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
+]
 BudgetStageOption = Annotated[
     BudgetStageMode,
     typer.Option(
@@ -172,9 +175,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary")] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
-    embedded: Annotated[
-        bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
-    ] = False,
+    embedded: Embedded = False,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -603,9 +604,7 @@ def emit(
         str, typer.Argument(help="a JSON file (one event or an array), JSON lines, or - for stdin")
     ],
     data_dir: DataDir = Path("goodwill-data"),
-    embedded: Annotated[
-        bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
-    ] = False,
+    embedded: Embedded = False,
     kafka: dict[str, Any] | None = None,
 ) -> None:
     """Validate events and send them, keyed by customer, to the events topic.
@@ -670,9 +669,7 @@ def redrive(
         bool, typer.Option("--dry-run", help="list what would be sent; send nothing")
     ] = False,
     data_dir: DataDir = Path("goodwill-data"),
-    embedded: Annotated[
-        bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
-    ] = False,
+    embedded: Embedded = False,
     kafka: dict[str, Any] | None = None,
 ) -> None:
     """Send dead-lettered records to the events topic again, once their cause is fixed.
