@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from engine.compile import CompiledSet, load
+from engine.decide import Decider
+from engine.service import Processor
 from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics
+from events.log import Record
 from tests.test_kafka_service import (
     DECIDED,
     POLICIES,
@@ -43,7 +46,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, compiled: CompiledSet) ->
 
 
 def rebuild_cli(
-    cfg: KafkaConfig, data_dir: Path, policies: Path = POLICIES
+    cfg: KafkaConfig, data_dir: Path, policies: Path = POLICIES, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     args = [
         sys.executable, "-m", "engine.cli", "rebuild",
@@ -55,6 +58,7 @@ def rebuild_cli(
         "--data-dir", str(data_dir),
         "--policies", str(policies),
         "--idle-polls", "3",
+        *extra,
     ]  # fmt: skip
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
 
@@ -88,6 +92,37 @@ def test_rebuild_folds_recorded_decisions_and_decides_the_rest(
         published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded))
     assert sorted({r.value for r in published}) == sorted(embedded)
     assert len(published) == len(embedded)
+
+
+@pytest.mark.kafka
+def test_with_the_budget_stage_a_rebuild_leaves_the_ledger_to_the_stage(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    # Recorded charges are not folded by the rebuild: the budget stage replays its topic
+    # into the rebuilt store, so each charge is counted once.
+    create_topics(kafka_config, partitions=1)
+    lines = shop_lines()
+    produce(kafka_config, lines[:SPLIT])
+    with running(kafka_config, compiled, tmp_path / "lost", budget_stage="kafka"):
+        read_topic(kafka_config, kafka_config.decisions_topic, SPLIT - 5, 30, DECIDED)
+    produce(kafka_config, lines[SPLIT:])
+
+    result = rebuild_cli(kafka_config, tmp_path / "rebuilt", POLICIES, "--budget-stage", "kafka")
+    assert result.returncode == 0, result.stderr
+    with StateStore.open(tmp_path / "rebuilt" / "state.db") as store:
+        assert [b for b in store.budgets() if b[4]] == []  # no charge folded yet
+
+    with running(kafka_config, compiled, tmp_path / "rebuilt", budget_stage="kafka"):
+        published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded))
+    assert sorted({r.value for r in published}) == sorted(embedded)  # each once, same bytes
+    with StateStore.open(tmp_path / "rebuilt" / "state.db") as store:
+        rebuilt = store.budgets()
+    clean = tmp_path / "clean"
+    with StateStore.open(clean / "state.db") as store:  # the one-process ledger
+        Processor(store, Decider(compiled)).process(
+            [Record("x", 0, i, None, line) for i, line in enumerate(lines)]
+        )
+        assert rebuilt == store.budgets()
 
 
 @pytest.mark.kafka
