@@ -63,7 +63,7 @@ class BudgetStage(Processor):
         if not fact.get("rep.team") and fact.get("rep.id"):
             # The customer stage's instance had no rep.assigned for this rep (it lives on
             # another partition); this stage sees every one.
-            known = self.store.rep(str(fact["rep.id"]))
+            known = self.store.stage_rep(str(fact["rep.id"]))
             if known is not None:
                 fact["rep.team"], fact["rep.lead"], fact["rep.known"] = known[0], known[1], True
         outcome = self.decider.decide_budget(partial, self.store)

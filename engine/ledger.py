@@ -98,7 +98,9 @@ class Ledger:
         self._checkpointer = _Checkpointer.start_for(conn) if checkpoints else None
 
     @staticmethod
-    def _connect(path: Path, full_sync: bool, schema: str) -> sqlite3.Connection:
+    def _connect(path: Path, full_sync: bool, schema: str, added: str = "") -> sqlite3.Connection:
+        """Open (creating) the file. `added`: idempotent statements (`IF NOT EXISTS`) for
+        tables a newer build added, run on every open so older files gain them."""
         if path.is_dir():
             path = path / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +128,9 @@ class Ledger:
                 conn.execute(
                     "INSERT INTO schema_version (version) VALUES (?)", (STATE_SCHEMA_VERSION,)
                 )
+            for statement in added.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
             conn.execute("COMMIT")
             found = _version(conn)
             if found != STATE_SCHEMA_VERSION:

@@ -107,6 +107,12 @@ CREATE INDEX followups_by_case ON followups (case_id);
 CREATE INDEX followups_due ON followups (due_at, obligation_id) WHERE state = {_PENDING};
 CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
+# Tables added after version 2; created on every open if missing (engine.ledger._connect).
+_ADDED: Final = """
+CREATE TABLE IF NOT EXISTS stage_reps (
+    id TEXT PRIMARY KEY, team TEXT NOT NULL, lead TEXT NOT NULL
+) WITHOUT ROWID;
+"""
 
 _ADD_CASE_REMEDY: Final = """
 INSERT OR IGNORE INTO case_remedies (case_id, event_id, kind, remedy, amount, at)
@@ -347,7 +353,7 @@ class StateStore(Ledger):
         (synchronous=NORMAL) a commit survives a process crash but the last batches may
         be lost on power failure — and are then re-read from the stored positions.
         """
-        return cls(cls._connect(path, full_sync, _SCHEMA))
+        return cls(cls._connect(path, full_sync, _SCHEMA, _ADDED))
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore:
@@ -396,11 +402,25 @@ class StateStore(Ledger):
         self._advance(t)
 
     def fold_for_budgets(self, event: Envelope) -> None:
-        """The budget stage's fold of a forwarded `budget.allocated` or `rep.assigned`:
-        the ledger and the reps it resolves team budgets with. It leaves the watermark,
-        which is the customer stage's event time, alone."""
-        if event.type in ("budget.allocated", "rep.assigned"):
-            self._folds[event.type](event, event.customer_id or "", self._time(event.occurred_at))
+        """The budget stage's fold of a forwarded `budget.allocated` (the ledger) or
+        `rep.assigned` (its own table of reps, so that what it knows of a rep follows its
+        own log even when one store holds both stages). It leaves the watermark, which is
+        the customer stage's event time, alone."""
+        if event.type == "budget.allocated":
+            self._budget_allocated(event, event.customer_id or "", 0)
+        elif event.type == "rep.assigned":
+            d = cast(RepAssigned, event.data)
+            self._cur.execute(
+                "INSERT OR REPLACE INTO stage_reps (id, team, lead) VALUES (?, ?, ?)",
+                (d.rep_id, d.team, d.lead),
+            )
+
+    def stage_rep(self, rep_id: str) -> tuple[str, str] | None:
+        """(team, lead) as the budget stage knows the rep (`fold_for_budgets`), or None."""
+        row = self._cur.execute(
+            "SELECT team, lead FROM stage_reps WHERE id = ?", (rep_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def _order_placed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(OrderPlaced, event.data)

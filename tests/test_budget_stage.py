@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from engine.service import BUDGET_TOPIC, Processor
 from engine.state import StateStore
 from events.log import Record
 from events.models import Envelope
+from tests.samples import sample
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -118,3 +120,51 @@ def test_a_record_the_customer_stage_did_not_write_is_dead_lettered(tmp_path: Pa
             ]
         )
         assert stage.tally.deadlettered == {"not_a_budget_record": 2}
+
+
+def _records(*events: dict[str, object]) -> list[Record]:
+    return [Record("in", 0, i, None, json.dumps(e).encode()) for i, e in enumerate(events)]
+
+
+def test_the_stage_knows_the_reps_of_every_instance_and_only_as_of_its_own_log(
+    tmp_path: Path,
+) -> None:
+    compiled = load(ROOT / "policies")
+    credit = sample("remedy.requested", remedy="credit", amount="20.00")  # rep-1, team budget
+    assigned = sample("rep.assigned")  # rep-1 in team-a
+    with (
+        StateStore.open(tmp_path / "a") as a,
+        StateStore.open(tmp_path / "b") as b,
+        StateStore.open(tmp_path / "stage") as ledger,
+    ):
+        # Two instances: the customer's events on one, the rep's on the other.
+        Processor(a, Decider(compiled), split=True).process(
+            _records(sample("order.placed"), sample("contact.opened"), credit)
+        )
+        Processor(b, Decider(compiled), split=True).process(_records(assigned))
+        stage = BudgetStage(ledger, Decider(compiled))
+        stage.process(_forwarded(b) + _forwarded(a))  # the rep's record came first
+        (decision,) = [
+            d
+            for d in map(json.loads, ledger.outputs("decision.made"))
+            if d["data"]["caused_by"] == credit["event_id"]
+        ]
+        assert [(c["budget"], c["owner"]) for c in decision["data"]["charges"]] == [
+            ("goodwill", "team-a")
+        ]
+
+    with StateStore.open(tmp_path / "both") as store:
+        # One store for both stages, the rep assigned after the request: as in one process,
+        # the stage does not know the rep yet, although the customer stage has folded it.
+        customers = Processor(store, Decider(compiled), split=True)
+        customers.process(
+            _records(sample("order.placed"), sample("contact.opened"), credit, assigned)
+        )
+        BudgetStage(store, Decider(compiled)).process(_forwarded(store))
+        (decision,) = [
+            d
+            for d in map(json.loads, store.outputs("decision.made"))
+            if d["data"]["caused_by"] == credit["event_id"]
+        ]
+        assert decision["data"]["charges"] == []
+        assert "no team on record for rep 'rep-1'" in decision["data"]["routes"][0]["reason"]
