@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,16 +64,26 @@ def rebuild_cli(
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
 
 
+def lose_state_mid_stream(
+    cfg: KafkaConfig, compiled: CompiledSet, data_dir: Path, partitions: int = 1, **options: Any
+) -> list[Any]:
+    """The first SPLIT lines decided by a service whose state is then lost (`data_dir` is
+    never used again), the rest produced after it stopped. Returns the decision records it
+    published."""
+    create_topics(cfg, partitions=partitions)
+    lines = shop_lines()
+    produce(cfg, lines[:SPLIT])
+    with running(cfg, compiled, data_dir, **options):
+        before = read_topic(cfg, cfg.decisions_topic, SPLIT - 5, 30, DECIDED)
+    produce(cfg, lines[SPLIT:])  # never decided before the state was lost
+    return before
+
+
 @pytest.mark.kafka
 def test_rebuild_folds_recorded_decisions_and_decides_the_rest(
     kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
 ) -> None:
-    create_topics(kafka_config, partitions=1)
-    lines = shop_lines()
-    produce(kafka_config, lines[:SPLIT])
-    with running(kafka_config, compiled, tmp_path / "lost"):
-        before = read_topic(kafka_config, kafka_config.decisions_topic, SPLIT - 5, 30, DECIDED)
-    produce(kafka_config, lines[SPLIT:])  # never decided before the state was lost
+    before = lose_state_mid_stream(kafka_config, compiled, tmp_path / "lost")
 
     result = rebuild_cli(kafka_config, tmp_path / "rebuilt")
     assert result.returncode == 0, result.stderr
@@ -100,12 +111,8 @@ def test_with_the_budget_stage_a_rebuild_leaves_the_ledger_to_the_stage(
 ) -> None:
     # Recorded charges are not folded by the rebuild: the budget stage replays its topic
     # into the rebuilt store, so each charge is counted once.
-    create_topics(kafka_config, partitions=1)
+    lose_state_mid_stream(kafka_config, compiled, tmp_path / "lost", budget_stage="kafka")
     lines = shop_lines()
-    produce(kafka_config, lines[:SPLIT])
-    with running(kafka_config, compiled, tmp_path / "lost", budget_stage="kafka"):
-        read_topic(kafka_config, kafka_config.decisions_topic, SPLIT - 5, 30, DECIDED)
-    produce(kafka_config, lines[SPLIT:])
 
     result = rebuild_cli(kafka_config, tmp_path / "rebuilt", POLICIES, "--budget-stage", "kafka")
     assert result.returncode == 0, result.stderr
@@ -129,12 +136,8 @@ def test_with_the_budget_stage_a_rebuild_leaves_the_ledger_to_the_stage(
 def test_service_rebuilds_on_start_without_deciding_history_again(
     kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
 ) -> None:
-    create_topics(kafka_config, partitions=2)
+    before = lose_state_mid_stream(kafka_config, compiled, tmp_path / "lost", partitions=2)
     lines = shop_lines()
-    produce(kafka_config, lines[:SPLIT])
-    with running(kafka_config, compiled, tmp_path / "lost"):
-        before = read_topic(kafka_config, kafka_config.decisions_topic, SPLIT - 5, 30, DECIDED)
-    produce(kafka_config, lines[SPLIT:])
     # A new instance with an empty data dir: the history is folded, the rest decided live.
     good = [line for line in lines if not _invalid(line)]
     with running(kafka_config, compiled, tmp_path / "new") as service:
