@@ -60,6 +60,9 @@ class BudgetStage(Processor):
             self.tally.duplicates += 1  # forwarded again after a crash or a rebuild
             return
         fact = partial.fact
+        sku = fact.get("sku.id")
+        if sku:  # every instance's reports reach this stage, as of its own log
+            fact["sku.reports_7d"] = self.store.reports_7d(str(sku), partial.event.occurred_at)
         if not fact.get("rep.team") and fact.get("rep.id"):
             # The customer stage's instance had no rep.assigned for this rep (it lives on
             # another partition); this stage sees every one.

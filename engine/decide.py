@@ -227,6 +227,9 @@ class Partial:
     fact: dict[str, Scalar]
     decision_id: str
     parts: dict[str, _Draft]
+    # Staged policies without a budget as matched where `parts` were made; None once
+    # sent to the budget stage, which matches them again on its own counts.
+    matched: dict[str, Rule | None] | None = None
 
     _PARTS = ("grants", "charges", "obligations", "routes", "say", "fired", "why")
 
@@ -289,24 +292,31 @@ class Decider:
         # Per fired rule, filled on first use (a validation error still surfaces every time):
         # its PolicyRef (validated once, then shared as data), and its clauses' (text,
         # condition, paths).
-        self._budgeted = frozenset(
-            p.on for p in compiled.policy_set.policies if p.budget is not None
-        )
+        self._staged = frozenset(p.on for p in compiled.policy_set.policies if p.staged)
+        # Per policy without a budget, the shared ruleset it is packed in (for the budget
+        # stage, which matches the staged ones again on its own counts).
+        self._pack_of = {
+            p.id: (ruleset, keys)
+            for event_type, packs in compiled.shared.items()
+            for (ruleset, keys), s in zip(self._shared[event_type], packs, strict=True)
+            for p in s.policies
+        }
         self._refs: dict[tuple[str, str], Doc] = {}
         self._parts: dict[tuple[str, str], tuple[tuple[str, Cond, tuple[str, ...]], ...]] = {}
 
     def decide(self, event: Envelope, state: Mapping[str, Scalar], view: StateView) -> Outcome:
         return self.decide_budget(self.decide_customer(event, state, view), view)
 
-    def has_budget_policies(self, event_type: str) -> bool:
-        """Whether some policy with a budget listens to `event_type`."""
-        return event_type in self._budgeted
+    def has_staged_policies(self, event_type: str) -> bool:
+        """Whether some policy that reads state spanning customers (`Policy.staged`)
+        listens to `event_type`."""
+        return event_type in self._staged
 
     def decide_customer(
         self, event: Envelope, state: Mapping[str, Scalar], view: StateView
     ) -> Partial:
-        """Apply the policies without a budget: everything of the decision that does not
-        depend on a budget's ledger (see `decide_budget`)."""
+        """Apply the policies that read only this customer's state: everything of the
+        decision that does not depend on state spanning customers (see `decide_budget`)."""
         fact: dict[str, Scalar] = {**state, **event_fact(event)}
         decision_id = hashlib.sha256(
             f"{event.event_id}|{self.policy_set.hash}".encode()
@@ -327,20 +337,25 @@ class Decider:
                 if won is None or rule.index < won.index:
                     first[policy_id] = rule
         parts: dict[str, _Draft] = {}
+        matched: dict[str, Rule | None] = {}
         for policy in self.policy_set.on(event.type):
-            found = first.get(policy.id) if policy.budget is None else None
-            if found is not None:
+            found = first.get(policy.id)
+            if policy.staged:
+                if policy.budget is None:
+                    matched[policy.id] = found  # on this store's counts; see decide_budget
+            elif found is not None:
                 part = parts[policy.id] = _Draft()
                 self._apply(policy, found, fact, None, event, decision_id, view, part)
-        return Partial(event, fact, decision_id, parts)
+        return Partial(event, fact, decision_id, parts, matched)
 
     def decide_budget(self, partial: Partial, view: StateView) -> Outcome:
-        """Apply the policies with a budget against its ledger (`view.budget_usage`) and
-        assemble the decision, every policy's part in policy order."""
+        """Apply the staged policies (`Policy.staged`) against the state `view` holds of
+        every customer (budgets' ledgers, defect reports, alert windows), and assemble the
+        decision, every policy's part in policy order."""
         event, fact, decision_id = partial.event, partial.fact, partial.decision_id
         draft = _Draft()
         host = self.compiled.host
-        budgeted = {p.id: p for p in self.policy_set.on(event.type) if p.budget is not None}
+        budgeted = {p.id: p for p in self.policy_set.on(event.type) if p.staged}
         # Policy id order, as one process applies them. The union matters only while the
         # budget stage runs another policy set than the stage that made `partial` (a
         # rolling change): no part is lost, and each fired policy names its own version.
@@ -350,7 +365,14 @@ class Decider:
                 draft.add(part)
                 continue
             policy = budgeted[policy_id]
-            assert policy.budget is not None
+            if policy.budget is None:  # counts defect reports or raises alerts
+                if partial.matched is not None:  # one process: matched on this fact already
+                    found = partial.matched.get(policy_id)
+                else:
+                    found = self._match_packed(policy, fact)
+                if found is not None:
+                    self._apply(policy, found, fact, None, event, decision_id, view, draft)
+                continue
             budget = self._budget_fact(policy.budget, fact, event.occurred_at, view, draft)
             lean = {key: fact[path] for path, key in self._keys[policy.id]}
             name = host.match(policy.id, lean)  # checked there: budget values are new
@@ -358,6 +380,18 @@ class Decider:
                 rule = self._rules[(policy.id, name)]
                 self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
         return self._finish(event, fact, decision_id, draft)
+
+    def _match_packed(self, policy: Policy, fact: Mapping[str, Scalar]) -> Rule | None:
+        """The first rule of `policy` (without a budget) that `fact` fires, posting the
+        shared ruleset it is packed in: the budget stage, on counts of its own."""
+        ruleset, keys = self._pack_of[policy.id]
+        lean = {key: fact[path] for path, key in keys}
+        won: Rule | None = None
+        for fired in self.compiled.host.match_all(ruleset, lean):
+            policy_id, rule = self._packed[fired]
+            if policy_id == policy.id and (won is None or rule.index < won.index):
+                won = rule
+        return won
 
     # ---------------------------------------------------------------- steps
 

@@ -187,17 +187,12 @@ class _Outlet:
 
 
 def _cross_customer(compiled: CompiledSet, budget_stage: str = "local") -> tuple[str, ...]:
-    """Ids of the policies whose decisions read state other customers' events change:
-    budgets (unless the budget stage checks them) and defect counts."""
-    local = budget_stage != "kafka"
-    prefixes = ("budget.", "sku.") if local else ("sku.",)
-    return tuple(
-        p.id
-        for p in compiled.policy_set.policies
-        if (local and (p.budget is not None or any(r.charges for r in p.rules)))
-        or any(r.alert is not None for r in p.rules)
-        or any(path.startswith(prefixes) for path in p.reads)
-    )
+    """Ids of the policies whose decisions read state other customers' events change
+    (`Policy.staged`: budgets, defect counts, alerts) and that this instance applies
+    itself: none with the budget stage, which applies them for every instance."""
+    if budget_stage == "kafka":
+        return ()
+    return tuple(p.id for p in compiled.policy_set.policies if p.staged)
 
 
 class _Seeker(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -34,6 +34,7 @@ from engine.policy_schema import (
 from events.models import CATALOG
 
 BUDGETS_FILE = "budgets.yaml"
+SHARED_FACT = "sku.reports_7d"  # besides budget.*, the fact other customers' events change
 _ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 # The decision contract's limits (events.models: Id 128, Text 4000 characters) for what a
 # policy puts into decisions: rule names, route targets and budget names, words.
@@ -92,6 +93,22 @@ class Policy:
     rules: tuple[Rule, ...]
     path: str
     hash: str
+
+    @property
+    def staged(self) -> bool:
+        """Whether it reads state that spans customers: a budget's ledger, or the defect
+        reports of a SKU (`sku.reports_7d`, in a condition, words or context; an alert
+        counts them too). With --budget-stage kafka the budget stage, which sees all of
+        it, applies such a policy."""
+        if self.budget is not None:
+            return True
+        for rule in self.rules:
+            shown = [p for spec in (rule.route, rule.alert) if spec for p in spec.context]
+            if rule.alert is not None or SHARED_FACT in shown:
+                return True
+            if rule.say and "{" + SHARED_FACT + "}" in rule.say:
+                return True
+        return SHARED_FACT in self.reads
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -313,7 +330,7 @@ class _PolicyReader:
         if len(rules) != len(rules_node) or not isinstance(version, int) or f.problems:
             return None
         content = _plain(doc)
-        return Policy(
+        policy = Policy(
             id=pid,
             version=version,
             owner=str(doc["owner"]),
@@ -325,6 +342,21 @@ class _PolicyReader:
             path=f.path,
             hash=digest(content),
         )
+        if budget is None and policy.staged:
+            # Like a budget's (see `rule`): with --budget-stage kafka the budget stage
+            # applies it after the customer's state, which keeps follow-ups, moved on.
+            for node in rules_node:
+                if "obligations" in node["then"]:
+                    f.error(
+                        f.key_span(node["then"], "obligations"),
+                        "a policy that counts defect reports or raises alerts cannot add"
+                        " follow-ups",
+                        f"put the obligations in another policy on {on}; every policy on"
+                        " the event applies",
+                    )
+            if f.problems:
+                return None
+        return policy
 
     def rule(
         self,

@@ -36,7 +36,7 @@ DECISIONS_TOPIC = "goodwill.decisions"
 DEADLETTER_TOPIC = "goodwill.deadletter"
 BUDGET_TOPIC = "goodwill.budget"
 """Split mode: decisions to finish, and the events the budget stage folds (FORWARDED)."""
-FORWARDED = frozenset(("budget.allocated", "rep.assigned"))
+FORWARDED = frozenset(("budget.allocated", "rep.assigned", "item.defect_reported"))
 PROCESSING_FAILED = "processing_failed"
 """The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
 DEADLETTER_HEADERS = frozenset(
@@ -247,7 +247,7 @@ class Processor:
             return
         split = self.split
         if split:
-            self.store.apply_event(event, budgets=False)  # the budget stage's to fold
+            self.store.apply_event(event, shared=False)  # the budget stage's to fold
         else:
             self.store.apply_event(event)
         if split and event.type in FORWARDED:
@@ -255,7 +255,7 @@ class Processor:
         outcome = self.recall.outcome(event) if self.recall is not None else None
         if outcome is None:
             state = self.store.enrich(event)
-            if split and self.decider.has_budget_policies(event.type):
+            if split and self.decider.has_staged_policies(event.type):
                 self._defer(self.decider.decide_customer(event, state, self.store))
             else:
                 outcome = self.decider.decide(event, state, self.store)

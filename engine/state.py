@@ -107,6 +107,9 @@ CREATE INDEX followups_by_case ON followups (case_id);
 CREATE INDEX followups_due ON followups (due_at, obligation_id) WHERE state = {_PENDING};
 CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
+# With the budget stage, the folds of state spanning customers that only it makes.
+_SHARED_FOLDS: Final = frozenset(("budget.allocated", "item.defect_reported"))
+
 # Tables added after version 2; created on every open if missing (engine.ledger._connect).
 _ADDED: Final = """
 CREATE TABLE IF NOT EXISTS stage_reps (
@@ -387,27 +390,29 @@ class StateStore(Ledger):
 
     # ---------------------------------------------------------------- folding events
 
-    def apply_event(self, event: Envelope, *, budgets: bool = True) -> None:
+    def apply_event(self, event: Envelope, *, shared: bool = True) -> None:
         """Fold one input event (clock.tick and unknown types only move the watermark).
 
-        `budgets=False`: leave allocations to the budget stage (`fold_for_budgets`).
+        `shared=False`: leave what spans customers, allocations and defect reports, to the
+        budget stage (`fold_for_budgets`), their only writer then.
         """
         if not self._conn.in_transaction:
-            self._autocommit(self.apply_event, event, budgets=budgets)
+            self._autocommit(self.apply_event, event, shared=shared)
             return
         t = self._time(event.occurred_at)
         fold = self._folds.get(event.type)
-        if fold is not None and (budgets or event.type != "budget.allocated"):
+        if fold is not None and (shared or event.type not in _SHARED_FOLDS):
             fold(event, event.customer_id or "", t)
         self._advance(t)
 
     def fold_for_budgets(self, event: Envelope) -> None:
-        """The budget stage's fold of a forwarded `budget.allocated` (the ledger) or
-        `rep.assigned` (its own table of reps, so that what it knows of a rep follows its
-        own log even when one store holds both stages). It leaves the watermark, which is
-        the customer stage's event time, alone."""
-        if event.type == "budget.allocated":
-            self._budget_allocated(event, event.customer_id or "", 0)
+        """The budget stage's fold of a forwarded event: `budget.allocated` (the ledger),
+        `item.defect_reported` (the reports it counts) or `rep.assigned` (its own table of
+        reps, so that what it knows of a rep follows its own log even when one store holds
+        both stages). It leaves the watermark, the customer stage's event time, alone."""
+        if event.type in _SHARED_FOLDS:
+            t = self._time(event.occurred_at)
+            self._folds[event.type](event, event.customer_id or "", t)
         elif event.type == "rep.assigned":
             d = cast(RepAssigned, event.data)
             self._cur.execute(
@@ -672,12 +677,7 @@ class StateStore(Ledger):
         team, lead = ("", "") if rep is None else (rep[1], rep[2])
 
         sku: str | None = data.get("sku")
-        reports_7d = 0
-        if sku is not None:
-            (reports_7d,) = cur.execute(
-                "SELECT count(*) FROM defects WHERE sku = ? AND at > ? AND at <= ?",
-                (sku, t - _REPORT_WINDOW, t),
-            ).fetchone()
+        reports_7d = 0 if sku is None else self._reports_7d(sku, t)
 
         return {
             "customer.id": customer_id or "",
@@ -715,6 +715,17 @@ class StateStore(Ledger):
             "sku.id": sku or "",
             "sku.reports_7d": reports_7d,
         }
+
+    def reports_7d(self, sku: str, at: datetime) -> int:
+        """`sku.reports_7d`: the defect reports for `sku` in the 7 days up to `at`."""
+        return self._reports_7d(sku, self._time(at))
+
+    def _reports_7d(self, sku: str, t: int) -> int:
+        (count,) = self._cur.execute(
+            "SELECT count(*) FROM defects WHERE sku = ? AND at > ? AND at <= ?",
+            (sku, t - _REPORT_WINDOW, t),
+        ).fetchone()
+        return int(count)
 
     def budget_usage(self, budget: str, owner: str, period: str) -> tuple[int | None, int]:
         """(allocated cents or None if never allocated, charged cents) for one budget period."""

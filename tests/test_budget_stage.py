@@ -58,7 +58,9 @@ def _example() -> list[Record]:
 
 
 def _decisions(store: StateStore) -> list[bytes]:
-    return sorted(v for v in store.outputs("decision.made"))
+    """Decisions, root-cause alerts and overdue follow-ups, sorted."""
+    kinds = ("decision.made", "rootcause.alert", "followup.overdue")
+    return sorted(v for kind in kinds for v in store.outputs(kind))
 
 
 def _forwarded(store: StateStore) -> list[Record]:
@@ -93,6 +95,7 @@ def test_split_in_two_stages_the_decisions_and_the_ledger_are_the_monolithic_one
             budget_stage.process(forwarded[start : start + 7])
         assert ledger.budgets() == budgets
         assert sorted(_decisions(customers) + _decisions(ledger)) == decisions
+        assert list(ledger.outputs("rootcause.alert"))  # the defect spike, counted there
 
         again = BudgetStage(ledger, Decider(compiled))
         again.process(forwarded)  # forwarded twice (a crash, a rebuild): nothing twice

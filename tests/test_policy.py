@@ -192,6 +192,13 @@ def test_unknown_field_points_at_it_with_a_suggestion(pdir: Path) -> None:
             "a policy with a budget cannot add follow-ups",
             "put the obligations in a policy without a budget on remedy.requested",
         ),
+        (
+            "root-cause-alert.yaml",
+            "      alert:",
+            "      obligations: [{follow_up: 48h}]\n      alert:",
+            "a policy that counts defect reports or raises alerts cannot add follow-ups",
+            "put the obligations in another policy on item.defect_reported",
+        ),
     ],
 )
 def test_each_kind_of_mistake_is_refused(
