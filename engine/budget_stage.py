@@ -1,15 +1,19 @@
-"""The budget stage: the single writer of every budget's ledger (`--budget-stage kafka`).
+"""The budget stage: the single writer of the state that spans customers
+(`--budget-stage kafka`): every budget's ledger, the defect reports per SKU and their
+alert windows.
 
 Events are keyed by customer, so with several instances each sees only some of the
-charges to a rep's or a team's budget. In split mode the customer stage (a `Processor`
-with `split=True`) decides what needs no ledger and forwards the rest to the
-`goodwill.budget` topic, which has one partition and so one reader at a time:
+charges to a rep's or a team's budget, or of the reports of one product. In split mode
+the customer stage (a `Processor` with `split=True`) decides what reads only the
+customer's state and forwards the rest to the `goodwill.budget` topic, which has one
+partition and so one reader at a time:
 
 - `request`: a `Partial` decision (`Decider.decide_customer`). The stage applies the
-  policies with a budget against its ledger (`Decider.decide_budget`), publishes the
-  finished `decision.made`, and folds its charges;
-- `event`: a `budget.allocated` or `rep.assigned`, folded into the ledger and the reps
-  it resolves team budgets with (`StateStore.fold_for_budgets`).
+  staged policies (`Policy.staged`) against its own state (`Decider.decide_budget`),
+  publishes the finished `decision.made` and any alert, and folds the charges;
+- `event`: a `budget.allocated`, `item.defect_reported` or `rep.assigned`, folded into
+  the ledger, the reports it counts, or the reps it resolves team budgets with
+  (`StateStore.fold_for_budgets`).
 
 Like the customer stage it commits its ledger, the decisions to publish (outbox), the ids
 it has seen and its position in the budget topic in one SQLite transaction per batch, so a

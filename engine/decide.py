@@ -220,7 +220,8 @@ class _Draft:
 
 @dataclass
 class Partial:
-    """A decision with the policies without a budget applied (`Decider.decide_customer`):
+    """A decision with the policies that read only the customer's state applied
+    (`Decider.decide_customer`):
     the event, its fact, the decision id and each fired policy's part, by policy id."""
 
     event: Envelope
@@ -355,16 +356,16 @@ class Decider:
         event, fact, decision_id = partial.event, partial.fact, partial.decision_id
         draft = _Draft()
         host = self.compiled.host
-        budgeted = {p.id: p for p in self.policy_set.on(event.type) if p.staged}
+        staged = {p.id: p for p in self.policy_set.on(event.type) if p.staged}
         # Policy id order, as one process applies them. The union matters only while the
         # budget stage runs another policy set than the stage that made `partial` (a
         # rolling change): no part is lost, and each fired policy names its own version.
-        for policy_id in sorted(budgeted.keys() | partial.parts.keys()):
+        for policy_id in sorted(staged.keys() | partial.parts.keys()):
             part = partial.parts.get(policy_id)
             if part is not None:
                 draft.add(part)
                 continue
-            policy = budgeted[policy_id]
+            policy = staged[policy_id]
             if policy.budget is None:  # counts defect reports or raises alerts
                 if partial.matched is not None:  # one process: matched on this fact already
                     found = partial.matched.get(policy_id)

@@ -592,6 +592,8 @@ class KafkaService:
     def _tally(self) -> Tally:
         """Both stages' counts together."""
         assert self.processor is not None
+        if self.budget_stage is None:
+            return self.processor.tally
         total = Tally()
         total.add(self.processor.tally)
         if self.budget_stage is not None:

@@ -130,8 +130,9 @@ class Processor:
         self.tally = Tally()
         self.on_output = on_output
         self.recall = recall
-        # Split mode (--budget-stage kafka): decisions that read a budget are finished by
-        # the budget stage (engine/budget_stage.py), to which this forwards them.
+        # Split mode (--budget-stage kafka): decisions that read state spanning customers
+        # are finished by the budget stage (engine/budget_stage.py), which this forwards
+        # them to; that state (ledgers, defect reports, alert windows) is the stage's.
         self.split = split
         self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
 
@@ -261,8 +262,9 @@ class Processor:
                 outcome = self.decider.decide(event, state, self.store)
         else:
             self.tally.recalled += 1
-            if split:  # the budget stage folds charges, replaying its own topic
-                outcome = replace(outcome, effects=replace(outcome.effects, charges=()))
+            if split:  # charges and alerts are the budget stage's: it replays its topic
+                effects = replace(outcome.effects, charges=())
+                outcome = replace(outcome, effects=effects, alerts=())
         if outcome is not None:
             self._record(outcome)
         watermark = self.store.watermark()
@@ -270,8 +272,8 @@ class Processor:
             self._overdue(watermark)
 
     def _defer(self, partial: Partial) -> None:
-        """Split mode: fold what the policies without a budget decided (their follow-ups)
-        and emit their alerts here; the budget stage finishes the decision."""
+        """Split mode: fold the follow-ups of the policies applied here (staged ones add
+        none and raise the alerts); the budget stage finishes the decision."""
         parts = partial.parts.values()
         obligations = tuple(
             ObligationEffect(o["obligation_id"], o["case_id"], o["due_at"])
@@ -283,7 +285,6 @@ class Processor:
             folded = Effects(partial.decision_id, "", rep_id, (), (), (), obligations)
             self.store.apply_decision(folded, partial.event.occurred_at, partial.event.customer_id)
             self.tally.followups_created += len(obligations)
-        self._alerts([alert for part in parts for alert in part.alerts])
         self._forward(b"request", partial.dump(), partial.event.customer_id, partial.decision_id)
         self.tally.deferred += 1
 

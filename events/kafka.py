@@ -222,18 +222,16 @@ class KeyHashCachingPartitioner(DefaultPartitioner):  # type: ignore[misc]
         return partitions[hashed % len(partitions)]
 
 
-def make_consumer(
-    cfg: KafkaConfig, *, group: bool = True, group_id: str | None = None
-) -> KafkaConsumer:
+def make_consumer(cfg: KafkaConfig, *, group: bool = True) -> KafkaConsumer:
     """A bytes consumer that commits only when told to.
 
-    With ``group`` it joins ``group_id`` or else ``cfg.group_id`` (call ``subscribe``);
-    without, it has no group and no committed offsets (call ``assign``).
+    With ``group`` it joins ``cfg.group_id`` (call ``subscribe``); without, it has no group and
+    no committed offsets (call ``assign``).
     """
     return _connect(
         cfg,
         KafkaConsumer,
-        group_id=(group_id or cfg.group_id) if group else None,
+        group_id=cfg.group_id if group else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=cfg.session_timeout_ms,
