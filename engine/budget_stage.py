@@ -24,8 +24,6 @@ order in which the customer stages forwarded, and in one process that is the log
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from engine.decide import Partial
 from engine.service import Processor
 from events.codec import DecodeError, decode
@@ -77,5 +75,5 @@ class BudgetStage(Processor):
         # The customer stage folded the follow-ups; this stage folds the charges, under an
         # id of its own (one store may hold both stages).
         effects = outcome.effects
-        fold = replace(effects, decision_id=f"budget:{effects.decision_id}", obligations=())
+        fold = effects._replace(decision_id=f"budget:{effects.decision_id}", obligations=())
         self._record(outcome, fold)

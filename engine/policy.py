@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,7 +95,7 @@ class Policy:
     path: str
     hash: str
 
-    @property
+    @cached_property  # a frozen dataclass keeps it in __dict__; asked once per event
     def staged(self) -> bool:
         """Whether it reads state that spans customers: a budget's ledger, or the defect
         reports of a SKU (`sku.reports_7d`, in a condition, words or context; an alert
@@ -110,7 +111,7 @@ class Policy:
                 return True
         return SHARED_FACT in self.reads
 
-    @property
+    @cached_property
     def reads(self) -> tuple[str, ...]:
         """Fact paths any rule of this policy may read, sorted (for lean facts)."""
         found: set[str] = set()

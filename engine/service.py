@@ -13,7 +13,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -255,7 +255,10 @@ class Processor:
             self._forward(b"event", encode(event), event.customer_id, event.event_id)
         outcome = self.recall.outcome(event) if self.recall is not None else None
         if outcome is None:
-            state = self.store.enrich(event)
+            if self.decider.listens(event.type):
+                state = self.store.enrich(event)
+            else:
+                state = self.store.references(event)
             if split and self.decider.has_staged_policies(event.type):
                 self._defer(self.decider.decide_customer(event, state, self.store))
             else:
@@ -263,8 +266,8 @@ class Processor:
         else:
             self.tally.recalled += 1
             if split:  # charges and alerts are the budget stage's: it replays its topic
-                effects = replace(outcome.effects, charges=())
-                outcome = replace(outcome, effects=effects, alerts=())
+                effects = outcome.effects._replace(charges=())
+                outcome = outcome._replace(effects=effects, alerts=())
         if outcome is not None:
             self._record(outcome)
         watermark = self.store.watermark()

@@ -639,11 +639,10 @@ class StateStore(Ledger):
                     _REMEDIES_IN_WINDOW, (customer_id, t - _REMEDY_WINDOW, t)
                 ).fetchone()
 
-        case_id: str | None = data.get("case_id")
-        case = None if case_id is None else self._cases.get(case_id)
+        case_id, case, order_id, rep_id = self._references(data)
         if case is None:
             status, case_rep, topic, case_channel, transfers, age_hours = "", "", "", "", 0, 0
-            case_remedies, case_order = 0, None
+            case_remedies = 0
         else:
             status, case_rep, topic, case_channel = (
                 case[_K_STATUS],
@@ -651,15 +650,9 @@ class StateStore(Ledger):
                 case[_K_TOPIC],
                 case[_K_CHANNEL],
             )
-            transfers, case_remedies, case_order = (
-                case[_K_TRANSFERS],
-                case[_K_REMEDIES],
-                case[_K_ORDER],
-            )
+            transfers, case_remedies = case[_K_TRANSFERS], case[_K_REMEDIES]
             age_hours = max(0, (t - case[_K_OPENED_AT]) // _HOUR)
 
-        # Order and rep fall back to the case's when the payload names none.
-        order_id: str | None = data.get("order_id") or case_order
         order = None if order_id is None else self._orders.get(order_id)
         if order is None:
             o_known, amount, age_days, channel, items, level = 0, 0, 0, "", 0, ""
@@ -672,7 +665,6 @@ class StateStore(Ledger):
             eta, promised = order[_O_NEW_ETA], order[_O_PROMISED]
             delay_days = 0 if eta is None or promised is None else max(0, (eta - promised) // _DAY)
 
-        rep_id: str = data.get("rep_id") or case_rep
         rep = self._reps.get(rep_id) if rep_id else None
         team, lead = ("", "") if rep is None else (rep[1], rep[2])
 
@@ -715,6 +707,24 @@ class StateStore(Ledger):
             "sku.id": sku or "",
             "sku.reports_7d": reports_7d,
         }
+
+    def references(self, event: Envelope) -> dict[str, Scalar]:
+        """Only the `case.id`, `order.id` and `rep.id` of `enrich`: what a decision on an
+        event that no policy listens to reads (`Decider.listens`)."""
+        case_id, _case, order_id, rep_id = self._references(event.data.__dict__)
+        return {"order.id": order_id or "", "case.id": case_id or "", "rep.id": rep_id}
+
+    def _references(
+        self, data: dict[str, Any]
+    ) -> tuple[str | None, list[Any] | None, str | None, str]:
+        """(case id, case row, order id, rep id) of a payload: the order and the rep fall
+        back to the case's when the payload names none."""
+        case_id: str | None = data.get("case_id")
+        case = None if case_id is None else self._cases.get(case_id)
+        if case is None:
+            return case_id, None, data.get("order_id") or None, data.get("rep_id") or ""
+        order_id = data.get("order_id") or case[_K_ORDER]
+        return case_id, case, order_id, data.get("rep_id") or case[_K_REP]
 
     def reports_7d(self, sku: str, at: datetime) -> int:
         """`sku.reports_7d`: the defect reports for `sku` in the 7 days up to `at`."""

@@ -343,12 +343,12 @@ def _decoded(event: dict[str, Any]) -> Envelope:
 
 
 def test_the_decider_refuses_a_fact_value_durable_would_mismatch(engine: Engine) -> None:
-    # check_fact runs once per event on the whole fact; the shared rulesets are then posted
-    # parts of it unchecked, so a bad value must be refused before any post.
+    # Every lean fact is checked before it is posted (only the values a ruleset reads;
+    # trust-by-default's first condition reads remedies_90d), so a bad value is refused.
     event = _decoded(expedite(1, "5.00"))
     state = dict(engine.store.enrich(event))
-    state["customer.lifetime_value"] = 12.5  # a float: durable compares it wrongly
-    with pytest.raises(ValueError, match=r"customer\.lifetime_value"):
+    state["customer.remedies_90d"] = 2.5  # a float: durable compares it wrongly
+    with pytest.raises(ValueError, match=r"customer__remedies_90d"):
         Decider(COMPILED).decide(event, state, engine.store)
 
 
