@@ -417,3 +417,33 @@ def test_a_route_to_a_field_that_is_empty_goes_to_the_team_lead(tmp_path: Path) 
         "the case's rep decides (case.rep is not on record)",
     )
     assert decision.outcome == "routed"
+
+
+def test_an_event_no_policy_listens_to_is_decided_from_its_references_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # For such events (orders placed, shipped, cases resolved...) the service reads only
+    # `StateStore.references` and `decide` skips the policies: every one of them must give
+    # the bytes the general path gives from the whole state.
+    store = StateStore.open(tmp_path)
+    decider = Decider(COMPILED)
+    decide = decider.decide
+    checked = []
+
+    def both(event: Envelope, refs: Any, view: Any) -> Any:
+        fast = decide(event, refs, view)
+        if not decider.listens(event.type):
+            whole = store.enrich(event)
+            assert refs == {k: whole[k] for k in ("order.id", "case.id", "rep.id")}
+            general = decider.decide_budget(decider.decide_customer(event, whole, view), view)
+            assert fast.raw == general.raw
+            checked.append(event.type)
+        return fast
+
+    monkeypatch.setattr(decider, "decide", both)
+    processor = Processor(store, decider)
+    lines = (ROOT / "examples" / "shop-day.jsonl").read_bytes().splitlines()
+    processor.process([Record("ex", 0, i, None, line) for i, line in enumerate(lines)])
+    store.close()
+    assert {"order.placed", "order.shipped", "case.resolved", "clock.tick"} <= set(checked)
+    assert len(checked) > 200
