@@ -62,6 +62,21 @@ BudgetStageOption = Annotated[
 ]
 
 
+RetainDays = Annotated[
+    int | None,
+    typer.Option(
+        "--retain-days",
+        min=1,
+        envvar="GOODWILL_RETAIN_DAYS",
+        show_default=False,
+        help="keep this many days of event time before the watermark and forget older"
+        " history (event ids, escalated follow-ups, remedies and defect reports beyond their"
+        " windows); older events are dead-lettered as late. Stored with the state: later"
+        " runs keep it. [keep everything]",
+    ),
+]
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"goodwill: {message}", err=True)
     return typer.Exit(code)
@@ -191,6 +206,7 @@ def run(
         int, typer.Option(min=1, help="rebuild on start: empty polls that mean a topic's end")
     ] = 5,
     budget_stage: BudgetStageOption = BudgetStageMode.local,
+    retain_days: RetainDays = None,
     kafka: dict[str, Any] | None = None,
 ) -> None:
     """Decide every event from SOURCE (or the embedded log) and print the decisions.
@@ -220,12 +236,13 @@ def run(
             idle_polls,
             policies,
             budget_stage.value,
+            retain_days,
         )
         return
     if source is not None and not source.is_file():
         raise fail(f"no such input file: {source}")
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
-    summary = run_embedded(compiled, data_dir, source, batch, printer.output)
+    summary = run_embedded(compiled, data_dir, source, batch, printer.output, retain_days)
     printer.summary(summary)
 
 
@@ -382,6 +399,7 @@ def status(
             "state_bytes": sum(f.stat().st_size for f in data_dir.glob("state.db*") if f.is_file()),
             "policy_set": store.meta("policy_set"),
             "watermark": None if watermark is None else watermark.isoformat(),
+            "retain_days": store.retain_days,
             "positions": [
                 {"source": source, "partition": part, "next_offset": offset}
                 for source, part, offset in store.positions()
@@ -400,6 +418,12 @@ def status(
     typer.echo(f"state        {data_dir / 'state.db'} ({size})")
     typer.echo(f"policy set   {found['policy_set'] or '(none activated yet)'}")
     typer.echo(f"event time   {found['watermark'] or '(no event yet)'}")
+    days = found["retain_days"]
+    typer.echo(
+        "retention    everything (no --retain-days)"
+        if days is None
+        else f"retention    {days} days of event time before the watermark; older events are late"
+    )
     for i, p in enumerate(found["positions"]):
         label = "positions   " if i == 0 else "            "
         typer.echo(f"{label} {p['source']}[{p['partition']}]: next offset {p['next_offset']}")
@@ -550,6 +574,7 @@ def _run_kafka(
     idle_polls: int,
     policies: Path,
     budget_stage: str,
+    retain_days: int | None,
 ) -> None:
     from engine.kafka_service import ServiceOptions, run_kafka
     from engine.logs import setup_logging
@@ -565,6 +590,7 @@ def _run_kafka(
         idle_polls=idle_polls,
         policies=policies,
         budget_stage=budget_stage,
+        retain_days=retain_days,
     )
     printer = (lambda event: typer.echo(encode(event).decode())) if as_json else None
     try:
@@ -741,6 +767,7 @@ def rebuild(
     poll_ms: Annotated[int, typer.Option(min=10, help="how long one poll waits")] = 200,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
     budget_stage: BudgetStageOption = BudgetStageMode.local,
+    retain_days: RetainDays = None,
     kafka: dict[str, Any] | None = None,
 ) -> None:
     """Rebuild lost state from the events and decisions topics into an empty --data-dir.
@@ -767,6 +794,7 @@ def rebuild(
         poll_ms=poll_ms,
         idle_polls=idle_polls,
         budget_stage=budget_stage.value,
+        retain_days=retain_days,
     )
     try:
         report = rebuild_state(cfg, compiled, options)

@@ -54,9 +54,12 @@ def run_embedded(
     source: Path | None,
     batch: int,
     on_output: Listener | None = None,
+    retain_days: int | None = None,
 ) -> Summary:
     data_dir.mkdir(parents=True, exist_ok=True)
     store = StateStore.open(data_dir / "state.db")
+    if retain_days is not None:
+        store.retain(retain_days)
     out = FileLog.open(data_dir / "log")
     try:
         relay(store, out)  # outputs a crash left unpublished go out first, unchanged

@@ -88,6 +88,7 @@ class ServiceOptions:
     # "local": budgets are checked in this process (one instance); "kafka": the budget
     # stage, on the budget topic, checks them for every instance (engine/budget_stage.py)
     budget_stage: str = "local"
+    retain_days: int | None = None  # StateStore.retain; None: as stored (everything)
 
 
 class Backoff:
@@ -279,6 +280,8 @@ class KafkaService:
                 opts.metrics_port,
             )
         self.store = StateStore.open(opts.data_dir / "state.db")
+        if opts.retain_days is not None:
+            self.store.retain(opts.retain_days)
         split = opts.budget_stage == "kafka"
         self.processor = Processor(self.store, Decider(self.compiled), self.on_output, split=split)
         if split:

@@ -41,7 +41,7 @@ _log = logging.getLogger("goodwill.state")
 _LEDGER_SCHEMA: Final = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
-CREATE TABLE seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE seen (event_id TEXT PRIMARY KEY, at INTEGER) WITHOUT ROWID;
 CREATE TABLE positions (
     source TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (source, part)
@@ -58,6 +58,11 @@ _OUTBOX_INSERT: Final = (
     "INSERT OR IGNORE INTO outbox (ident, kind, topic, key, value, headers)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
+
+# Columns added after version 2, to tables of older files on open: (table, column, type).
+_ADDED_COLUMNS: Final = (("seen", "at", "INTEGER"),)  # NULL: seen before it existed
+_RETAIN: Final = "retain_days"  # its meta key (see Ledger.retain)
+DAY_US: Final = 86_400_000_000
 
 _P = ParamSpec("_P")
 
@@ -96,6 +101,13 @@ class Ledger:
         # Outbox rows of the open batch, inserted together before it commits.
         self._outbox_rows: list[tuple[str, str, str, bytes | None, bytes, str]] = []
         self._checkpointer = _Checkpointer.start_for(conn) if checkpoints else None
+        # Retention (see `retain`): the horizon in microseconds of event time, or None to
+        # keep everything; and the cutoff the history was last pruned to.
+        stored = self.meta(_RETAIN)
+        self._horizon: int | None = None if stored is None else int(stored) * DAY_US
+        self._pruned_to: int | None = None
+        self._last_at: datetime | None = None
+        self._last_us = 0
 
     @staticmethod
     def _connect(path: Path, full_sync: bool, schema: str, added: str = "") -> sqlite3.Connection:
@@ -131,6 +143,10 @@ class Ledger:
             for statement in added.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                known = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in known:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             conn.execute("COMMIT")
             found = _version(conn)
             if found != STATE_SCHEMA_VERSION:
@@ -196,6 +212,14 @@ class Ledger:
         if not self._conn.in_transaction:
             raise RuntimeError("commit(): no batch is open")
         self._write_behind()
+        if self._horizon is not None and self._watermark is not None:
+            # Once per day of event time (the cutoff moves in whole days), not per batch.
+            # Whatever the batches, each prune forgets everything before its cutoff, so
+            # the same log leaves the same state.
+            cutoff = (self._watermark - self._horizon) // DAY_US * DAY_US
+            if self._pruned_to is None or cutoff > self._pruned_to:
+                self._prune(cutoff)
+                self._pruned_to = cutoff
         if self._watermark_dirty and self._watermark is not None:
             self._cur.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -206,6 +230,7 @@ class Ledger:
 
     def rollback(self) -> None:
         self._outbox_rows.clear()
+        self._pruned_to = None  # a prune it undid is done again at the next commit
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         self._watermark = self._stored_watermark()
@@ -232,6 +257,16 @@ class Ledger:
             self._watermark_at = (self._watermark, datetime_of(self._watermark))
         return self._watermark_at[1]
 
+    def _time(self, at: datetime) -> int:
+        """`micros(at)`. The service asks for one event's time several times (seen, late,
+        folds, enrich), and converting pydantic's aware datetimes costs about a
+        microsecond: the last one is remembered. Holding `at` keeps it alive, so the
+        identity test cannot see a recycled object."""
+        if at is not self._last_at:
+            self._last_at = at
+            self._last_us = micros(at)
+        return self._last_us
+
     def _advance(self, t: int) -> None:
         if self._watermark is None or t > self._watermark:
             self._watermark = t
@@ -252,12 +287,59 @@ class Ledger:
     def mark_seen(self, event_id: str) -> None:
         self._cur.execute("INSERT OR IGNORE INTO seen (event_id) VALUES (?)", (event_id,))
 
-    def first_sighting(self, event_id: str) -> bool:
+    def first_sighting(self, event_id: str, at: datetime | None = None) -> bool:
         """Mark `event_id` seen; True if it was not seen before. One statement instead of
         `seen` + `mark_seen`, for the hot path: inside a batch's transaction, a rollback
-        forgets the mark together with the effects."""
-        self._cur.execute("INSERT OR IGNORE INTO seen (event_id) VALUES (?)", (event_id,))
+        forgets the mark together with the effects. `at`: the event's time, by which
+        retention forgets the id (`retain`); None keeps it for good."""
+        t = None if at is None else self._time(at)
+        self._cur.execute("INSERT OR IGNORE INTO seen (event_id, at) VALUES (?, ?)", (event_id, t))
         return self._cur.rowcount == 1
+
+    # ---------------------------------------------------------------- retention
+
+    def retain(self, days: int) -> None:
+        """Keep `days` of event time before the watermark, and forget older history.
+
+        From now on (the setting is stored with the state, so it holds for every later
+        run): an event older than the watermark by more than `days` is late (`late`),
+        which the service dead-letters instead of deciding; and each commit forgets the
+        ids of events older than that, which no event the service accepts can repeat, with
+        the history that no window reaches any more (`_prune`). Decisions on events that
+        are not late do not change. Raising it later keeps more from then on; what was
+        forgotten stays forgotten.
+        """
+        if days < 1:
+            raise ValueError(f"retention must be at least 1 day, not {days}")
+        self._autocommit(self._retain, days)
+        self._horizon, self._pruned_to = days * DAY_US, None
+
+    def _retain(self, days: int) -> None:
+        self._cur.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_RETAIN, str(days))
+        )
+        for statement in self._retention_indexes():
+            self._cur.execute(statement)
+
+    @property
+    def retain_days(self) -> int | None:
+        """The retention in days (`retain`), or None: everything is kept."""
+        return None if self._horizon is None else self._horizon // DAY_US
+
+    def late(self, at: datetime) -> bool:
+        """Whether an event at `at` is older than the retention allows (`retain`)."""
+        horizon, watermark = self._horizon, self._watermark
+        if horizon is None or watermark is None:
+            return False
+        return self._time(at) < watermark - horizon
+
+    def _retention_indexes(self) -> tuple[str, ...]:
+        """The indexes `_prune` deletes through (created when retention is set)."""
+        return ("CREATE INDEX IF NOT EXISTS seen_by_time ON seen (at) WHERE at IS NOT NULL",)
+
+    def _prune(self, cutoff: int) -> None:
+        """Forget what retention no longer keeps: here, event ids seen before `cutoff`."""
+        self._cur.execute("DELETE FROM seen WHERE at < ?", (cutoff,))
 
     def position(self, source: str, partition: int) -> int | None:
         """The next offset to read from (source, partition), or None if never stored."""
@@ -361,7 +443,7 @@ class Ledger:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        if key == _WATERMARK:
+        if key in (_WATERMARK, _RETAIN):
             raise ValueError(f"meta key {key!r} is reserved")
         self._cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 

@@ -366,6 +366,8 @@ def rebuild(
     data_dir: Path = options.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     store = StateStore.open(data_dir / "state.db")
+    if options.retain_days is not None:
+        store.retain(options.retain_days)
     try:
         # With the budget stage, recorded charges are its to fold (it replays its topic).
         split = options.budget_stage == "kafka"

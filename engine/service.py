@@ -39,6 +39,8 @@ BUDGET_TOPIC = "goodwill.budget"
 FORWARDED = frozenset(("budget.allocated", "rep.assigned", "item.defect_reported"))
 PROCESSING_FAILED = "processing_failed"
 """The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
+LATE = "late"
+"""The dead-letter reason for an event older than the retention allows (`Ledger.retain`)."""
 DEADLETTER_HEADERS = frozenset(
     (
         "goodwill.reason",
@@ -243,7 +245,15 @@ class Processor:
         except DecodeError as err:
             self._deadletter(record, err.reason, err.detail)
             return
-        if not self.store.first_sighting(event.event_id):
+        store = self.store
+        if store.late(event.occurred_at) and (
+            self.recall is None or self.recall.outcome(event) is None  # decided live: a fact
+        ):
+            # Before the duplicate check: whether an id older than the retention is still
+            # on record depends on where batches ended, lateness only on the log.
+            self._deadletter(record, LATE, self._late(event.occurred_at))
+            return
+        if not store.first_sighting(event.event_id, event.occurred_at):
             self.tally.duplicates += 1
             return
         split = self.split
@@ -273,6 +283,16 @@ class Processor:
         watermark = self.store.watermark()
         if watermark is not None:
             self._overdue(watermark)
+
+    def _late(self, at: datetime) -> str:
+        watermark = self.store.watermark()
+        days = self.store.retain_days
+        assert watermark is not None and days is not None
+        return (
+            f"occurred_at {at.isoformat()} is more than {days} days before the watermark"
+            f" {watermark.isoformat()}, and history that old is no longer kept; to accept"
+            " such events, raise --retain-days"
+        )
 
     def _defer(self, partial: Partial) -> None:
         """Split mode: fold the follow-ups of the policies applied here (staged ones add

@@ -341,8 +341,6 @@ class StateStore(Ledger):
         self._cases = _Rows(cur, "cases", _CASE_COLUMNS)
         self._reps = _Rows(cur, "reps", _REP_COLUMNS)
         self._cached = (self._customers, self._orders, self._cases, self._reps)
-        self._last_at: datetime | None = None
-        self._last_us = 0
         # A lower bound on the earliest pending follow-up's due time (None: not known),
         # so that due_followups, which the service calls after every event, usually
         # answers without a query. Anything that makes a follow-up pending lowers it.
@@ -364,15 +362,6 @@ class StateStore(Ledger):
         service: no write lock, no checkpoints; writing raises sqlite3.OperationalError."""
         return cls(cls._connect_readonly(path), checkpoints=False)
 
-    def _time(self, at: datetime) -> int:
-        # The service calls apply_event then enrich on the same event, and converting
-        # pydantic's aware datetimes costs about a microsecond: remember the last one.
-        # Holding `at` keeps it alive, so the identity test cannot see a recycled object.
-        if at is not self._last_at:
-            self._last_at = at
-            self._last_us = micros(at)
-        return self._last_us
-
     def rollback(self) -> None:
         super().rollback()
         for rows in self._cached:
@@ -383,6 +372,34 @@ class StateStore(Ledger):
         for rows in self._cached:
             rows.flush()
         super()._write_behind()
+
+    def _retention_indexes(self) -> tuple[str, ...]:
+        return (
+            *super()._retention_indexes(),
+            "CREATE INDEX IF NOT EXISTS remedies_by_time ON remedies (at)",
+            "CREATE INDEX IF NOT EXISTS defects_by_time ON defects (at)",
+            "CREATE INDEX IF NOT EXISTS case_remedies_by_time ON case_remedies (at)",
+            f"CREATE INDEX IF NOT EXISTS followups_overdue ON followups (due_at)"
+            f" WHERE state = {_OVERDUE}",
+        )
+
+    def _prune(self, cutoff: int) -> None:
+        """Also forget the history older than `cutoff` that nothing reads any more:
+        remedies beyond the 90 days counted and defect reports beyond the 7 days counted
+        *before* it (an event just inside the retention still counts its whole window);
+        what was asked and given on cases the log has opened (only a case not yet opened
+        counts them); follow-ups already escalated. Kept whatever their age: pending and
+        parked follow-ups (promises; a reopened case brings parked ones back) and the
+        customers, orders, cases, reps and budgets that policies read."""
+        super()._prune(cutoff)
+        cur = self._cur
+        cur.execute("DELETE FROM remedies WHERE at < ?", (cutoff - _REMEDY_WINDOW,))
+        cur.execute("DELETE FROM defects WHERE at < ?", (cutoff - _REPORT_WINDOW,))
+        cur.execute(
+            "DELETE FROM case_remedies WHERE at < ? AND case_id IN (SELECT id FROM cases)",
+            (cutoff,),
+        )
+        cur.execute(f"DELETE FROM followups WHERE state = {_OVERDUE} AND due_at < ?", (cutoff,))
 
     def _customer(self, customer_id: str) -> list[Any]:
         """The customer's row to change (created if new); the caller `put`s it back."""

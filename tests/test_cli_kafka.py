@@ -187,7 +187,7 @@ def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
     command = [
         sys.executable, "-m", "engine.cli", "run", "--kafka", f"127.0.0.1:{port}",
         "--data-dir", str(tmp_path / "data"), "--policies", str(ROOT / "policies"),
-        "--metrics-port", str(http),
+        "--metrics-port", str(http), "--retain-days", "400",
     ]  # fmt: skip
     service = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     retries: list[dict[str, str]] = []
@@ -213,6 +213,12 @@ def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
     waits = [float(r["msg"].split("retrying in ")[1].split(" s")[0]) for r in retries]
     assert waits == sorted(waits) and waits[1] == 2 * waits[0]  # exponential
     assert service.returncode == 0
+    status = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "status", "--data-dir", str(tmp_path / "data"),
+         "--json"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert json.loads(status.stdout)["retain_days"] == 400  # the store took the setting
 
 
 @pytest.mark.kafka

@@ -293,9 +293,9 @@ def test_a_batch_that_cannot_be_written_is_decided_one_record_at_a_time(
     first_sighting, commit = engine.store.first_sighting, engine.store.commit
     sighted: list[str] = []
 
-    def sighting(event_id: str) -> bool:
+    def sighting(event_id: str, at: Any = None) -> bool:
         sighted.append(event_id)
-        return first_sighting(event_id)
+        return first_sighting(event_id, at)
 
     def writing() -> None:
         if "fault" in sighted:

@@ -1,0 +1,188 @@
+"""Retention (`--retain-days`): late events are dead-lettered, and history no event the
+service accepts can reach is forgotten; decisions on the accepted events do not change."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.compile import load
+from engine.decide import Decider
+from engine.ledger import DAY_US, micros
+from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
+from engine.state import StateStore
+from events.log import Record
+from tests.samples import sample
+from tests.test_cli import goodwill as run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILED = load(ROOT / "policies")
+EXAMPLE = (ROOT / "examples" / "shop-day.jsonl").read_bytes().splitlines()
+
+
+def _weeks_of_example(weeks: int) -> list[bytes]:
+    """The example (five days) again in each of `weeks` weeks, every copy with its own
+    event ids (and the bad lines as they are)."""
+    lines = []
+    for week in range(weeks):
+        for line in EXAMPLE:
+            try:
+                event = json.loads(line)
+                at = datetime.fromisoformat(event["occurred_at"]) + timedelta(weeks=week)
+                event["occurred_at"] = at.isoformat()
+                event["event_id"] = f"w{week}-{event['event_id']}"
+            except (ValueError, KeyError, TypeError):
+                lines.append(line)  # a deliberately bad line stays bad
+                continue
+            lines.append(json.dumps(event).encode())
+    return lines
+
+
+def _run(path: Path, lines: list[bytes], batch: int = 500, retain: int | None = None) -> StateStore:
+    store = StateStore.open(path)
+    if retain is not None:
+        store.retain(retain)
+    processor = Processor(store, Decider(COMPILED))
+    records = [Record("in", 0, i, None, line) for i, line in enumerate(lines)]
+    for start in range(0, len(records), batch):
+        processor.process(records[start : start + batch])
+    return store
+
+
+def _outputs(store: StateStore, topic: str) -> list[bytes]:
+    return [row[3] for row in store.outbox_pending(1_000_000) if row[1] == topic]
+
+
+def _count(store: StateStore, sql: str, *args: Any) -> int:
+    return int(store._cur.execute(sql, args).fetchone()[0])
+
+
+def test_retention_decides_the_same_and_forgets_what_no_event_can_reach(tmp_path: Path) -> None:
+    lines = _weeks_of_example(4)
+    kept = _run(tmp_path / "kept", lines)
+    pruned = _run(tmp_path / "pruned", lines, retain=2)
+    try:
+        assert _outputs(pruned, DECISIONS_TOPIC) == _outputs(kept, DECISIONS_TOPIC)
+        assert len(_outputs(kept, DECISIONS_TOPIC)) > 2000
+        # the same dead letters: the bad lines, and no event of the stream is late
+        assert _outputs(pruned, DEADLETTER_TOPIC) == _outputs(kept, DEADLETTER_TOPIC)
+        watermark = pruned.watermark()
+        assert watermark is not None
+        cutoff = (micros(watermark) - 2 * DAY_US) // DAY_US * DAY_US
+        seen = "SELECT count(*) FROM seen WHERE at < ?"
+        assert _count(kept, seen, cutoff) > 1000  # everything is kept without retention
+        assert _count(pruned, seen, cutoff) == 0
+        assert _count(pruned, "SELECT count(*) FROM seen") > 100  # the last days' ids
+        overdue = "SELECT count(*) FROM followups WHERE state = 1 AND due_at < ?"
+        assert _count(kept, overdue, cutoff) > 0
+        assert _count(pruned, overdue, cutoff) == 0
+        # the state policies read is kept whatever its age
+        for table in ("customers", "orders", "cases", "budgets", "reps"):
+            sql = f"SELECT count(*) FROM {table}"
+            assert _count(pruned, sql) == _count(kept, sql) > 0
+    finally:
+        kept.close()
+        pruned.close()
+
+
+@pytest.mark.parametrize("batch", [1, 37])
+def test_what_retention_keeps_does_not_depend_on_where_batches_end(
+    tmp_path: Path, batch: int
+) -> None:
+    lines = _weeks_of_example(3)
+    one = _run(tmp_path / "one", lines, batch=500, retain=1)
+    other = _run(tmp_path / "other", lines, batch=batch, retain=1)
+    try:
+        assert other.digest() == one.digest()
+    finally:
+        one.close()
+        other.close()
+
+
+def _event(kind: str, event_id: str, at: str, **data: Any) -> bytes:
+    return json.dumps(sample(kind, event_id=event_id, occurred_at=at, **data)).encode()
+
+
+def test_a_late_event_is_dead_lettered_and_a_forgotten_one_is_never_decided_again(
+    tmp_path: Path,
+) -> None:
+    store = StateStore.open(tmp_path)
+    store.retain(1)
+    processor = Processor(store, Decider(COMPILED))
+    request = _event("remedy.requested", "r-1", "2026-11-02T10:00:00+00:00")
+    batches = [
+        [_event("contact.opened", "c-1", "2026-11-02T09:00:00+00:00"), request],
+        [_event("clock.tick", "t-1", "2026-11-05T12:00:00+00:00")],  # the first day is gone
+        [
+            request,  # the same event again: its id is forgotten, and it is late
+            _event("remedy.requested", "r-2", "2026-11-04T11:00:00+00:00"),  # late
+            _event("remedy.requested", "r-3", "2026-11-04T13:00:00+00:00"),  # in time
+        ],
+    ]
+    offset = 0
+    for lines in batches:
+        processor.process([Record("in", 0, offset + i, None, v) for i, v in enumerate(lines)])
+        offset += len(lines)
+    try:
+        assert _count(store, "SELECT count(*) FROM seen WHERE event_id = 'r-1'") == 0
+        outputs = [json.loads(v) for v in _outputs(store, DECISIONS_TOPIC)]
+        decided = [o["data"]["caused_by"] for o in outputs if o["type"] == "decision.made"]
+        assert decided.count("r-1") == 1
+        assert "r-2" not in decided and "r-3" in decided
+        dead = [row for row in store.outbox_pending(100) if row[1] == DEADLETTER_TOPIC]
+        assert [json.loads(row[3])["event_id"] for row in dead] == ["r-1", "r-2"]
+        headers = dict(dead[1][4])
+        assert headers["goodwill.reason"] == b"late"
+        detail = headers["goodwill.detail"].decode()
+        assert "more than 1 days before the watermark 2026-11-05T12:00:00+00:00" in detail
+        assert "--retain-days" in detail
+        assert processor.tally.deadlettered == {"late": 2}
+    finally:
+        store.close()
+
+
+def test_the_setting_is_kept_with_the_state_and_old_files_gain_event_times(
+    tmp_path: Path,
+) -> None:
+    with StateStore.open(tmp_path) as store:
+        assert store.retain_days is None
+        # a file written before event times were kept for ids
+        store._conn.execute("DROP TABLE seen")
+        store._conn.execute("CREATE TABLE seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        store._conn.execute("INSERT INTO seen VALUES ('from-before')")
+    with StateStore.open(tmp_path) as store:
+        store.retain(3)
+        assert store.first_sighting("new", datetime.fromisoformat("2026-11-02T10:00:00+00:00"))
+    with StateStore.open(tmp_path) as store:
+        assert store.retain_days == 3  # without asking again
+        rows = dict(store._cur.execute("SELECT event_id, at FROM seen").fetchall())
+        assert rows["from-before"] is None  # its age is not known: never forgotten
+        assert rows["new"] == micros(datetime.fromisoformat("2026-11-02T10:00:00+00:00"))
+        with pytest.raises(ValueError, match="reserved"):
+            store.set_meta("retain_days", "1")
+        with pytest.raises(ValueError, match="at least 1 day"):
+            store.retain(0)
+
+
+def test_goodwill_run_takes_retain_days_and_status_shows_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    bad = run_cli("run", str(ROOT / "examples" / "shop-day.jsonl"), "--retain-days", "0")
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "--retain-days" in bad.stderr
+    ran = run_cli(
+        "run", str(ROOT / "examples" / "shop-day.jsonl"), "--data-dir", str(data), "-q",
+        "--retain-days", "30",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    status = run_cli("status", "--data-dir", str(data), "--json")
+    assert json.loads(status.stdout)["retain_days"] == 30
+    text = run_cli("status", "--data-dir", str(data)).stdout
+    assert "retention    30 days of event time" in text
+    with sqlite3.connect(data / "state.db") as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}
+    assert "seen_by_time" in indexes
