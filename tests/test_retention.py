@@ -186,3 +186,47 @@ def test_goodwill_run_takes_retain_days_and_status_shows_it(tmp_path: Path) -> N
     with sqlite3.connect(data / "state.db") as conn:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema")}
     assert "seen_by_time" in indexes
+
+
+def test_a_rebuild_folds_a_recorded_decision_even_where_its_event_looks_late(
+    tmp_path: Path,
+) -> None:
+    # A rebuild may read the partitions in another interleaving than the live run did, so
+    # an event the live run accepted can look late; its recorded decision is a fact and is
+    # folded, while an event without one is dead-lettered as late.
+    from engine.decide import Outcome
+    from events.codec import decode
+
+    live = StateStore.open(tmp_path / "live")
+    decider = Decider(COMPILED)
+    opened = _event("contact.opened", "c-1", "2026-11-02T09:00:00+00:00")
+    recorded = {}
+    for value in (opened,):
+        event = decode(value)
+        live.apply_event(event)
+        recorded[event.event_id] = decider.decide(event, live.enrich(event), live)
+    live.close()
+
+    class Recorded:
+        def outcome(self, event: Any) -> Outcome | None:
+            return recorded.get(event.event_id)
+
+        def raw(self, ident: str) -> bytes | None:
+            found = [o.raw for o in recorded.values() if o.effects.decision_id == ident]
+            return found[0] if found else None
+
+    store = StateStore.open(tmp_path / "rebuilt")
+    store.retain(1)
+    processor = Processor(store, decider, recall=Recorded())
+    tick = _event("clock.tick", "t-1", "2026-11-05T12:00:00+00:00")
+    unrecorded = _event("contact.opened", "c-2", "2026-11-02T10:00:00+00:00", case_id="case-2")
+    lines = [tick, opened, unrecorded]
+    processor.process([Record("in", 0, i, None, v) for i, v in enumerate(lines)])
+    try:
+        assert processor.tally.recalled == 1
+        assert processor.tally.deadlettered == {"late": 1}
+        dead = [row for row in store.outbox_pending(100) if row[1] == DEADLETTER_TOPIC]
+        assert [json.loads(row[3])["event_id"] for row in dead] == ["c-2"]
+        assert _count(store, "SELECT count(*) FROM followups WHERE case_id = 'case-1'") == 1
+    finally:
+        store.close()
