@@ -131,8 +131,9 @@ def _setup(month: str, first: bool) -> Iterator[tuple[str, dict[str, Any]]]:
         )
 
 
-def generate(n_events: int, n_customers: int, seed: int = 7) -> Iterator[bytes]:
-    """Yield `n_events` encoded events (JSON, no trailing newline) for `n_customers`."""
+def generate(n_events: int, n_customers: int, seed: int = 7, pace: float = 1.0) -> Iterator[bytes]:
+    """Yield `n_events` encoded events (JSON, no trailing newline) for `n_customers`, about
+    `pace` seconds of event time apart (1: a day is ~86,000 events)."""
     # One flat loop with local names: this is the benchmark's feed, so speed wins here.
     rng = random.Random(seed)
     rand = rng.random
@@ -289,7 +290,7 @@ def generate(n_events: int, n_customers: int, seed: int = 7) -> Iterator[bytes]:
                 "data": data,
             }
         ).encode()
-        t += int(rand() * 3)  # about one event a second
+        t += int(rand() * 3 * pace)  # about `pace` seconds apart
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -297,11 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events to write")
     parser.add_argument("--customers", type=int, default=50_000, help="distinct customers")
     parser.add_argument("--seed", type=int, default=7, help="same seed, same stream")
+    parser.add_argument("--pace", type=float, default=1.0, help="seconds between events, about")
     args = parser.parse_args(argv)
     out = sys.stdout.buffer
     began = time.perf_counter()
     try:
-        for line in generate(args.events, args.customers, args.seed):
+        for line in generate(args.events, args.customers, args.seed, args.pace):
             out.write(line + b"\n")
         out.flush()
     except BrokenPipeError:  # piped into `head`: the reader has what it wanted

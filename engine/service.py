@@ -54,6 +54,7 @@ DEADLETTER_HEADERS = frozenset(
 )
 """The headers a dead-letter copy carries besides the original record's."""
 _DETAIL_CHARS = 2000
+_ACTIVATIONS = "activations"  # meta: policy sets this store has recorded activating
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -145,15 +146,19 @@ class Processor:
             return None
         files = tuple(PolicyFile(path=p, policy=i, version=v, hash=h) for p, i, v, h in ps.files)
         at = self.store.watermark() or datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+        # The how-manyth activation of this store, after the first: a set reloaded back
+        # before any event moved the watermark is a new activation, not a copy of the old.
+        count = int(self.store.meta(_ACTIVATIONS) or 0)
         event = make_output(
             "policy_set.activated",
-            f"policy-set:{ps.hash}:{at.isoformat()}",
+            f"policy-set:{ps.hash}:{at.isoformat()}" + (f":{count + 1}" if count else ""),
             at,
             PolicySetActivated(policy_set=ps.hash, files=files),
             None,
         )
         with self._transaction():
             self.store.set_meta("policy_set", ps.hash)
+            self.store.set_meta(_ACTIVATIONS, str(count + 1))
             self._emit(event)
         return event
 
@@ -371,6 +376,8 @@ class Processor:
         with self._transaction():
             if isinstance(event.data, PolicySetActivated):
                 self.store.set_meta("policy_set", event.data.policy_set)
+                count = int(self.store.meta(_ACTIVATIONS) or 0)
+                self.store.set_meta(_ACTIVATIONS, str(count + 1))
             elif isinstance(event.data, FollowupOverdue):
                 self.store.mark_overdue(event.data.obligation_id)
                 self.tally.overdue += 1

@@ -190,6 +190,31 @@ def test_activation_is_recorded_once_per_policy_set(engine: Engine) -> None:
     assert engine.processor.activate() is None
 
 
+def test_a_set_reloaded_back_before_the_watermark_moves_is_recorded_again(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A -> B -> A with no event in between: three activations at one watermark, each with
+    # an id of its own, so neither the outbox nor a consumer deduping by id drops the third.
+    import shutil
+
+    other = tmp_path / "other-policies"
+    shutil.copytree(ROOT / "policies", other)
+    target = other / "replace-broken-part.yaml"
+    target.write_text(target.read_text().replace("I'm sorry it broke.", "Sorry it broke."))
+    changed = load(other)
+    activated = []
+    for compiled in (COMPILED, changed, COMPILED):
+        engine.processor.decider = Decider(compiled)
+        event = engine.processor.activate()
+        assert event is not None
+        activated.append((event.event_id, event.data.policy_set))  # type: ignore[attr-defined]
+    assert [h for _, h in activated] == [COMPILED.hash, changed.hash, COMPILED.hash]
+    assert len({ident for ident, _ in activated}) == 3
+    recorded = [json.loads(row[3]) for row in engine.store.outbox_pending(100)]
+    kinds = [(r["event_id"], r["data"]["policy_set"]) for r in recorded if "files" in r["data"]]
+    assert kinds == activated
+
+
 def test_a_seen_event_is_skipped_without_effects(engine: Engine) -> None:
     engine.decision(expedite(1, "20.00"))
     assert engine.feed(expedite(1, "20.00")) == []
