@@ -464,12 +464,19 @@ def _decoded(raw: str | bytes) -> Envelope | DecodeError:
         return err
 
 
+BROADCAST = frozenset(("clock.tick", "rep.assigned"))
+"""Input types `EventProducer.send` puts on every partition of the events topic: each
+instance advances its own event time, and folds every rep for the policies it applies
+(their `rep.*` facts); in each partition's order, so every partition sees the same reps
+at the same point of its own history."""
+
+
 def event_key(event: Envelope) -> bytes | None:
     """The partition key for an input event: the customer, else the budget owner or rep.
 
     Customer events carry `customer_id`; `budget.allocated` is keyed by its `owner` and
     `rep.assigned` by its `rep_id`, so each owner's or rep's history stays in order on one
-    partition. `clock.tick` has no key (see `EventProducer.send`).
+    partition. `EventProducer.send` sends the `BROADCAST` types to every partition instead.
     """
     if event.customer_id:
         return event.customer_id.encode()
@@ -488,8 +495,9 @@ class EventProducer:
             producer.send({"event_id": "e-1", "type": "order.placed", ...})
 
     `send` raises `events.codec.DecodeError` for an invalid event (nothing is sent) and
-    returns the validated event. It sends the canonical encoding. A `clock.tick` goes to
-    every partition, because each engine instance advances its own event time.
+    returns the validated event. It sends the canonical encoding. A `clock.tick` and a
+    `rep.assigned` go to every partition (`BROADCAST`), each copy the same bytes: every
+    instance decides it once, with the same decision id, which consumers dedupe by.
     """
 
     def __init__(self, cfg: KafkaConfig, producer: KafkaProducer | None = None) -> None:
@@ -503,9 +511,11 @@ class EventProducer:
         elif not isinstance(event, Envelope):
             event = decode(json.dumps(event, ensure_ascii=False).encode())
         value, key, topic = encode(event), event_key(event), self.cfg.events_topic
-        if event.type == "clock.tick":
+        if event.type in BROADCAST:
             for partition in sorted(self._producer.partitions_for(topic) or {0}):
-                self._futures.append(self._producer.send(topic, value=value, partition=partition))
+                self._futures.append(
+                    self._producer.send(topic, key=key, value=value, partition=partition)
+                )
         else:
             self._futures.append(self._producer.send(topic, key=key, value=value))
         return event

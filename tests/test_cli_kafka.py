@@ -92,11 +92,15 @@ def test_emit_sends_valid_events_keyed_and_refuses_invalid_ones(
     err = result.stderr.decode()
     assert f"{source}:2: schema_invalid: data.amount" in err, err
     assert "sent 2 event(s)" in result.stdout.decode()
-    records = read_topic(kafka_config, kafka_config.events_topic, 2)
+    records = read_topic(kafka_config, kafka_config.events_topic, 3)
+    # the rep's assignment goes to every partition (each instance applies policies that
+    # read rep.* facts), still keyed by the rep
     assert sorted((r.key, json.loads(r.value)["event_id"]) for r in records) == [
+        (b"ana", "emit-3"),
         (b"ana", "emit-3"),
         (b"c-1", "emit-1"),
     ]
+    assert sorted(r.partition for r in records if r.key == b"ana") == [0, 1]
 
     # One event (or an array) on stdin; nothing at all is sent when every event is bad.
     result = goodwill(kafka_config, "emit", "-", stdin=json.dumps([bad]).encode())
@@ -104,9 +108,10 @@ def test_emit_sends_valid_events_keyed_and_refuses_invalid_ones(
     one = {**EVENT, "event_id": "emit-4"}
     result = goodwill(kafka_config, "emit", "-", stdin=json.dumps(one, indent=2).encode())
     assert result.returncode == 0, result.stderr
-    records = read_topic(kafka_config, kafka_config.events_topic, 3)
+    records = read_topic(kafka_config, kafka_config.events_topic, 4)
     assert sorted(json.loads(r.value)["event_id"] for r in records) == [
         "emit-1",
+        "emit-3",
         "emit-3",
         "emit-4",
     ]

@@ -586,6 +586,16 @@ def _rush_on_one_budget(customers: int) -> tuple[bytes, list[bytes]]:
     return json.dumps(allocation).encode(), [json.dumps(r).encode() for r in requests]
 
 
+def _joined(services: Sequence[KafkaService], partitions: int) -> None:
+    """Wait (bounded) until every service has partitions and together they have all."""
+    for _ in range(400):
+        shares = [s.consumer.assignment() if s.consumer else set() for s in services]
+        if all(shares) and len({tp for share in shares for tp in share}) >= partitions:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the group did not give each instance partitions")
+
+
 @pytest.mark.kafka
 @pytest.mark.parametrize("stage", ["kafka", "local"])
 def test_with_two_instances_budgets_hold_only_with_the_budget_stage(
@@ -597,12 +607,7 @@ def test_with_two_instances_budgets_hold_only_with_the_budget_stage(
         running(kafka_config, compiled, tmp_path / "a", budget_stage=stage) as a,
         running(kafka_config, compiled, tmp_path / "b", budget_stage=stage) as b,
     ):
-        for _ in range(400):  # bounded: both have joined and share the partitions
-            shares = [s.consumer.assignment() if s.consumer else set() for s in (a, b)]
-            if all(shares) and len({tp for share in shares for tp in share}) >= 4:
-                break
-            time.sleep(0.05)
-        assert all(shares), "the group did not give each instance partitions"
+        _joined((a, b), 4)
         produce(kafka_config, [allocation])  # decided (noted) before any request
         _all_decided(kafka_config, [allocation], 60)
         produce(kafka_config, requests)
@@ -627,6 +632,59 @@ def test_with_two_instances_budgets_hold_only_with_the_budget_stage(
         # Each instance checks its share of the requests against a ledger of its own.
         assert ("expedite", "rex", "2026-11") in broken
         assert len(charged) > 10
+
+
+@pytest.mark.kafka
+def test_with_two_instances_every_partition_knows_every_rep(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    # A rep.assigned sent with EventProducer goes to every partition, so the policies each
+    # instance applies read the rep's team and lead whichever partition a customer is on:
+    # here replace-broken-part routes an unknown order to the team lead by name.
+    from events.kafka import EventProducer
+    from tests.samples import sample
+
+    create_topics(kafka_config, partitions=4)
+    assigned = sample(
+        "rep.assigned", event_id="rex-joins", rep_id="rex", team="team-r", lead="lena",
+        occurred_at="2026-11-02T08:00:00Z",
+    )  # fmt: skip
+    reports = [
+        sample(
+            "item.defect_reported",
+            event_id=f"broke-{i:02d}",
+            customer_id=f"bc-{i:02d}",
+            rep_id="rex",
+            order_id=f"bo-{i:02d}",
+            case_id=f"bk-{i:02d}",
+            sku=f"SKU-{i}",
+            occurred_at=f"2026-11-02T09:00:{i:02d}Z",
+        )
+        for i in range(24)
+    ]
+    with (
+        running(kafka_config, compiled, tmp_path / "a") as a,
+        running(kafka_config, compiled, tmp_path / "b") as b,
+    ):
+        _joined((a, b), 4)
+        with EventProducer(kafka_config) as producer:
+            producer.send(assigned)
+            for report in reports:
+                producer.send(report)
+        lines = [json.dumps(r).encode() for r in reports]
+        records = _all_decided(kafka_config, lines, 90)
+
+    leads = {}
+    for record in records:
+        doc = json.loads(record.value)
+        if doc["type"] == "decision.made" and doc["data"]["caused_by"].startswith("broke-"):
+            (route,) = [r for r in doc["data"]["routes"] if r["to"] == "team-lead"]
+            leads[doc["data"]["caused_by"]] = route["person"]
+    assert leads == {r["event_id"]: "lena" for r in reports}
+    from kafka.partitioner import murmur2
+
+    partitions = {(murmur2(f"bc-{i:02d}".encode()) & 0x7FFFFFFF) % 4 for i in range(24)}
+    assert len(partitions) == 4  # the customers are spread over every partition
 
 
 # ---------------------------------------------------------------- 5. SIGTERM
