@@ -98,6 +98,17 @@ def test_rebuild_folds_recorded_decisions_and_decides_the_rest(
     assert digest(tmp_path / "rebuilt") == want
     assert f"state digest {want}" in result.stdout
 
+    # With --retain-days (nothing in this history is old enough to forget): the same
+    # outputs, and the store keeps the setting for the service that runs on it.
+    retained = rebuild_cli(kafka_config, tmp_path / "retained", POLICIES, "--retain-days", "400")
+    assert retained.returncode == 0, retained.stderr
+    with (
+        StateStore.open(tmp_path / "rebuilt" / "state.db") as plain,
+        StateStore.open(tmp_path / "retained" / "state.db") as kept,
+    ):
+        assert kept.retain_days == 400 and plain.retain_days is None
+        assert list(kept.outputs()) == list(plain.outputs())
+
     # The service then publishes what the history lacked, exactly once: the whole stream.
     with running(kafka_config, compiled, tmp_path / "rebuilt"):
         published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded))
