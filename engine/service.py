@@ -137,6 +137,8 @@ class Processor:
         # are finished by the budget stage (engine/budget_stage.py), which this forwards
         # them to; that state (ledgers, defect reports, alert windows) is the stage's.
         self.split = split
+        if split:
+            store.keep_reports = True  # the budget stage's (StateStore._prune)
         self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
 
     def activate(self) -> Envelope | None:

@@ -341,6 +341,9 @@ class StateStore(Ledger):
         self._cases = _Rows(cur, "cases", _CASE_COLUMNS)
         self._reps = _Rows(cur, "reps", _REP_COLUMNS)
         self._cached = (self._customers, self._orders, self._cases, self._reps)
+        # Split mode: the defect reports are the budget stage's, which may replay its topic
+        # from far behind this store's event time, so retention keeps them (see _prune).
+        self.keep_reports = False
         # A lower bound on the earliest pending follow-up's due time (None: not known),
         # so that due_followups, which the service calls after every event, usually
         # answers without a query. Anything that makes a follow-up pending lowers it.
@@ -389,12 +392,14 @@ class StateStore(Ledger):
         *before* it (an event just inside the retention still counts its whole window);
         what was asked and given on cases the log has opened (only a case not yet opened
         counts them); follow-ups already escalated. Kept whatever their age: pending and
-        parked follow-ups (promises; a reopened case brings parked ones back) and the
-        customers, orders, cases, reps and budgets that policies read."""
+        parked follow-ups (promises; a reopened case brings parked ones back), the
+        customers, orders, cases, reps and budgets that policies read, and in split mode
+        the defect reports (`keep_reports`)."""
         super()._prune(cutoff)
         cur = self._cur
         cur.execute("DELETE FROM remedies WHERE at < ?", (cutoff - _REMEDY_WINDOW,))
-        cur.execute("DELETE FROM defects WHERE at < ?", (cutoff - _REPORT_WINDOW,))
+        if not self.keep_reports:
+            cur.execute("DELETE FROM defects WHERE at < ?", (cutoff - _REPORT_WINDOW,))
         cur.execute(
             "DELETE FROM case_remedies WHERE at < ? AND case_id IN (SELECT id FROM cases)",
             (cutoff,),

@@ -230,3 +230,36 @@ def test_a_rebuild_folds_a_recorded_decision_even_where_its_event_looks_late(
         assert _count(store, "SELECT count(*) FROM followups WHERE case_id = 'case-1'") == 1
     finally:
         store.close()
+
+
+def test_with_the_budget_stage_retention_keeps_every_defect_report(tmp_path: Path) -> None:
+    # In split mode the reports are the budget stage's, and a stage that takes over the
+    # budget partition may replay its topic from far behind this store's event time:
+    # forgetting reports by this store's watermark could change what it counts.
+    from engine.budget_stage import BudgetStage
+    from tests.test_budget_stage import _forwarded
+
+    tick = _event("clock.tick", "late-tick", "2026-12-20T08:00:00+00:00")
+    lines = [*_weeks_of_example(3), tick]
+    records = [Record("in", 0, i, None, line) for i, line in enumerate(lines)]
+
+    def split(path: Path, retain: int | None) -> tuple[int, int]:
+        with StateStore.open(path) as store:
+            if retain is not None:
+                store.retain(retain)
+            customers = Processor(store, Decider(COMPILED), split=True)
+            customers.process(records[:-1])
+            BudgetStage(store, Decider(COMPILED)).process(_forwarded(store))
+            customers.process(records[-1:])  # a new day: the store prunes
+            seen = "SELECT count(*) FROM seen WHERE at IS NOT NULL"
+            return _count(store, "SELECT count(*) FROM defects"), _count(store, seen)
+
+    kept_reports, kept_ids = split(tmp_path / "kept", None)
+    reports, ids = split(tmp_path / "retained", 1)
+    assert reports == kept_reports > 0
+    assert ids < kept_ids  # the rest of the history is forgotten as usual
+    single = _run(tmp_path / "one", lines, retain=1)
+    try:  # without the stage, old reports are forgotten
+        assert _count(single, "SELECT count(*) FROM defects") < reports
+    finally:
+        single.close()
