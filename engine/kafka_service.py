@@ -45,6 +45,7 @@ from kafka.structs import OffsetAndMetadata
 from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
 from engine.decide import Decider
+from engine.ledger import datetime_of, micros
 from engine.metrics import Metrics
 from engine.service import (
     BUDGET_TOPIC,
@@ -247,6 +248,10 @@ class KafkaService:
         # The stored positions by topic and partition, mirrored in memory: kafka-python
         # calls the rebalance listener from its own thread, which must not touch SQLite.
         self.stored: dict[str, dict[int, int]] = {}
+        # With --retain-days: the latest event time decided per stored partition, and the
+        # time before which the store has forgotten history (micros; see seek_stored).
+        self.stored_times: dict[tuple[str, int], int | None] = {}
+        self.forgotten: int | None = None
         self._stored_lock = threading.Lock()
         self._budgets_at = 0.0
         self._budgets_dirty = False
@@ -502,9 +507,14 @@ class KafkaService:
                 self._retry("store", exc)
                 self.seek_stored(list(part))
                 continue
+            store = processor.store
+            forgotten = store.forgotten_before()
             with self._stored_lock:
                 for tp, batch in part.items():
                     self.stored.setdefault(tp.topic, {})[tp.partition] = batch[-1].offset + 1
+                    time_ = store.partition_time(tp.topic, tp.partition)
+                    self.stored_times[(tp.topic, tp.partition)] = time_
+                self.forgotten = None if forgotten is None else micros(forgotten)
             done.update(part)
         if not done:
             return
@@ -640,6 +650,7 @@ class KafkaService:
         from engine.rebuild import partitions_of
 
         found: dict[str, dict[int, int]] = {}
+        times: dict[tuple[str, int], int | None] = {}
         topics = [self.cfg.events_topic]
         if self.budget_stage is not None:
             topics.append(self.cfg.budget_topic)
@@ -648,8 +659,11 @@ class KafkaService:
                 position = self.store.position(topic, partition)
                 if position is not None:
                     found.setdefault(topic, {})[partition] = position
+                    times[(topic, partition)] = self.store.partition_time(topic, partition)
+        forgotten = self.store.forgotten_before()
         with self._stored_lock:
-            self.stored = found
+            self.stored, self.stored_times = found, times
+            self.forgotten = None if forgotten is None else micros(forgotten)
 
     def seek_stored(self, partitions: Sequence[TopicPartition]) -> None:
         """Seek to the positions stored with the state (the beginning when none is)."""
@@ -658,6 +672,9 @@ class KafkaService:
         for tp in partitions:
             with self._stored_lock:
                 position = self.stored.get(tp.topic, {}).get(tp.partition)
+                mark = self.stored_times.get((tp.topic, tp.partition))
+                forgotten = self.forgotten
+            _warn_if_forgotten(tp, position, mark, forgotten)
             if position is None:
                 consumer.seek_to_beginning(tp)
                 self.positions[tp] = 0
@@ -688,6 +705,28 @@ def _commit_done(offsets: Any, result: Any) -> None:
 
 class _Stopped(Exception):
     pass
+
+
+def _warn_if_forgotten(
+    tp: TopicPartition, position: int | None, mark: int | None, forgotten: int | None
+) -> None:
+    """Warn when a partition comes back to a store that has since forgotten history its
+    replay reads: its stored event time `mark` is before `forgotten` (micros)."""
+    if position is None or mark is None or forgotten is None or mark >= forgotten:
+        return
+    log.warning(
+        "%s[%d] resumes here from offset %d, where its events had reached %s; this store has"
+        " since forgotten history from before %s (--retain-days), so the records it replays"
+        " may be decided on less history than where they were first decided. To decide them"
+        " as before, rebuild this instance's state (goodwill rebuild into an empty"
+        " --data-dir).",
+        tp.topic,
+        tp.partition,
+        position,
+        datetime_of(mark).isoformat(),
+        datetime_of(forgotten).isoformat(),
+        extra={"topic": tp.topic, "partition": tp.partition},
+    )
 
 
 def run_kafka(

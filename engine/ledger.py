@@ -60,7 +60,10 @@ _OUTBOX_INSERT: Final = (
 )
 
 # Columns added after version 2, to tables of older files on open: (table, column, type).
-_ADDED_COLUMNS: Final = (("seen", "at", "INTEGER"),)  # NULL: seen before it existed
+_ADDED_COLUMNS: Final = (
+    ("seen", "at", "INTEGER"),  # NULL: seen before it existed
+    ("positions", "event_time", "INTEGER"),  # NULL: not an events partition, or not known
+)
 _RETAIN: Final = "retain_days"  # its meta key (see Ledger.retain)
 DAY_US: Final = 86_400_000_000
 
@@ -106,6 +109,9 @@ class Ledger:
         stored = self.meta(_RETAIN)
         self._horizon: int | None = None if stored is None else int(stored) * DAY_US
         self._pruned_to: int | None = None
+        # Per input partition, the latest event time decided from it (`note_time`), as
+        # stored with its position or changed in this batch; loaded on first use.
+        self._part_times: dict[tuple[str, int], int | None] = {}
         self._last_at: datetime | None = None
         self._last_us = 0
 
@@ -231,6 +237,7 @@ class Ledger:
     def rollback(self) -> None:
         self._outbox_rows.clear()
         self._pruned_to = None  # a prune it undid is done again at the next commit
+        self._part_times.clear()
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         self._watermark = self._stored_watermark()
@@ -326,12 +333,40 @@ class Ledger:
         """The retention in days (`retain`), or None: everything is kept."""
         return None if self._horizon is None else self._horizon // DAY_US
 
-    def late(self, at: datetime) -> bool:
-        """Whether an event at `at` is older than the retention allows (`retain`)."""
-        horizon, watermark = self._horizon, self._watermark
-        if horizon is None or watermark is None:
+    def forgotten_before(self) -> datetime | None:
+        """The event time before which retention has forgotten history, or None."""
+        if self._horizon is None or self._watermark is None:
+            return None
+        return datetime_of((self._watermark - self._horizon) // DAY_US * DAY_US)
+
+    def late(self, at: datetime, source: str, partition: int) -> bool:
+        """Whether an event at `at` from (source, partition) is older than the retention
+        allows (`retain`): more than the horizon before the latest event time decided
+        from that partition. Per partition, so a partition that comes back to this store
+        after a while is decided from where it stood, not measured by the others."""
+        if self._horizon is None:
             return False
-        return self._time(at) < watermark - horizon
+        mark = self.partition_time(source, partition)
+        return mark is not None and self._time(at) < mark - self._horizon
+
+    def partition_time(self, source: str, partition: int) -> int | None:
+        """The latest event time (`micros`) decided from (source, partition), or None."""
+        key = (source, partition)
+        try:
+            return self._part_times[key]
+        except KeyError:
+            row = self._cur.execute(
+                "SELECT event_time FROM positions WHERE source = ? AND part = ?", key
+            ).fetchone()
+            mark = self._part_times[key] = None if row is None else row[0]
+            return mark
+
+    def note_time(self, source: str, partition: int, at: datetime) -> None:
+        """An event at `at` from (source, partition) is being decided; stored with the
+        partition's next position (`set_position`)."""
+        t, mark = self._time(at), self.partition_time(source, partition)
+        if mark is None or t > mark:
+            self._part_times[(source, partition)] = t
 
     def _retention_indexes(self) -> tuple[str, ...]:
         """The indexes `_prune` deletes through (created when retention is set)."""
@@ -356,8 +391,9 @@ class Ledger:
 
     def set_position(self, source: str, partition: int, offset: int) -> None:
         self._cur.execute(
-            "INSERT OR REPLACE INTO positions (source, part, next_offset) VALUES (?, ?, ?)",
-            (source, partition, offset),
+            "INSERT OR REPLACE INTO positions (source, part, next_offset, event_time)"
+            " VALUES (?, ?, ?, ?)",
+            (source, partition, offset, self.partition_time(source, partition)),
         )
 
     def outbox_add(

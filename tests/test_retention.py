@@ -13,7 +13,7 @@ import pytest
 
 from engine.compile import load
 from engine.decide import Decider
-from engine.ledger import DAY_US, micros
+from engine.ledger import DAY_US, datetime_of, micros
 from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
 from events.log import Record
@@ -139,7 +139,8 @@ def test_a_late_event_is_dead_lettered_and_a_forgotten_one_is_never_decided_agai
         headers = dict(dead[1][4])
         assert headers["goodwill.reason"] == b"late"
         detail = headers["goodwill.detail"].decode()
-        assert "more than 1 days before the watermark 2026-11-05T12:00:00+00:00" in detail
+        assert "more than 1 days before the latest event of its partition" in detail
+        assert "(2026-11-05T12:00:00+00:00)" in detail
         assert "--retain-days" in detail
         assert processor.tally.deadlettered == {"late": 2}
     finally:
@@ -263,3 +264,83 @@ def test_with_the_budget_stage_retention_keeps_every_defect_report(tmp_path: Pat
         assert _count(single, "SELECT count(*) FROM defects") < reports
     finally:
         single.close()
+
+
+def test_lateness_is_measured_per_partition(tmp_path: Path) -> None:
+    # A partition that comes back to this store after a while (another instance decided
+    # it meanwhile) resumes from where it stood here: its events are not measured against
+    # the event time of the store's other partitions.
+    store = StateStore.open(tmp_path)
+    store.retain(3)
+    processor = Processor(store, Decider(COMPILED))
+
+    def feed(partition: int, offset: int, *lines: bytes) -> None:
+        processor.process(
+            [Record("in", partition, offset + i, None, v) for i, v in enumerate(lines)]
+        )
+
+    feed(1, 0, _event("clock.tick", "p1-a", "2026-11-01T08:00:00+00:00"))
+    feed(0, 0, _event("clock.tick", "p0-a", "2026-11-10T08:00:00+00:00"))
+    feed(
+        1,
+        1,
+        _event("remedy.requested", "p1-b", "2026-11-02T08:00:00+00:00"),  # in time on p1
+        _event("clock.tick", "p1-c", "2026-11-06T08:00:00+00:00"),
+        _event("remedy.requested", "p1-d", "2026-11-02T09:00:00+00:00"),  # late on p1 now
+    )
+    try:
+        outputs = [json.loads(v) for v in _outputs(store, DECISIONS_TOPIC)]
+        decided = {o["data"]["caused_by"] for o in outputs if o["type"] == "decision.made"}
+        assert {"p1-b", "p1-c"} <= decided and "p1-d" not in decided
+        assert processor.tally.deadlettered == {"late": 1}
+        assert datetime_of(store.partition_time("in", 1) or 0).day == 6
+        assert datetime_of(store.partition_time("in", 0) or 0).day == 10
+    finally:
+        store.close()
+    with StateStore.open(tmp_path) as again:  # stored with the positions
+        assert datetime_of(again.partition_time("in", 1) or 0).day == 6
+
+
+class _Consumer:
+    """The three calls of a KafkaConsumer that resuming from stored positions makes."""
+
+    def __init__(self) -> None:
+        self.seeks: dict[int, int | None] = {}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0, 1}
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks[tp.partition] = offset
+
+    def seek_to_beginning(self, tp: Any) -> None:
+        self.seeks[tp.partition] = None
+
+
+def test_a_partition_that_comes_back_after_history_was_forgotten_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kafka import TopicPartition
+
+    from engine.kafka_service import KafkaService, ServiceOptions
+    from events.kafka import KafkaConfig
+
+    cfg = KafkaConfig(bootstrap_servers="127.0.0.1:9")  # never connected to here
+    store = StateStore.open(tmp_path)
+    store.retain(3)
+    processor = Processor(store, Decider(COMPILED))
+    for partition, day in ((1, "01"), (0, "20")):  # partition 1 left this store long ago
+        tick = _event("clock.tick", f"t-{partition}", f"2026-11-{day}T08:00:00+00:00")
+        processor.process([Record(cfg.events_topic, partition, 0, None, tick)])
+    service = KafkaService(cfg, COMPILED, ServiceOptions(data_dir=tmp_path))
+    service.store, service.consumer = store, _Consumer()  # type: ignore[assignment]
+    try:
+        service._load_stored()
+        with caplog.at_level("WARNING", logger="goodwill.kafka"):
+            service.seek_stored([TopicPartition(cfg.events_topic, p) for p in (0, 1)])
+    finally:
+        store.close()
+    assert service.consumer.seeks == {0: 1, 1: 1}  # type: ignore[attr-defined]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{cfg.events_topic}[1] resumes here from offset 1" in warning
+    assert "2026-11-01T08:00:00+00:00" in warning and "goodwill rebuild" in warning
