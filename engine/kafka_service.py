@@ -716,10 +716,10 @@ def _warn_if_forgotten(
         return
     log.warning(
         "%s[%d] resumes here from offset %d, where its events had reached %s; this store has"
-        " since forgotten history from before %s (--retain-days), so the records it replays"
-        " may be decided on less history than where they were first decided. To decide them"
-        " as before, rebuild this instance's state (goodwill rebuild into an empty"
-        " --data-dir).",
+        " since forgotten history from before %s (--retain-days): the records it replays"
+        " from before then are dead-lettered as late, and its customers' state here misses"
+        " what other instances decided meanwhile. Rebuild this instance's state (goodwill"
+        " rebuild into an empty --data-dir) to decide its partitions as before.",
         tp.topic,
         tp.partition,
         position,

@@ -339,15 +339,15 @@ class Ledger:
             return None
         return datetime_of((self._watermark - self._horizon) // DAY_US * DAY_US)
 
-    def late(self, at: datetime, source: str, partition: int) -> bool:
-        """Whether an event at `at` from (source, partition) is older than the retention
-        allows (`retain`): more than the horizon before the latest event time decided
-        from that partition. Per partition, so a partition that comes back to this store
-        after a while is decided from where it stood, not measured by the others."""
-        if self._horizon is None:
+    def late(self, at: datetime) -> bool:
+        """Whether an event at `at` is older than the retention allows (`retain`): more
+        than the horizon before the watermark, the latest event time over every partition
+        of this store. Not per partition: an id is forgotten by the watermark, so only
+        lateness by the same clock guarantees that no copy of a forgotten id is decided."""
+        horizon, watermark = self._horizon, self._watermark
+        if horizon is None or watermark is None:
             return False
-        mark = self.partition_time(source, partition)
-        return mark is not None and self._time(at) < mark - self._horizon
+        return self._time(at) < watermark - horizon
 
     def partition_time(self, source: str, partition: int) -> int | None:
         """The latest event time (`micros`) decided from (source, partition), or None."""
@@ -363,7 +363,8 @@ class Ledger:
 
     def note_time(self, source: str, partition: int, at: datetime) -> None:
         """An event at `at` from (source, partition) is being decided; stored with the
-        partition's next position (`set_position`)."""
+        partition's next position (`set_position`), so that a partition coming back to
+        this store can be told apart when the store forgot history it reads."""
         t, mark = self._time(at), self.partition_time(source, partition)
         if mark is None or t > mark:
             self._part_times[(source, partition)] = t

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Protocol
 
 from engine.decide import Decider, Effects, ObligationEffect, Outcome, Partial, overdue
-from engine.ledger import datetime_of
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
 from events.log import EventLog, Record
@@ -254,12 +253,12 @@ class Processor:
             self._deadletter(record, err.reason, err.detail)
             return
         store = self.store
-        if store.late(event.occurred_at, record.topic, record.partition) and (
+        if store.late(event.occurred_at) and (
             self.recall is None or self.recall.outcome(event) is None  # decided live: a fact
         ):
             # Before the duplicate check: whether an id older than the retention is still
             # on record depends on where batches ended, lateness only on the log.
-            self._deadletter(record, LATE, self._late(event.occurred_at, record))
+            self._deadletter(record, LATE, self._late(event.occurred_at))
             return
         store.note_time(record.topic, record.partition, event.occurred_at)
         if not store.first_sighting(event.event_id, event.occurred_at):
@@ -293,14 +292,14 @@ class Processor:
         if watermark is not None:
             self._overdue(watermark)
 
-    def _late(self, at: datetime, record: Record) -> str:
-        mark = self.store.partition_time(record.topic, record.partition)
+    def _late(self, at: datetime) -> str:
+        watermark = self.store.watermark()
         days = self.store.retain_days
-        assert mark is not None and days is not None
+        assert watermark is not None and days is not None
         return (
-            f"occurred_at {at.isoformat()} is more than {days} days before the latest event"
-            f" of its partition ({datetime_of(mark).isoformat()}), and history that old is no"
-            " longer kept; to accept such events, raise --retain-days"
+            f"occurred_at {at.isoformat()} is more than {days} days before the watermark"
+            f" {watermark.isoformat()}, and history that old is no longer kept; to accept"
+            " such events, raise --retain-days"
         )
 
     def _defer(self, partial: Partial) -> None:
