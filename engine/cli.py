@@ -77,6 +77,12 @@ RetainDays = Annotated[
 ]
 
 
+def _time_text(us: int | None) -> str | None:
+    from engine.ledger import datetime_of
+
+    return None if us is None else datetime_of(us).isoformat()
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"goodwill: {message}", err=True)
     return typer.Exit(code)
@@ -401,7 +407,12 @@ def status(
             "watermark": None if watermark is None else watermark.isoformat(),
             "retain_days": store.retain_days,
             "positions": [
-                {"source": source, "partition": part, "next_offset": offset}
+                {
+                    "source": source,
+                    "partition": part,
+                    "next_offset": offset,
+                    "event_time": _time_text(store.partition_time(source, part)),
+                }
                 for source, part, offset in store.positions()
             ],
             "counts": store.stats(),
@@ -426,7 +437,8 @@ def status(
     )
     for i, p in enumerate(found["positions"]):
         label = "positions   " if i == 0 else "            "
-        typer.echo(f"{label} {p['source']}[{p['partition']}]: next offset {p['next_offset']}")
+        upto = f" (events up to {p['event_time']})" if p["event_time"] else ""
+        typer.echo(f"{label} {p['source']}[{p['partition']}]: next offset {p['next_offset']}{upto}")
     typer.echo(
         f"holds        {counts['events_seen']} events seen, {counts['customers']} customers,"
         f" {counts['orders']} orders, {counts['cases_open']} open and"

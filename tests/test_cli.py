@@ -279,14 +279,21 @@ def test_status_reads_the_state_beside_a_batch_that_holds_the_write_lock(tmp_pat
     found = json.loads(result.stdout)
     assert found["policy_set"] == load(ROOT / "policies").hash
     assert found["watermark"] == max(e.occurred_at for e in events).astimezone(UTC).isoformat()
+    latest = max(e.occurred_at for e in events).astimezone(UTC).isoformat()
     assert found["positions"] == [
-        {"source": f"file:{EXAMPLE.resolve()}", "partition": 0, "next_offset": len(lines) + 1}
+        {
+            "source": f"file:{EXAMPLE.resolve()}",
+            "partition": 0,
+            "next_offset": len(lines) + 1,
+            "event_time": latest,  # the latest event decided from it
+        }
     ]
     assert found["counts"]["events_seen"] == len(events)
     assert found["counts"]["outputs_pending"] == 0
 
     text = goodwill("status", "--data-dir", data)
     assert text.returncode == 0 and "events seen" in text.stdout
+    assert f"(events up to {latest})" in text.stdout
     missing = goodwill("status", "--data-dir", tmp_path / "nothing")
     assert missing.returncode == 1
     assert missing.stderr.startswith(f"goodwill: cannot read the state in {tmp_path / 'nothing'}")
