@@ -68,6 +68,14 @@ class Input:
         self.raw = raw
 
 
+class Missing(RuntimeError):
+    """Decisions the sink has not seen in time; `ids` are their causes."""
+
+    def __init__(self, ids: set[str], timeout_s: float) -> None:
+        super().__init__(f"{len(ids)} decision(s) did not arrive within {timeout_s:.0f} s")
+        self.ids = ids
+
+
 class Sink:
     """Reads the decisions topic in a thread; records when each cause's decision arrived."""
 
@@ -112,7 +120,7 @@ class Sink:
                 if not missing:
                     return max(self.arrived[i] for i in wanted)
             time.sleep(0.05)
-        raise RuntimeError(f"{len(missing)} decision(s) did not arrive within {timeout_s:.0f} s")
+        raise Missing(missing, timeout_s)
 
 
 def produce(cfg: KafkaConfig, events: list[Input], rate: float | None) -> dict[str, float]:
@@ -202,7 +210,11 @@ def engine_run(
             throughput_s = finished - started
 
             paced_sent = produce(cfg, paced, rate)
-            sink.wait_for(paced_sent, 120)
+            try:
+                sink.wait_for(paced_sent, 120)
+            except Missing as miss:
+                report_missing(miss.ids, stream, Path(data_dir), instances)
+                raise
             with sink.lock:
                 latencies = sorted((sink.arrived[i] - t) * 1000 for i, t in paced_sent.items())
                 decision_bytes = round(sink.decision_bytes / max(1, len(sink.arrived)))
@@ -230,6 +242,45 @@ def engine_run(
         "decision_bytes": decision_bytes,
         "inputs": [(e.key, e.raw) for e in bulk],
     }
+
+
+def report_missing(ids: set[str], stream: list[Input], data_dir: Path, instances: int) -> None:
+    """On stderr, where each missing decision's cause stands in every instance's store:
+    seen (decided by the customer stage), its request seen by a budget stage, and its
+    outbox rows (kind, topic, sent). A decision sent and acknowledged (sent=1) but not
+    seen by the sink points at the broker or the sink, not at Goodwill."""
+    import hashlib
+    import sqlite3
+
+    by_id = {e.event_id: e for e in stream}
+    stores = []
+    for i in range(instances):
+        db = sqlite3.connect(f"file:{data_dir / f'i{i}' / 'state.db'}?mode=ro", uri=True)
+        (policy_set,) = db.execute("SELECT value FROM meta WHERE key = 'policy_set'").fetchone()
+        positions = db.execute("SELECT source, part, next_offset FROM positions").fetchall()
+        print(f"i{i}: positions {positions}", file=sys.stderr)
+        stores.append((f"i{i}", db, policy_set))
+    for event_id in sorted(ids)[:50]:
+        event = json.loads(by_id[event_id].raw)
+        where = []
+        for name, db, policy_set in stores:
+            decision = hashlib.sha256(f"{event_id}|{policy_set}".encode()).hexdigest()[:32]
+            seen = db.execute("SELECT count(*) FROM seen WHERE event_id = ?", (event_id,))
+            staged = db.execute(
+                "SELECT count(*) FROM seen WHERE event_id = ?", (f"budget:{decision}",)
+            )
+            rows = db.execute(
+                "SELECT kind, topic, sent FROM outbox WHERE ident IN (?, ?)",
+                (decision, f"budget:{decision}"),
+            ).fetchall()
+            counts = f"seen {seen.fetchone()[0]} request seen {staged.fetchone()[0]}"
+            where.append(f"{name}: {counts} outbox {rows}")
+        print(
+            f"missing {event_id} {event['type']} key {by_id[event_id].key!r}: {'; '.join(where)}",
+            file=sys.stderr,
+        )
+    for _, db, _ in stores:
+        db.close()
 
 
 def main(argv: list[str] | None = None) -> int:
