@@ -104,6 +104,12 @@ def test_what_retention_keeps_does_not_depend_on_where_batches_end(
         other.close()
 
 
+def _retaining(path: Path, days: int) -> tuple[StateStore, Processor]:
+    store = StateStore.open(path)
+    store.retain(days)
+    return store, Processor(store, Decider(COMPILED))
+
+
 def _event(kind: str, event_id: str, at: str, **data: Any) -> bytes:
     return json.dumps(sample(kind, event_id=event_id, occurred_at=at, **data)).encode()
 
@@ -111,9 +117,7 @@ def _event(kind: str, event_id: str, at: str, **data: Any) -> bytes:
 def test_a_late_event_is_dead_lettered_and_a_forgotten_one_is_never_decided_again(
     tmp_path: Path,
 ) -> None:
-    store = StateStore.open(tmp_path)
-    store.retain(1)
-    processor = Processor(store, Decider(COMPILED))
+    store, processor = _retaining(tmp_path, 1)
     request = _event("remedy.requested", "r-1", "2026-11-02T10:00:00+00:00")
     batches = [
         [_event("contact.opened", "c-1", "2026-11-02T09:00:00+00:00"), request],
@@ -271,9 +275,7 @@ def test_a_forgotten_id_is_never_decided_again_whatever_partition_its_copy_is_on
     # Ids are forgotten by the store's watermark, over all its partitions; lateness is
     # measured by the same clock, so a copy of a forgotten event is late on a partition
     # that lags behind too, not decided a second time.
-    store = StateStore.open(tmp_path)
-    store.retain(3)
-    processor = Processor(store, Decider(COMPILED))
+    store, processor = _retaining(tmp_path, 3)
 
     def feed(partition: int, offset: int, *lines: bytes) -> None:
         processor.process(
@@ -324,9 +326,7 @@ def test_a_partition_that_comes_back_after_history_was_forgotten_is_named_in_a_w
     from events.kafka import KafkaConfig
 
     cfg = KafkaConfig(bootstrap_servers="127.0.0.1:9")  # never connected to here
-    store = StateStore.open(tmp_path)
-    store.retain(3)
-    processor = Processor(store, Decider(COMPILED))
+    store, processor = _retaining(tmp_path, 3)
     for partition, day in ((1, "01"), (0, "20")):  # partition 1 left this store long ago
         tick = _event("clock.tick", f"t-{partition}", f"2026-11-{day}T08:00:00+00:00")
         processor.process([Record(cfg.events_topic, partition, 0, None, tick)])
