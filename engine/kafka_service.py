@@ -45,7 +45,7 @@ from kafka.structs import OffsetAndMetadata
 from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
 from engine.decide import Decider
-from engine.ledger import datetime_of, micros
+from engine.ledger import datetime_of
 from engine.metrics import Metrics
 from engine.service import (
     BUDGET_TOPIC,
@@ -508,13 +508,12 @@ class KafkaService:
                 self.seek_stored(list(part))
                 continue
             store = processor.store
-            forgotten = store.forgotten_before()
             with self._stored_lock:
                 for tp, batch in part.items():
                     self.stored.setdefault(tp.topic, {})[tp.partition] = batch[-1].offset + 1
                     time_ = store.partition_time(tp.topic, tp.partition)
                     self.stored_times[(tp.topic, tp.partition)] = time_
-                self.forgotten = None if forgotten is None else micros(forgotten)
+                self.forgotten = store.forgotten_before()
             done.update(part)
         if not done:
             return
@@ -660,10 +659,9 @@ class KafkaService:
                 if position is not None:
                     found.setdefault(topic, {})[partition] = position
                     times[(topic, partition)] = self.store.partition_time(topic, partition)
-        forgotten = self.store.forgotten_before()
         with self._stored_lock:
             self.stored, self.stored_times = found, times
-            self.forgotten = None if forgotten is None else micros(forgotten)
+            self.forgotten = self.store.forgotten_before()
 
     def seek_stored(self, partitions: Sequence[TopicPartition]) -> None:
         """Seek to the positions stored with the state (the beginning when none is)."""

@@ -218,14 +218,13 @@ class Ledger:
         if not self._conn.in_transaction:
             raise RuntimeError("commit(): no batch is open")
         self._write_behind()
-        if self._horizon is not None and self._watermark is not None:
-            # Once per day of event time (the cutoff moves in whole days), not per batch.
-            # Whatever the batches, each prune forgets everything before its cutoff, so
-            # the same log leaves the same state.
-            cutoff = (self._watermark - self._horizon) // DAY_US * DAY_US
-            if self._pruned_to is None or cutoff > self._pruned_to:
-                self._prune(cutoff)
-                self._pruned_to = cutoff
+        # Once per day of event time (the cutoff moves in whole days), not per batch.
+        # Whatever the batches, each prune forgets everything before its cutoff, so the
+        # same log leaves the same state.
+        cutoff = self.forgotten_before()
+        if cutoff is not None and (self._pruned_to is None or cutoff > self._pruned_to):
+            self._prune(cutoff)
+            self._pruned_to = cutoff
         if self._watermark_dirty and self._watermark is not None:
             self._cur.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -333,11 +332,12 @@ class Ledger:
         """The retention in days (`retain`), or None: everything is kept."""
         return None if self._horizon is None else self._horizon // DAY_US
 
-    def forgotten_before(self) -> datetime | None:
-        """The event time before which retention has forgotten history, or None."""
+    def forgotten_before(self) -> int | None:
+        """The event time (`micros`, a whole day) before which retention forgets history
+        at the next commit, or None: everything is kept."""
         if self._horizon is None or self._watermark is None:
             return None
-        return datetime_of((self._watermark - self._horizon) // DAY_US * DAY_US)
+        return (self._watermark - self._horizon) // DAY_US * DAY_US
 
     def late(self, at: datetime) -> bool:
         """Whether an event at `at` is older than the retention allows (`retain`): more
