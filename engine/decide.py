@@ -661,27 +661,40 @@ class Decider:
                 "source": "goodwill",
             }
         )
+        # Positional, and no generator for an empty part: most decisions charge nothing,
+        # oblige nothing and route nowhere (about 2 us of ~50 per pure decision).
         effects = Effects(
-            decision_id=decision_id,
-            outcome=outcome,
-            rep_id=rep_id,
-            policies=tuple(ref["id"] for ref in draft.fired),
-            routes=tuple((r["to"], r["reason"]) for r in draft.routes),
-            charges=tuple(
-                ChargeEffect(c["budget"], c["owner"], c["period"], c["amount"])
-                for c in draft.charges
-            ),
-            obligations=tuple(
-                ObligationEffect(o["obligation_id"], o["case_id"], o["due_at"])
-                for o in draft.obligations
-            ),
+            decision_id,
+            outcome,
+            rep_id,
+            tuple([ref["id"] for ref in draft.fired]) if draft.fired else (),
+            tuple([(r["to"], r["reason"]) for r in draft.routes]) if draft.routes else (),
+            tuple(
+                [
+                    ChargeEffect(c["budget"], c["owner"], c["period"], c["amount"])
+                    for c in draft.charges
+                ]
+            )
+            if draft.charges
+            else (),
+            tuple(
+                [
+                    ObligationEffect(o["obligation_id"], o["case_id"], o["due_at"])
+                    for o in draft.obligations
+                ]
+            )
+            if draft.obligations
+            else (),
         )
-        return Outcome(raw, effects, event.occurred_at, event.customer_id, tuple(draft.alerts))
+        alerts = tuple(draft.alerts) if draft.alerts else ()
+        return Outcome(raw, effects, event.occurred_at, event.customer_id, alerts)
 
 
 def _merged(grants: list[Doc]) -> list[Doc]:
     """One grant per remedy: where several policies authorize the same remedy, the rep
     may give up to the largest amount (in the order remedies were first authorized)."""
+    if len(grants) < 2:
+        return grants
     best: dict[str, Doc] = {}
     for g in grants:
         if g["remedy"] not in best or g["up_to"] > best[g["remedy"]]["up_to"]:

@@ -432,9 +432,31 @@ MAX_CENTS = 10**17 - 1
 
 def amount_cents(expr: Amount, fact: dict[str, Scalar]) -> int:
     """Round half-even to the cent, never below zero (a grant cannot be negative) nor above
-    `MAX_CENTS` (an "up to" past any real amount says the same, and stays in the contract)."""
-    value = amount_value(expr, fact).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    `MAX_CENTS` (an "up to" past any real amount says the same, and stays in the contract).
+
+    Most amounts in policies are a money field or a number (`up_to: order.amount`,
+    `up_to: 30`): those skip the Decimal arithmetic, with the same result."""
+    kind = expr.__class__
+    if kind is Ref and expr.type == "money":  # type: ignore[union-attr]
+        cents = fact[expr.path]  # type: ignore[union-attr]
+        assert isinstance(cents, int)
+        return min(MAX_CENTS, max(0, cents))  # already whole cents
+    if kind is Num:
+        value = expr.value  # type: ignore[union-attr]
+        known = _LITERAL_CENTS.get(value)
+        if known is None:  # one entry per literal of the policy set
+            known = _LITERAL_CENTS[value] = rounded_cents(value)
+        return known
+    return rounded_cents(amount_value(expr, fact))
+
+
+def rounded_cents(value: Decimal) -> int:
+    """`value` in currency units to whole cents as `amount_cents` bounds them."""
+    value = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
     return min(MAX_CENTS, max(0, int(value.scaleb(2))))
+
+
+_LITERAL_CENTS: dict[Decimal, int] = {}
 
 
 def amount_paths(expr: Amount) -> set[str]:

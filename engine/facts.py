@@ -182,4 +182,6 @@ def to_minor(amount: Decimal) -> int:
 
 
 def from_minor(cents: int) -> Decimal:
-    return Decimal(cents).scaleb(-2).quantize(Decimal("0.01"))
+    """Integer cents to an amount with exactly two decimals (`scaleb` sets the exponent to
+    -2: 1200 -> 12.00, 5 -> 0.05; exact for any int64)."""
+    return Decimal(cents).scaleb(-2)

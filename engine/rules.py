@@ -62,6 +62,27 @@ _LIMITS = {
 _ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
+def verbatim_rule(answer: str, payload: str) -> str | None:
+    """The rule named by durable's `answer` to a post of `payload`, when the answer is
+    `{"<rule>":{"m":<payload>}}` with `payload` verbatim (a rule with one condition fired on
+    that very message: durable copies the posted text); else None, and the caller parses
+    the answer as JSON. The verbatim payload carries the post's fresh id, so the rule fired
+    on the message just posted, not on one durable held; the action then gets that id
+    alone (`{"m": {"id": ...}}`), which is all it reads. This skips `json.loads` of the
+    answer, which builds the whole fact again."""
+    tail = len(payload) + 9  # '":{"m":' + payload + '}}'
+    if (
+        len(answer) > tail + 2
+        and answer.startswith('{"')
+        and answer.endswith(payload + "}}")
+        and answer.startswith('":{"m":', len(answer) - tail)
+    ):
+        rule = answer[2:-tail]
+        if '"' not in rule and "\\" not in rule:  # a name JSON escapes takes the parse
+            return rule
+    return None
+
+
 class RuleEngineError(Exception):
     """durable_rules failed or refused: an error code, or a broken action."""
 
@@ -208,8 +229,12 @@ class RuleHost:
                 raise RuleEngineError(
                     f"ruleset {ruleset!r}: event accepted but no rule fired (session busy?)"
                 )
-            ((rule, messages),) = json.loads(started[1]).items()
+            rule = verbatim_rule(started[1], payload)
             try:
+                if rule is None:
+                    ((rule, messages),) = json.loads(started[1]).items()
+                else:  # the answer carries the payload just posted, and so its id
+                    messages = {"m": {"id": event_id}}
                 fired_on = self._durable.fired(messages)
             except Exception as error:
                 raise RuleEngineError(
@@ -266,7 +291,7 @@ class RuleHost:
                     # Every action is completed, even after one failed: an action left open
                     # blocks or resurfaces in later posts.
                     if failure is None:
-                        failure = self._collect(ruleset, message, fact_id, fired)
+                        failure = self._collect(ruleset, message, payload, fact_id, fired)
                     message = durable_rules_engine.complete_and_start_action(handle, state)
             finally:
                 # A matched fact stays in memory until retracted; retracting one durable does
@@ -288,11 +313,15 @@ class RuleHost:
         return fired
 
     def _collect(
-        self, ruleset: str, message: str, fact_id: int, fired: list[str]
+        self, ruleset: str, message: str, payload: str, fact_id: int, fired: list[str]
     ) -> RuleEngineError | None:
         """Run the action of one fired rule; add its name to `fired`, or return the error."""
+        rule = verbatim_rule(message, payload)
         try:
-            ((rule, messages),) = json.loads(message).items()
+            if rule is None:
+                ((rule, messages),) = json.loads(message).items()
+            else:  # the answer carries the fact just posted, and so its id
+                messages = {"m": {"id": fact_id}}
             fired_on = self._durable.fired(messages)
         except Exception as error:
             failure = RuleEngineError(f"ruleset {ruleset!r}: an action failed: {error!r}")

@@ -288,8 +288,9 @@ class Processor:
                 outcome = outcome._replace(effects=effects, alerts=())
         if outcome is not None:
             self._record(outcome)
-        watermark = self.store.watermark()
-        if watermark is not None:
+        if store.followups_may_be_due():  # asked after every event: no datetime unless so
+            watermark = store.watermark()
+            assert watermark is not None  # a follow-up may be due only once there is one
             self._overdue(watermark)
 
     def _late(self, at: datetime) -> str:

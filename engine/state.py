@@ -779,6 +779,12 @@ class StateStore(Ledger):
         row = self._reps.get(rep_id)
         return None if row is None else (row[1], row[2])
 
+    def followups_may_be_due(self) -> bool:
+        """False when no follow-up can be due by the watermark (known without a query or
+        a datetime); True when `due_followups(watermark())` must look."""
+        t = self._watermark
+        return t is not None and (self._due_bound is None or t >= self._due_bound)
+
     def due_followups(self, watermark: datetime) -> list[DueFollowup]:
         """Follow-ups due by `watermark` on cases not resolved, not yet reported overdue.
 

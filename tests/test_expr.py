@@ -14,11 +14,13 @@ from engine.expr import (
     ExprError,
     Leaf,
     amount_cents,
+    amount_value,
     evaluate,
     parse_amount,
     parse_condition,
+    rounded_cents,
 )
-from engine.facts import STATE_FIELDS, ZERO, vocabulary
+from engine.facts import STATE_FIELDS, ZERO, from_minor, to_minor, vocabulary
 
 AT = Span(9, 11, 12)
 VOCAB = vocabulary("remedy.requested", True)
@@ -154,3 +156,24 @@ def test_amounts_stay_within_what_a_decision_can_carry() -> None:
     largest_order = 10**17 - 1  # 999,999,999,999,999.99 in cents, the contract's largest
     assert amount_cents(huge, fact(order__amount=largest_order)) == MAX_CENTS
     assert amount_cents(huge, fact(order__amount=100)) == 100_000
+
+
+@pytest.mark.parametrize("text", ["order.amount", "event.amount", "30", "0.005", "12.345", "0"])
+@pytest.mark.parametrize("cents", [0, 1, 99, 52_525, MAX_CENTS, MAX_CENTS + 7, -3])
+def test_a_plain_field_or_number_gives_what_the_decimal_arithmetic_gives(
+    text: str, cents: int
+) -> None:
+    # amount_cents skips the arithmetic for these; amount_value + rounded_cents is the
+    # general path every other amount takes.
+    amount = parse_amount(text, VOCAB, "remedy.requested", AT)
+    values = fact(order__amount=cents, event__amount=cents)
+    assert amount_cents(amount, values) == rounded_cents(amount_value(amount, values))
+    assert amount_cents(amount, values) == amount_cents(amount, values)  # the literal, cached
+
+
+@pytest.mark.parametrize("cents", [0, 5, 99, 1200, 123_456, -150, 2**63 - 1, -(2**63)])
+def test_cents_become_amounts_with_exactly_two_decimals(cents: int) -> None:
+    amount = from_minor(cents)
+    assert amount.as_tuple().exponent == -2
+    assert amount == Decimal(cents) / 100 and to_minor(amount) == cents
+    assert str(amount) == f"{'-' if cents < 0 else ''}{abs(cents) // 100}.{abs(cents) % 100:02d}"

@@ -669,6 +669,20 @@ def test_due_followups_sees_every_change_after_a_query(store: StateStore) -> Non
     assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-1"]
 
 
+def test_followups_may_be_due_is_false_only_when_none_can_be(store: StateStore) -> None:
+    # The service asks it after every event instead of due_followups(watermark()).
+    assert not store.followups_may_be_due()  # no event, no watermark
+    fold(store, opened("case-1"))
+    assert store.followups_may_be_due()  # not known yet: look
+    assert store.due_followups(T0) == []
+    assert not store.followups_may_be_due()  # none pending
+    store.apply_decision(decision(obligations=[obligation("ob-1", due=T0 + 2 * DAY)]), T0, "c")
+    assert not store.followups_may_be_due()  # pending, due after the watermark
+    fold(store, tick(T0 + 2 * DAY))
+    assert store.followups_may_be_due()
+    assert [d.obligation_id for d in store.due_followups(T0 + 2 * DAY)] == ["ob-1"]
+
+
 def test_followup_on_a_resolved_case_is_never_due(store: StateStore) -> None:
     fold(store, opened("case-1"), resolved("case-1"))
     store.apply_decision(decision(obligations=[obligation("ob-1")]), T0, "cust-1")
