@@ -662,7 +662,7 @@ class Decider:
             }
         )
         # Positional, and no generator for an empty part: most decisions charge nothing,
-        # oblige nothing and route nowhere (about 2 us of ~50 per pure decision).
+        # oblige nothing and route nowhere.
         effects = Effects(
             decision_id,
             outcome,
