@@ -16,6 +16,11 @@ starts after the writes have finished gets every record. That is the miss of two
 runs with the budget stage (bench/README.md, "2026-11-30"): both instances append to the
 budget topic's one partition. Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts its own
 Tansu.
+
+`--mend`: the reader does what the service does on the budget topic
+(`KafkaService.mend_gaps`): on a gap in the offsets it keeps what came before, seeks back
+to the gap and reads again (at most three times per gap). It prints how often it did, and
+whether anything was still missing.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kafka import TopicPartition
 from kafka_pipe import bench_broker
 
+from engine.kafka_service import first_gap
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 
 BATCH = 15
@@ -58,6 +64,7 @@ def _write(bootstrap: str, topic: str, name: str, n: int, out: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=20_000, help="per producer")
+    parser.add_argument("--mend", action="store_true", help="seek back over gaps, as the service")
     args = parser.parse_args(argv)
     with bench_broker() as (bootstrap, described):
         topic = f"two-writers-{int(time.time())}"
@@ -69,9 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         reader.seek_to_beginning(tp)
         got: list[str] = []
         offsets: list[int] = []
+        rereads: dict[int, int] = {}  # gap offset -> reads again
 
         def read(timeout_ms: int) -> None:
             for records in reader.poll(timeout_ms=timeout_ms).values():
+                expected = offsets[-1] + 1 if offsets else None
+                cut = first_gap(expected, [r.offset for r in records]) if args.mend else None
+                if cut is not None:
+                    missing = expected if cut == 0 else records[cut - 1].offset + 1
+                    assert missing is not None
+                    if rereads.get(missing, 0) < 3:
+                        rereads[missing] = rereads.get(missing, 0) + 1
+                        reader.seek(tp, missing)
+                        records = records[:cut]
                 for r in records:
                     got.append(r.value[:8].decode())
                     offsets.append(r.offset)
@@ -103,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  acknowledged {len(acked_all):,}, read {len(got):,}")
         print(f"  missing {len(missing)} {missing[:15]}")
         print(f"  offset gaps {gaps}")
+        if args.mend:
+            print(f"  gaps read again {len(rereads)} ({sum(rereads.values())} reads)")
     return 0
 
 

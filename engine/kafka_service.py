@@ -72,6 +72,7 @@ log = logging.getLogger("goodwill.kafka")
 CRASH_ENV: Final = "GOODWILL_CRASH_AT"
 CRASH_POINTS: Final = ("after_poll", "after_commit", "after_publish", "after_relay")
 _QUIET_PROBE_S: Final = 15.0  # an idle consumer this long checks that the brokers answer
+_GAP_REREADS: Final = 3  # a gap in the budget topic is read again this often, then passed
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ class KafkaService:
         self._stored_lock = threading.Lock()
         self._budgets_at = 0.0
         self._budgets_dirty = False
+        self._rereads: dict[tuple[TopicPartition, int], int] = {}  # see mend_gaps
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -485,6 +487,8 @@ class KafkaService:
         the events by the customer stage (a transaction each), then send both's outputs
         at once while the previous poll's acknowledgements are settled."""
         started = time.monotonic()
+        if self.budget_stage is not None:
+            polled = self.mend_gaps(polled)
         stages: list[tuple[Processor, dict[TopicPartition, list[Any]]]] = []
         events = {tp: rs for tp, rs in polled.items() if tp.topic == self.cfg.events_topic}
         if self.budget_stage is not None and len(events) < len(polled):
@@ -642,6 +646,65 @@ class KafkaService:
         else:
             self.metrics.kafka_up.set(1)
 
+    def mend_gaps(
+        self, polled: Mapping[TopicPartition, list[Any]]
+    ) -> dict[TopicPartition, list[Any]]:
+        """The poll without what follows a gap in the budget topic's offsets, the consumer
+        sought back to the gap to read it again.
+
+        Only Goodwill writes the budget topic: idempotent producers, no transactions, no
+        compaction, so its offsets have no gaps, and a stage that passed one would never
+        finish the decisions in it. Yet a broker may let a reader pass records: Tansu's
+        memory storage does while two producers append to one partition (docs/kafka.md,
+        "Known limits"). The records before the gap go on; from the gap on, the partition
+        is read again. A gap still there after `_GAP_REREADS` reads (records deleted by
+        retention while the stage was away) is logged and passed."""
+        mended: dict[TopicPartition, list[Any]] = {}
+        for tp, records in polled.items():
+            if tp.topic != self.cfg.budget_topic or not records:
+                mended[tp] = records
+                continue
+            with self._stored_lock:
+                expected = self.stored.get(tp.topic, {}).get(tp.partition)
+            cut = first_gap(expected, [r.offset for r in records])
+            if cut is None:
+                mended[tp] = records
+                if self._rereads:  # read through: forget this partition's gaps
+                    self._rereads = {k: n for k, n in self._rereads.items() if k[0] != tp}
+                continue
+            missing = expected if cut == 0 else records[cut - 1].offset + 1
+            assert missing is not None
+            key = (tp, missing)
+            tries = self._rereads.pop(key, 0)
+            fields = {"topic": tp.topic, "partition": tp.partition, "missing_from": missing}
+            fields["next_read"] = records[cut].offset
+            if tries >= _GAP_REREADS:
+                log.warning(
+                    "%s[%d]: offsets %d to %d were never read, %d reads later; passing them",
+                    tp.topic,
+                    tp.partition,
+                    missing,
+                    records[cut].offset - 1,
+                    tries,
+                    extra=fields,
+                )
+                mended[tp] = records
+                continue
+            self._rereads[key] = tries + 1
+            log.warning(
+                "%s[%d]: the broker passed offsets %d to %d; reading them again",
+                tp.topic,
+                tp.partition,
+                missing,
+                records[cut].offset - 1,
+                extra=fields,
+            )
+            assert self.consumer is not None
+            self.consumer.seek(tp, missing)
+            if cut:
+                mended[tp] = records[:cut]
+        return mended
+
     # ---------------------------------------------------------------- positions
 
     def _load_stored(self) -> None:
@@ -694,6 +757,18 @@ class KafkaService:
 
         partitions = partitions_of(self.consumer, self.cfg.events_topic)
         return all(self.store.position(self.cfg.events_topic, p) is None for p in partitions)
+
+
+def first_gap(expected: int | None, offsets: Sequence[int]) -> int | None:
+    """The index of the first offset past the one that should follow the one before it
+    (the first one's: `expected`, None when not known), or None when none skips ahead. An
+    offset at or behind its place is no gap: records read twice are ignored by event id."""
+    previous = None if expected is None else expected - 1
+    for index, offset in enumerate(offsets):
+        if previous is not None and offset > previous + 1:
+            return index
+        previous = offset
+    return None
 
 
 def _commit_done(offsets: Any, result: Any) -> None:
