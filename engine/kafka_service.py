@@ -679,6 +679,7 @@ class KafkaService:
             fields = {"topic": tp.topic, "partition": tp.partition, "missing_from": missing}
             fields["next_read"] = records[cut].offset
             if tries >= _GAP_REREADS:
+                self.metrics.offset_gaps.labels(tp.topic, "passed").inc()
                 log.warning(
                     "%s[%d]: offsets %d to %d were never read, %d reads later; passing them",
                     tp.topic,
@@ -691,6 +692,7 @@ class KafkaService:
                 mended[tp] = records
                 continue
             self._rereads[key] = tries + 1
+            self.metrics.offset_gaps.labels(tp.topic, "reread").inc()
             log.warning(
                 "%s[%d]: the broker passed offsets %d to %d; reading them again",
                 tp.topic,

@@ -146,6 +146,13 @@ class Metrics:
             ["hash"],
             registry=r,
         )
+        self.offset_gaps = PromCounter(
+            "goodwill_offset_gaps",
+            "gaps in the budget topic's offsets: read again (reread) or, after three reads,"
+            " passed unread (passed: decisions that may never be finished)",
+            ["topic", "outcome"],
+            registry=r,
+        )
         self.policy_reloads = PromCounter(
             "goodwill_policy_reloads",
             "policy directory reloads (SIGHUP), by result: activated, unchanged, refused",

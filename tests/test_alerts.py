@@ -24,6 +24,7 @@ def exported() -> set[str]:
     metrics.retries.labels("connect").inc()
     metrics.policy_set.labels("h").set(1)
     metrics.policy_reloads.labels("refused").inc()
+    metrics.offset_gaps.labels("t", "passed").inc()
     metrics.latency.observe(0.01)
     return {s.name for family in metrics.registry.collect() for s in family.samples}
 

@@ -82,6 +82,10 @@ def test_a_gap_in_the_budget_topic_is_read_again_then_passed(
             assert consumer.position(budget) == 15
         assert svc.mend_gaps({budget: records[20:]}) == {budget: records[20:]}
         assert "offsets 15 to 19 were never read, 3 reads later; passing them" in caplog.text
+        gaps = svc.metrics.registry.get_sample_value
+        labels = {"topic": budget.topic}
+        assert gaps("goodwill_offset_gaps_total", {**labels, "outcome": "reread"}) == 4
+        assert gaps("goodwill_offset_gaps_total", {**labels, "outcome": "passed"}) == 1
 
         # The events topic may have gaps (transaction markers, compaction): left alone.
         events = TopicPartition(kafka_config.events_topic, 0)
