@@ -81,10 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         def read(timeout_ms: int) -> None:
             for records in reader.poll(timeout_ms=timeout_ms).values():
                 expected = offsets[-1] + 1 if offsets else None
-                cut = first_gap(expected, [r.offset for r in records]) if args.mend else None
-                if cut is not None:
-                    missing = expected if cut == 0 else records[cut - 1].offset + 1
-                    assert missing is not None
+                gap = first_gap(expected, [r.offset for r in records]) if args.mend else None
+                if gap is not None:
+                    cut, missing = gap
                     if rereads.get(missing, 0) < 3:
                         rereads[missing] = rereads.get(missing, 0) + 1
                         reader.seek(tp, missing)

@@ -436,16 +436,14 @@ def amount_cents(expr: Amount, fact: dict[str, Scalar]) -> int:
 
     Most amounts in policies are a money field or a number (`up_to: order.amount`,
     `up_to: 30`): those skip the Decimal arithmetic, with the same result."""
-    kind = expr.__class__
-    if kind is Ref and expr.type == "money":  # type: ignore[union-attr]
-        cents = fact[expr.path]  # type: ignore[union-attr]
+    if isinstance(expr, Ref) and expr.type == "money":
+        cents = fact[expr.path]
         assert isinstance(cents, int)
         return min(MAX_CENTS, max(0, cents))  # already whole cents
-    if kind is Num:
-        value = expr.value  # type: ignore[union-attr]
-        known = _LITERAL_CENTS.get(value)
+    if isinstance(expr, Num):
+        known = _LITERAL_CENTS.get(expr.value)
         if known is None:  # one entry per literal of the policy set
-            known = _LITERAL_CENTS[value] = rounded_cents(value)
+            known = _LITERAL_CENTS[expr.value] = rounded_cents(expr.value)
         return known
     return rounded_cents(amount_value(expr, fact))
 

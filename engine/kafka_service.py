@@ -666,14 +666,13 @@ class KafkaService:
                 continue
             with self._stored_lock:
                 expected = self.stored.get(tp.topic, {}).get(tp.partition)
-            cut = first_gap(expected, [r.offset for r in records])
-            if cut is None:
+            gap = first_gap(expected, [r.offset for r in records])
+            if gap is None:
                 mended[tp] = records
                 if self._rereads:  # read through: forget this partition's gaps
                     self._rereads = {k: n for k, n in self._rereads.items() if k[0] != tp}
                 continue
-            missing = expected if cut == 0 else records[cut - 1].offset + 1
-            assert missing is not None
+            cut, missing = gap
             key = (tp, missing)
             tries = self._rereads.pop(key, 0)
             fields = {"topic": tp.topic, "partition": tp.partition, "missing_from": missing}
@@ -761,14 +760,15 @@ class KafkaService:
         return all(self.store.position(self.cfg.events_topic, p) is None for p in partitions)
 
 
-def first_gap(expected: int | None, offsets: Sequence[int]) -> int | None:
-    """The index of the first offset past the one that should follow the one before it
-    (the first one's: `expected`, None when not known), or None when none skips ahead. An
-    offset at or behind its place is no gap: records read twice are ignored by event id."""
+def first_gap(expected: int | None, offsets: Sequence[int]) -> tuple[int, int] | None:
+    """(index, missing offset) of the first offset past the one that should follow the one
+    before it (the first one's: `expected`, None when not known), or None when none skips
+    ahead. An offset at or behind its place is no gap: records read twice are ignored by
+    event id."""
     previous = None if expected is None else expected - 1
     for index, offset in enumerate(offsets):
         if previous is not None and offset > previous + 1:
-            return index
+            return index, previous + 1
         previous = offset
     return None
 

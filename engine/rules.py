@@ -83,6 +83,16 @@ def verbatim_rule(answer: str, payload: str) -> str | None:
     return None
 
 
+def _answer(answer: str, payload: str, post_id: int) -> tuple[str, Mapping[str, Any]]:
+    """The fired rule's name and the messages its action gets: read without parsing when
+    the answer carries `payload` verbatim (its id is `post_id`), else parsed."""
+    rule = verbatim_rule(answer, payload)
+    if rule is not None:
+        return rule, {"m": {"id": post_id}}
+    ((name, messages),) = json.loads(answer).items()
+    return str(name), messages
+
+
 class RuleEngineError(Exception):
     """durable_rules failed or refused: an error code, or a broken action."""
 
@@ -229,12 +239,9 @@ class RuleHost:
                 raise RuleEngineError(
                     f"ruleset {ruleset!r}: event accepted but no rule fired (session busy?)"
                 )
-            rule = verbatim_rule(started[1], payload)
+            rule: str | None = None
             try:
-                if rule is None:
-                    ((rule, messages),) = json.loads(started[1]).items()
-                else:  # the answer carries the payload just posted, and so its id
-                    messages = {"m": {"id": event_id}}
+                rule, messages = _answer(started[1], payload, event_id)
                 fired_on = self._durable.fired(messages)
             except Exception as error:
                 raise RuleEngineError(
@@ -316,12 +323,8 @@ class RuleHost:
         self, ruleset: str, message: str, payload: str, fact_id: int, fired: list[str]
     ) -> RuleEngineError | None:
         """Run the action of one fired rule; add its name to `fired`, or return the error."""
-        rule = verbatim_rule(message, payload)
         try:
-            if rule is None:
-                ((rule, messages),) = json.loads(message).items()
-            else:  # the answer carries the fact just posted, and so its id
-                messages = {"m": {"id": fact_id}}
+            rule, messages = _answer(message, payload, fact_id)
             fired_on = self._durable.fired(messages)
         except Exception as error:
             failure = RuleEngineError(f"ruleset {ruleset!r}: an action failed: {error!r}")
@@ -333,5 +336,5 @@ class RuleHost:
                 f" not on fact {fact_id} just posted"
             )
         if rule not in fired:  # a rule whose condition is an $or fires once per branch
-            fired.append(str(rule))
+            fired.append(rule)
         return None

@@ -30,14 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
         (None, [], None),
         (None, [4, 5, 6], None),
         (4, [4, 5, 6], None),
-        (None, [4, 5, 9, 10], 2),
-        (4, [7, 8], 0),
-        (4, [4, 6], 1),
+        (None, [4, 5, 9, 10], (2, 6)),
+        (4, [7, 8], (0, 4)),
+        (4, [4, 6], (1, 5)),
         (4, [2, 3, 4, 5], None),  # read again from before the stored position: no gap
         (4, [4, 4, 5], None),
     ],
 )
-def test_first_gap(expected: int | None, offsets: list[int], gap: int | None) -> None:
+def test_first_gap(expected: int | None, offsets: list[int], gap: tuple[int, int] | None) -> None:
     assert first_gap(expected, offsets) == gap
 
 
