@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-import time
 from contextlib import closing
 
 import pytest
@@ -130,13 +129,11 @@ def test_unreachable_broker_raises_kafka_unavailable() -> None:
     address = f"127.0.0.1:{_closed_port()}"
     cfg = KafkaConfig(bootstrap_servers=address, bootstrap_timeout_ms=500)
     for factory in (make_producer, make_consumer, lambda c: create_topics(c, 1)):
-        started = time.monotonic()
         with pytest.raises(KafkaUnavailable) as raised:
             factory(cfg)
-        assert time.monotonic() - started < 5
         message = str(raised.value)
         assert "\n" not in message
-        assert f"cannot reach Kafka at {address}" in message
+        assert f"cannot reach Kafka at {address} within 500 ms" in message
         assert "connection refused" in message
 
 
