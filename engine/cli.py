@@ -31,10 +31,22 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _directory(path: Path) -> Path:
+    """A directory option: refused at once if it names something that is not a directory
+    (one that does not exist yet is created where it is needed)."""
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} exists and is not a directory")
+    return path
+
+
 DataDir = Annotated[
     Path,
     typer.Option(
-        "--data-dir", help="where state and the embedded log live", envvar="GOODWILL_DATA_DIR"
+        "--data-dir",
+        help="where state and the embedded log live",
+        envvar="GOODWILL_DATA_DIR",
+        callback=_directory,
     ),
 ]
 Policies = Annotated[
@@ -154,6 +166,13 @@ def kafka_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line (not from its default or an
+    environment variable)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def wants_kafka(flags: dict[str, Any]) -> bool:
     return bool(
         flags.get("bootstrap_servers")
@@ -185,6 +204,7 @@ def _compile(policies: Path):  # type: ignore[no-untyped-def]
 @app.command()
 @kafka_options
 def run(
+    ctx: typer.Context,
     source: Annotated[
         Path | None,
         typer.Argument(
@@ -194,7 +214,10 @@ def run(
     data_dir: DataDir = Path("goodwill-data"),
     policies: Policies = Path("policies"),
     as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="print only the summary (and dead letters, on stderr)"),
+    ] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
     embedded: Embedded = False,
     metrics_port: Annotated[
@@ -245,6 +268,19 @@ def run(
             retain_days,
         )
         return
+    # Kafka-only flags given with the embedded backend would be silently ignored: refused.
+    # (Their environment variables may be set for a whole deployment and are not.)
+    kafka_only = [_KAFKA_FLAGS[name][0] for name in flags]
+    for name in ("metrics_port", "metrics_host", "idle_polls", "budget_stage"):
+        if _given(ctx, name):
+            kafka_only.append("--" + name.replace("_", "-"))
+    if kafka_only:
+        raise fail(
+            f"{', '.join(kafka_only)}: only with Kafka (--kafka HOST:PORT); the embedded"
+            " backend takes none of them"
+        )
+    if source is not None and source.is_dir():
+        raise fail(f"{source} is a directory; give a .jsonl file of events")
     if source is not None and not source.is_file():
         raise fail(f"no such input file: {source}")
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
@@ -354,7 +390,10 @@ def steps(
 
 @app.command()
 def schema(
-    out: Annotated[Path, typer.Option("--out", help="directory to write the schemas to")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="directory to write the schemas to", callback=_directory),
+    ],
 ) -> None:
     """Write a JSON Schema per event type for producers."""
     from events.schema import write_schemas
@@ -517,10 +556,22 @@ def explain(
             typer.echo(explain_text(found))
             return
         raise fail(f"no decision with id or cause '{ident}' on {where}", 1)
+    from engine.redrive import find_dead_letter
+    from engine.service import DEADLETTER_TOPIC
+
+    letter = find_dead_letter(scan_topic(data_dir / "log", DEADLETTER_TOPIC), ident)
+    if letter is not None:
+        detail = " ".join(letter.detail.split())
+        raise fail(
+            f"no decision for '{ident}': the event was dead-lettered ({letter.reason}: {detail};"
+            f" read from {letter.source}); fix it and send it again, see `goodwill redrive`",
+            1,
+        )
     raise fail(
-        f"no decision with id or cause '{ident}' in {data_dir} (its state keeps the last"
-        f" {OUTBOX_KEEP_SENT:,} published outputs; with Kafka, give --kafka to search the"
-        f" {DECISIONS_TOPIC} topic, and --customer to read only that customer's partition)",
+        f"no decision with id or cause '{ident}' in {data_dir} (searched its outbox, which"
+        f" keeps the last {OUTBOX_KEEP_SENT:,} published outputs, and its embedded decisions"
+        f" log; with Kafka, give --kafka to search the {DECISIONS_TOPIC} topic, and"
+        " --customer to read only that customer's partition)",
         1,
     )
 
@@ -746,6 +797,8 @@ def redrive(
             log = KafkaLog(cfg, topics=topics)
             where = f"{cfg.events_topic} on {cfg.bootstrap_servers}"
         else:
+            if not (data_dir / "log").is_dir():  # a mistyped --data-dir is not "nothing to do"
+                raise fail(f"no embedded log in {data_dir}: nothing was run or emitted there", 1)
             log = FileLog.open(data_dir / "log")
             where = str(data_dir / "log" / f"{EVENTS_TOPIC}.jsonl")
     except KafkaUnavailable as err:
@@ -829,7 +882,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("goodwill: interrupted", err=True)
         code = 130
+    except OSError as err:  # a directory that cannot be made, a disk that is full, ...
+        where = f"{err.filename}: " if err.filename else ""
+        typer.echo(f"goodwill: {where}{err.strerror or err}", err=True)
+        code = 1
     except typer.TyperException as err:  # every usage error of the CLI library derives from it
+        if type(err).__name__ == "NoArgsIsHelpError":  # `goodwill topics`: its help, as for
+            typer.echo(err.format_message())  # `goodwill` alone
+            sys.exit(0)
         ctx = getattr(err, "ctx", None)
         where = ctx.command_path if ctx is not None else "goodwill"
         typer.echo(f"{where}: {err.format_message()} (see `{where} --help`)", err=True)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
 from engine.errors import Diagnostic, PolicyError, Span, did_you_mean, relpath
@@ -191,10 +192,18 @@ class _File:
         return Span(line + 1, col + 1, col + 1 + min(width, max(1, len(text) - col)))
 
     def keys(
-        self, node: Any, allowed: dict[str, str], where: str, required: tuple[str, ...]
+        self,
+        node: Any,
+        allowed: dict[str, str],
+        where: str,
+        required: tuple[str, ...],
+        top: bool = False,
     ) -> bool:
+        """Whether `node` is a mapping with the `required` keys; every unknown key is a
+        problem. `top`: the node is the whole file (a problem then points at its start)."""
         if not isinstance(node, CommentedMap):
-            self.error(None, f"{where} must be a mapping")
+            hint = "the file starts with its keys: " + ", ".join(required) if top else None
+            self.error(Span(1, 1, 2) if top else None, f"{where} must be a mapping", hint)
             return False
         for key in node:
             if key not in allowed:
@@ -242,7 +251,14 @@ def _read_yaml(path: Path) -> tuple[_File, Any]:
     except MarkedYAMLError as err:
         mark = err.problem_mark
         span = Span(mark.line + 1, mark.column + 1, mark.column + 2) if mark else None
-        f.error(span, f"not valid YAML: {err.problem}", "check indentation and quoting")
+        if isinstance(err, DuplicateKeyError):
+            hint = "a key appears once per mapping: remove or rename one of them"
+        elif err.context and err.context_mark is not None:  # e.g. an unclosed [ or {
+            where = err.context_mark
+            hint = f"{err.context}, which started at {where.line + 1}:{where.column + 1}"
+        else:
+            hint = "check indentation and quoting"
+        f.error(span, f"not valid YAML: {err.problem}", hint)
         return f, None
 
 
@@ -264,13 +280,19 @@ def parse_duration(text: str) -> timedelta | None:
 
 
 class _PolicyReader:
-    def __init__(self, f: _File, budgets: dict[str, Budget]) -> None:
+    def __init__(self, f: _File, budgets: dict[str, Budget], budgets_file: Path) -> None:
         self.f = f
         self.budgets = budgets
+        where = relpath(budgets_file)
+        self.define_budget = (
+            f"define it in {where}"
+            if budgets_file.exists()
+            else f"{where} does not exist: budgets are defined there"
+        )
 
     def read(self, doc: Any) -> Policy | None:
         f = self.f
-        if not f.keys(doc, POLICY_KEYS, "a policy", ("policy", "version", "on", "rules")):
+        if not f.keys(doc, POLICY_KEYS, "a policy", ("policy", "version", "on", "rules"), True):
             return None
         pid = f.text_value(doc, "policy")
         if pid is not None and not _ID.match(pid):
@@ -302,7 +324,7 @@ class _PolicyReader:
             f.error(
                 f.value_span(doc, "budget"),
                 f"undefined budget '{budget}'",
-                did_you_mean(budget, self.budgets) or f"define it in policies/{BUDGETS_FILE}",
+                did_you_mean(budget, self.budgets) or self.define_budget,
             )
             budget = None
         rules_node = doc.get("rules")
@@ -492,7 +514,7 @@ class _PolicyReader:
             self.f.error(
                 self.f.value_span(node, "budget"),
                 f"undefined budget '{name}'",
-                did_you_mean(name, self.budgets) or f"define it in policies/{BUDGETS_FILE}",
+                did_you_mean(name, self.budgets) or self.define_budget,
             )
             return []
         if name is not None and name != budget:
@@ -588,7 +610,7 @@ class _PolicyReader:
 def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
     f, doc = _read_yaml(path)
     budgets: dict[str, Budget] = {}
-    if doc is None or not f.keys(doc, BUDGETS_FILE_KEYS, "the budgets file", ("budgets",)):
+    if doc is None or not f.keys(doc, BUDGETS_FILE_KEYS, "the budgets file", ("budgets",), True):
         return f, budgets, "USD"
     currency = str(doc.get("currency", "USD"))
     for node in doc.get("budgets") or []:
@@ -629,7 +651,14 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
 def load_policy_set(directory: Path) -> PolicySet:
     """Read and validate every policy file in `directory`; refuse the set on any problem."""
     if not directory.is_dir():
-        raise PolicyError([Diagnostic(relpath(directory), None, "no such policy directory")], {})
+        found = directory.exists()
+        problem = "is not a directory" if found else "no such policy directory"
+        hint = (
+            f"give the directory that holds the policy files: {relpath(directory.parent)}"
+            if found
+            else "run where policies/ is, or give its path (`goodwill check DIR`, --policies DIR)"
+        )
+        raise PolicyError([Diagnostic(relpath(directory), None, problem, hint)], {})
     files: list[_File] = []
     budgets: dict[str, Budget] = {}
     currency = "USD"
@@ -645,8 +674,10 @@ def load_policy_set(directory: Path) -> PolicySet:
         f, doc = _read_yaml(path)
         files.append(f)
         if doc is None:
+            if not f.problems:  # nothing but blanks and comments: a slip, not a policy
+                f.error(Span(1, 1, 2), "empty policy file", "delete the file to drop a policy")
             continue
-        policy = _PolicyReader(f, budgets).read(doc)
+        policy = _PolicyReader(f, budgets, directory / BUDGETS_FILE).read(doc)
         if policy is None:
             continue
         if policy.id in seen:

@@ -13,8 +13,9 @@ configured topics).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -94,6 +95,16 @@ def redrive(
     if send:
         log.flush()
     return report
+
+
+def find_dead_letter(records: Iterable[Record], event_id: str) -> DeadLetter | None:
+    """The first dead-lettered record whose value names `event_id` as its event id (read
+    from the bytes: the value may be cut or not JSON at all), or None."""
+    pattern = re.compile(rb'"event_id"\s*:\s*"' + re.escape(event_id.encode()) + rb'"')
+    for record in records:
+        if pattern.search(record.value):
+            return _parse(record)
+    return None
 
 
 def _parse(record: Record) -> DeadLetter:

@@ -98,8 +98,13 @@ class Printer:
             + (f" ({t.duplicates} already decided, skipped)" if t.duplicates else "")
         )
         outcomes = ", ".join(f"{k} {t.outcomes[k]}" for k in ("authorized", "routed", "noted"))
-        echo(f"decisions          {sum(t.outcomes.values())}: {outcomes}")
-        echo(f"routed             {sum(t.routes.values())} to a person, with context:")
+        decided = sum(t.outcomes.values())
+        if not decided and not sum(t.deadlettered.values()):
+            echo("decisions          0: nothing new since the last run on this data directory")
+        else:
+            echo(f"decisions          {decided}: {outcomes}")
+        routed = sum(t.routes.values())
+        echo(f"routed             {routed}" + (" to a person, with context:" if routed else ""))
         for (to, reason), n in sorted(t.routes.items(), key=lambda kv: (-kv[1], kv[0])):
             echo(f"  {n:>4} to {to}: {reason}")
         echo(f"follow-ups         {t.followups_created} created, {t.overdue} overdue")

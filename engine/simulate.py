@@ -90,7 +90,8 @@ def compare(baseline: CompiledSet, candidate: CompiledSet, source: Path) -> Comp
 
 
 def report(c: Comparison, limit: int) -> list[str]:
-    lines = [f"{c.events} events decided by both policy sets; {len(c.changes)} decisions differ"]
+    differ = "1 decision differs" if len(c.changes) == 1 else f"{len(c.changes)} decisions differ"
+    lines = [f"{c.events} events decided by both policy sets; {differ}"]
     for name in ("authorized", "routed", "noted"):
         a, b = c.baseline.outcomes[name], c.candidate.outcomes[name]
         lines.append(f"  {name:<10} {a:>6} → {b:<6} ({b - a:+d})")

@@ -145,6 +145,12 @@ class KafkaConfig:
                 "no Kafka brokers configured: set GOODWILL_KAFKA_BOOTSTRAP_SERVERS "
                 "(or KAFKA_BOOTSTRAP_SERVERS) to host:port[,host:port...]"
             )
+        for address in str(values["bootstrap_servers"]).split(","):
+            if _host_port(address) is None:
+                raise ValueError(
+                    f"Kafka broker {address.strip()!r} is not a host:port address"
+                    " (e.g. 127.0.0.1:9092; several separated by commas)"
+                )
         return cls(**values)
 
     def client_settings(self) -> dict[str, Any]:
@@ -302,14 +308,23 @@ def _explain_unreachable(cfg: KafkaConfig, exc: Exception) -> str:
     )
 
 
-def _probe(address: str) -> str:
-    """Why a plain TCP connection to ``host:port`` fails, or that it works."""
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``host:port`` split, or None if `address` is not one."""
     host, _, port = address.strip().rpartition(":")
     host = host.strip("[]")  # IPv6 literals are written [::1]:9092
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def _probe(address: str) -> str:
+    """Why a plain TCP connection to ``host:port`` fails, or that it works."""
+    parts = _host_port(address)
+    if parts is None:
         return "not a host:port address"
+    host, port = parts
     try:
-        with socket.create_connection((host, int(port)), timeout=1.0):
+        with socket.create_connection((host, port), timeout=1.0):
             pass
     except socket.gaierror:
         return f"cannot resolve host {host!r}"

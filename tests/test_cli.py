@@ -94,6 +94,10 @@ def test_rerunning_the_same_input_adds_nothing(first_run: tuple[Path, str], tmp_
         .fetchone()
     )
     assert before == after
+    readable = goodwill("run", EXAMPLE, "--data-dir", data, "-q")
+    assert readable.returncode == 0, readable.stderr
+    assert "decisions          0: nothing new since the last run" in readable.stdout
+    assert "routed             0\n" in readable.stdout  # no list of routes to follow
 
 
 def test_budgets_never_exceed_their_allocation(first_run: tuple[Path, str]) -> None:
@@ -114,6 +118,27 @@ def test_budgets_never_exceed_their_allocation(first_run: tuple[Path, str]) -> N
     assert spent, "the example charges budgets"
     assert all(spent[k] <= allocated[k] for k in spent)
     assert routed_for_budget >= 1, "dee's expedite budget runs out in the example"
+
+
+def test_the_example_guide_tells_what_the_run_does(first_run: tuple[Path, str]) -> None:
+    import re
+    from decimal import Decimal
+
+    guide = (ROOT / "examples" / "README.md").read_text()
+    _, out = first_run
+    outputs = [json.loads(line) for line in out.splitlines()]
+    spent: dict[str, Decimal] = defaultdict(Decimal)
+    for doc in outputs:
+        if doc["type"] == "decision.made":
+            for charge in doc["data"]["charges"]:
+                if charge["budget"] == "goodwill":
+                    spent[charge["owner"]] += Decimal(charge["amount"])
+    shown = re.search(r"budgets are used \(east: \$(\d+), west: \$(\d+)\)", guide)
+    assert shown is not None
+    assert (Decimal(shown[1]), Decimal(shown[2])) == (spent["east"], spent["west"])
+    overdue = [doc for doc in outputs if doc["type"] == "followup.overdue"]
+    assert "counts\nnine overdue follow-ups" in guide and len(overdue) == 9
+    assert len({doc["data"]["case_id"] for doc in overdue}) == 8  # "Eight cases ..."
 
 
 def test_readable_output_and_summary(tmp_path: Path) -> None:
@@ -236,6 +261,12 @@ def test_schema_writes_one_file_per_event_type(tmp_path: Path) -> None:
         (["nonsense"], "No such command"),
         (["run", "missing.jsonl"], "no such input file: missing.jsonl"),
         (["fields", "remedy.requestd"], "did you mean 'remedy.requested'?"),
+        (["run", "--data-dir", str(EXAMPLE), str(EXAMPLE)], "exists and is not a directory"),
+        (["schema", "--out", str(EXAMPLE)], "exists and is not a directory"),
+        (["run", str(ROOT / "examples")], "is a directory; give a .jsonl file"),
+        (["run", str(EXAMPLE), "--metrics-port", "9999"], "--metrics-port: only with Kafka"),
+        (["run", str(EXAMPLE), "--group-id", "g", "--budget-stage", "kafka"], "--group-id, --b"),
+        (["topics", "create", "--kafka", "notaport"], "'notaport' is not a host:port address"),
     ],
 )
 def test_bad_usage_is_one_line_and_non_zero(
@@ -248,6 +279,44 @@ def test_bad_usage_is_one_line_and_non_zero(
     assert expected.lower() in err.lower()
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+
+
+def test_a_directory_that_cannot_be_made_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args in (["schema", "--out"], ["run", str(EXAMPLE), "-q", "--data-dir"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, str(blocker / "inside")])
+        assert exit_.value.code == 1
+        err = capsys.readouterr().err
+        assert err == f"goodwill: {blocker / 'inside'}: Not a directory\n"
+
+
+def test_a_group_without_its_command_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["topics"])
+    assert exit_.value.code == 0
+    assert "Usage: goodwill topics" in capsys.readouterr().out
+
+
+def test_explain_says_why_an_event_has_no_decision(first_run: tuple[Path, str]) -> None:
+    data, _ = first_run
+    # The example's line with a schema version from the future (examples/README.md).
+    rows = EXAMPLE.read_bytes().splitlines()  # one of them is not UTF-8, on purpose
+    line = next(row for row in rows if b'"schema_version":99' in row)
+    event_id = json.loads(line)["event_id"]
+    result = goodwill("explain", event_id, "--data-dir", data)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"goodwill: no decision for '{event_id}': the event was dead-lettered"
+        " (unsupported_schema_version: case.resolved schema_version 99"
+    )
+    assert "see `goodwill redrive`" in result.stderr
+    unknown = goodwill("explain", "ev-none", "--data-dir", data)
+    assert unknown.returncode == 1
+    assert "no decision with id or cause 'ev-none'" in unknown.stderr
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -160,6 +160,11 @@ def test_config_from_env_reads_goodwill_variables_and_overrides_win() -> None:
         KafkaConfig.from_env(
             {"KAFKA_BOOTSTRAP_SERVERS": "h:1", "GOODWILL_KAFKA_MAX_MESSAGE_BYTES": "1MB"}
         )
+    ipv6 = KafkaConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": "[::1]:9092, h:65535"})
+    assert ipv6.bootstrap_servers == "[::1]:9092, h:65535"
+    for bad in ("notaport", "h:", ":9092", "h:0", "h:65536", "h:1,h"):
+        with pytest.raises(ValueError, match="is not a host:port address"):
+            KafkaConfig.from_env({}, bootstrap_servers=bad)
 
 
 @pytest.mark.kafka

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import PolicyError
+from engine.errors import PolicyError, Span, relpath
 from engine.policy import load_policy_set
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -250,6 +250,51 @@ def test_invalid_yaml_is_positioned(pdir: Path) -> None:
     [d] = refused(pdir).diagnostics
     assert d.file.endswith("broken.yaml") and "not valid YAML" in d.message
     assert d.span is not None
+
+
+def test_yaml_hints_fit_the_mistake(pdir: Path) -> None:
+    f = pdir / "follow-through.yaml"
+    edit(f, "owner:", "owner: twice\nowner:")
+    [duplicate] = refused(pdir).diagnostics
+    assert duplicate.hint == "a key appears once per mapping: remove or rename one of them"
+    (pdir / "follow-through.yaml").write_text(
+        "policy: x\nversion: 1\nowner: o\nprinciple: p\nsummary: s\non: case.opened\n"
+        "rules:\n  - name: r\n    then:\n      say: [a, b\n      obligations: x\n"
+    )
+    [unclosed] = refused(pdir).diagnostics
+    assert unclosed.span is not None and unclosed.span.line == 11
+    assert unclosed.hint == "while parsing a flow sequence, which started at 10:12"
+
+
+def test_an_empty_file_or_a_bare_value_is_refused_at_its_start(pdir: Path) -> None:
+    (pdir / "empty.yaml").write_text("# nothing yet\n")
+    (pdir / "text.yaml").write_text('"just text"\n')
+    empty, text = refused(pdir).diagnostics
+    assert (empty.file, empty.span, empty.message) == (
+        relpath(pdir / "empty.yaml"),
+        Span(1, 1, 2),
+        "empty policy file",
+    )
+    assert (text.span, text.message) == (Span(1, 1, 2), "a policy must be a mapping")
+    assert text.hint == "the file starts with its keys: policy, version, on, rules"
+
+
+def test_a_missing_budgets_file_is_named_in_every_undefined_budget(pdir: Path) -> None:
+    (pdir / "budgets.yaml").unlink()
+    undefined = [d for d in refused(pdir).diagnostics if d.message.startswith("undefined budget")]
+    assert undefined
+    expected = f"{relpath(pdir / 'budgets.yaml')} does not exist: budgets are defined there"
+    assert {d.hint for d in undefined} == {expected}
+
+
+def test_a_policy_file_given_for_the_directory_is_named_as_such(pdir: Path) -> None:
+    [d] = refused(pdir / "follow-through.yaml").diagnostics
+    assert (d.message, d.hint) == (
+        "is not a directory",
+        f"give the directory that holds the policy files: {relpath(pdir)}",
+    )
+    [missing] = refused(pdir / "nowhere").diagnostics
+    assert missing.message == "no such policy directory"
 
 
 def test_every_problem_is_reported_at_once(pdir: Path) -> None:

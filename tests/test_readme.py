@@ -48,6 +48,11 @@ def test_the_authoring_example_is_a_valid_policy(tmp_path: Path) -> None:
     assert policy.id == "replace-broken-part" and [r.name for r in policy.rules] == [
         "trusted-by-default"
     ]
+    # "the whole of its first rule": the file's lines up to its second rule, comments apart
+    shown = [line.split("  #", 1)[0].rstrip() for line in example.splitlines()]
+    live = (ROOT / "policies" / "replace-broken-part.yaml").read_text().splitlines()
+    assert shown == live[: len(shown)]
+    assert live[len(shown)].startswith("  - name:")
 
 
 def test_the_error_example_is_what_check_prints() -> None:

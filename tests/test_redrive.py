@@ -75,3 +75,13 @@ def test_an_unknown_reason_is_refused_with_a_suggestion(tmp_path: Path) -> None:
     assert result.stderr.startswith("goodwill: unknown reason 'schema_invald'; did you mean")
     assert "'schema_invalid'" in result.stderr
     assert not (tmp_path / "log").exists()
+
+
+def test_a_data_dir_with_no_embedded_log_is_refused_and_left_uncreated(tmp_path: Path) -> None:
+    mistyped = tmp_path / "goodwil-data"
+    for args in (["--dry-run"], []):
+        done = goodwill("redrive", "--data-dir", mistyped, "--embedded", *args)
+        assert done.returncode == 1
+        expected = f"goodwill: no embedded log in {mistyped}: nothing was run or emitted there\n"
+        assert done.stderr == expected
+    assert not mistyped.exists()

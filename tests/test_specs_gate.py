@@ -282,6 +282,9 @@ def test_the_walkthrough_policy_and_feature_pass_the_gate_as_documented(tmp_path
     shutil.copytree(REPO / "policies", tmp_path / "policies")
     shutil.copytree(REPO / "features", tmp_path / "features")
     (tmp_path / "policies" / "chasing-us.yaml").write_text(_block("yaml", "policy: chasing-us"))
+    checked = _goodwill("check", tmp_path / "policies")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout == _block("", "ok: ")
     policy_set = load_policy_set(tmp_path / "policies")
     before = specs.read_features(tmp_path / "features")
     [gap] = specs.static_gaps(policy_set, before)
