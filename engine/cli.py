@@ -140,30 +140,56 @@ _KAFKA_FLAGS: dict[str, tuple[str, type, str]] = {
 }
 
 
-def kafka_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Add the Kafka flags to `command`, which receives them as `kafka: dict` (given only)."""
-    signature = inspect.signature(command, eval_str=True)
-    added = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[kind | None, typer.Option(flag, help=text, show_default=False)],
-        )
-        for name, (flag, kind, text) in _KAFKA_FLAGS.items()
-    ]
-    kept = [p for p in signature.parameters.values() if p.name != "kafka"]
+# What every Kafka client needs: where the brokers are, who it is, how it authenticates.
+_CONNECTION: tuple[str, ...] = (
+    "bootstrap_servers",
+    "client_id",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> None:
-        flags = {name: kwargs.pop(name, None) for name in _KAFKA_FLAGS}
-        command(kafka={k: v for k, v in flags.items() if v is not None}, **kwargs)
 
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    del wrapper.__wrapped__  # typer must see the new signature, not the original one
-    return wrapper
+def kafka_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Add the Kafka flags `names` (and the connection's) to a command, which receives the
+    ones given as `kafka: dict`; no names: every flag. A command lists only flags it reads."""
+    chosen = [n for n in _KAFKA_FLAGS if not names or n in names or n in _CONNECTION]
+    unknown = set(names) - _KAFKA_FLAGS.keys()
+    if unknown:
+        raise ValueError(f"no such Kafka flag: {sorted(unknown)}")
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        added = []
+        for name in chosen:
+            flag, kind, text = _KAFKA_FLAGS[name]
+            option = typer.Option(flag, help=text, show_default=False)
+            added.append(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=Annotated[kind | None, option],
+                )
+            )
+        kept = [p for p in signature.parameters.values() if p.name != "kafka"]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            flags = {name: kwargs.pop(name, None) for name in chosen}
+            command(kafka={k: v for k, v in flags.items() if v is not None}, **kwargs)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        del wrapper.__wrapped__  # typer must see the new signature, not the original one
+        return wrapper
+
+    return add
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -202,7 +228,7 @@ def _compile(policies: Path):  # type: ignore[no-untyped-def]
 
 
 @app.command()
-@kafka_options
+@kafka_options()
 def run(
     ctx: typer.Context,
     source: Annotated[
@@ -491,7 +517,7 @@ def status(
 
 
 @app.command()
-@kafka_options
+@kafka_options("decisions_topic")
 def explain(
     ident: Annotated[str, typer.Argument(help="a decision id or the id of the event it decided")],
     data_dir: DataDir = Path("goodwill-data"),
@@ -667,7 +693,7 @@ app.add_typer(topics_app, name="topics")
 
 
 @topics_app.command("create")
-@kafka_options
+@kafka_options("events_topic", "decisions_topic", "deadletter_topic", "budget_topic")
 def topics_create(
     partitions: Annotated[int, typer.Option(min=1, help="partitions per topic")] = 1,
     replication: Annotated[int, typer.Option(min=1, help="replication factor")] = 1,
@@ -687,7 +713,7 @@ def topics_create(
 
 
 @app.command()
-@kafka_options
+@kafka_options("events_topic", "max_message_bytes")
 def emit(
     source: Annotated[
         str, typer.Argument(help="a JSON file (one event or an array), JSON lines, or - for stdin")
@@ -743,7 +769,7 @@ def emit(
 
 
 @app.command()
-@kafka_options
+@kafka_options("events_topic", "deadletter_topic", "max_message_bytes")
 def redrive(
     reason: Annotated[
         list[str] | None,
@@ -822,7 +848,7 @@ def redrive(
 
 
 @app.command()
-@kafka_options
+@kafka_options()
 def rebuild(
     data_dir: DataDir = Path("goodwill-data"),
     policies: Policies = Path("policies"),

@@ -60,9 +60,15 @@ class PolicyError(Exception):
         return "\n".join(d.render(self.sources.get(d.file)) for d in self.diagnostics)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` is most likely a misspelling of, if any is close enough."""
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    close = closest(word, choices)
+    return f"did you mean '{close}'?" if close else None
 
 
 def relpath(path: Path) -> str:

@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
-from engine.errors import Diagnostic, PolicyError, Span, did_you_mean, relpath
+from engine.errors import Diagnostic, PolicyError, Span, closest, did_you_mean, relpath
 from engine.expr import Amount, Cond, ExprError, Leaf, leaves, parse_amount, parse_condition
 from engine.facts import Field, event_fields, fact_key, to_minor, vocabulary
 from engine.policy_schema import (
@@ -169,6 +169,13 @@ class _File:
     path: str
     text: str
     problems: list[Diagnostic] = field(default_factory=list)
+    # Per mapping (by id), the known keys its unknown ones were taken for: a misspelt
+    # required key is one problem, not also a missing one.
+    meant: dict[int, set[str]] = field(default_factory=dict)
+
+    def missing(self, node: CommentedMap, key: str) -> bool:
+        """Whether `key` is absent from `node` and no misspelling of it is there instead."""
+        return key not in node and key not in self.meant.get(id(node), ())
 
     def error(self, span: Span | None, message: str, hint: str | None = None) -> None:
         self.problems.append(Diagnostic(self.path, span, message, hint))
@@ -207,19 +214,24 @@ class _File:
             return False
         for key in node:
             if key not in allowed:
+                close = closest(str(key), allowed)
+                if close is not None:
+                    self.meant.setdefault(id(node), set()).add(close)
+                hint = f"did you mean '{close}'?" if close else None
                 self.error(
                     self.key_span(node, key),
                     f"unknown key '{key}' in {where}",
-                    did_you_mean(str(key), allowed) or "allowed: " + ", ".join(sorted(allowed)),
+                    hint or "allowed: " + ", ".join(sorted(allowed)),
                 )
         ok = True
         for key in required:
             if key not in node:
+                ok = False
+            if self.missing(node, key):
                 line, col = node.lc.line, node.lc.col
                 self.error(
                     Span(line + 1, col + 1, col + 2), f"{where} needs '{key}'", allowed.get(key)
                 )
-                ok = False
         return ok
 
     def text_value(
@@ -313,7 +325,7 @@ class _PolicyReader:
             )
             on = None
         for key in ("owner", "principle", "summary"):
-            if key not in doc:
+            if f.missing(doc, key):
                 line, col = doc.lc.line, doc.lc.col
                 f.error(
                     Span(line + 1, col + 1, col + 2), f"a policy needs '{key}'", POLICY_KEYS[key]
@@ -395,7 +407,11 @@ class _PolicyReader:
             return None
         name = f.text_value(node, "name", limit=_NAME_LIMIT) or f"rule-{index + 1}"
         if name in names:
-            f.error(f.value_span(node, "name"), f"duplicate rule name '{name}' in this policy")
+            f.error(
+                f.value_span(node, "name"),
+                f"duplicate rule name '{name}' in this policy",
+                "each rule of a policy has its own name: decisions and specs cite it",
+            )
         names.add(name)
         when_text = node.get("when")
         cond: Cond | None = Leaf("==", "event.type", on, None, "always")

@@ -15,9 +15,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from engine.decide import Decider, Effects, ObligationEffect, Outcome, Partial, overdue
+from engine.errors import relpath
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
 from events.log import EventLog, Record
@@ -425,14 +427,11 @@ class Processor:
         self.store.outbox_add(
             DEADLETTER_TOPIC, record.key, record.value, headers, "deadletter", ident
         )
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            detail,
-        )
+        if record.topic.startswith("file:"):  # a FILE given to `goodwill run`: FILE:LINE
+            where = f"{relpath(Path(record.topic[5:]))}:{record.offset}"
+        else:
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+        log.warning("dead-lettered %s: %s: %s", where, reason, detail)
 
 
 def relay(store: StateStore, out: EventLog, batch: int = 500) -> int:

@@ -151,6 +151,20 @@ def test_readable_output_and_summary(tmp_path: Path) -> None:
     assert "events read        608" in out
     assert "dead-lettered      7" in out
     assert "expedite/dee 2026-11:" in out
+    # each bad line is named as FILE:LINE, as `goodwill emit` names them
+    rows = EXAMPLE.read_bytes().splitlines()
+    not_json = [number for number, row in enumerate(rows, 1) if not _is_json(row)]
+    assert not_json
+    for number in not_json:
+        assert f"dead-lettered examples/shop-day.jsonl:{number}: " in result.stderr
+
+
+def _is_json(row: bytes) -> bool:
+    try:
+        json.loads(row)
+    except ValueError:
+        return False
+    return True
 
 
 def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> None:
@@ -292,6 +306,26 @@ def test_a_directory_that_cannot_be_made_is_one_line_and_exit_1(
         assert exit_.value.code == 1
         err = capsys.readouterr().err
         assert err == f"goodwill: {blocker / 'inside'}: Not a directory\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "reads", "ignores"),
+    [
+        (["run"], ["--kafka", "--group-id", "--budget-topic"], []),
+        (["emit"], ["--kafka", "--events-topic", "--sasl-username"], ["--group-id"]),
+        (["explain"], ["--kafka", "--decisions-topic"], ["--events-topic", "--group-id"]),
+        (["redrive"], ["--deadletter-topic", "--events-topic"], ["--session-timeout-ms"]),
+        (["topics", "create"], ["--budget-topic", "--ssl-cafile"], ["--group-id"]),
+    ],
+)
+def test_a_command_offers_only_the_kafka_flags_it_reads(
+    command: list[str], reads: list[str], ignores: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    offered = {word for word in capsys.readouterr().out.split() if word.startswith("--")}
+    assert set(reads) <= offered
+    assert not set(ignores) & offered
 
 
 def test_a_group_without_its_command_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -266,6 +266,30 @@ def test_yaml_hints_fit_the_mistake(pdir: Path) -> None:
     assert unclosed.hint == "while parsing a flow sequence, which started at 10:12"
 
 
+def test_a_misspelt_required_key_is_one_problem_not_two(pdir: Path) -> None:
+    edit(pdir / "follow-through.yaml", "principle:", "principal:")
+    edit(pdir / "follow-through.yaml", "version:", "verson:")
+    problems = refused(pdir).diagnostics
+    assert [(d.message, d.hint) for d in problems] == [
+        ("unknown key 'verson' in a policy", "did you mean 'version'?"),
+        ("unknown key 'principal' in a policy", "did you mean 'principle'?"),
+    ]
+    edit(pdir / "follow-through.yaml", "verson:", "version:")
+    edit(pdir / "follow-through.yaml", "principal:", "owner_note:")  # no longer a misspelling
+    assert [d.message for d in refused(pdir).diagnostics] == [
+        "unknown key 'owner_note' in a policy",
+        "a policy needs 'principle'",
+    ]
+
+
+def test_a_duplicate_rule_name_says_why_names_matter(pdir: Path) -> None:
+    f = pdir / "replace-broken-part.yaml"
+    edit(f, "name: unusual-history", "name: trusted-by-default")
+    [d] = refused(pdir).diagnostics
+    assert d.message == "duplicate rule name 'trusted-by-default' in this policy"
+    assert d.hint == "each rule of a policy has its own name: decisions and specs cite it"
+
+
 def test_an_empty_file_or_a_bare_value_is_refused_at_its_start(pdir: Path) -> None:
     (pdir / "empty.yaml").write_text("# nothing yet\n")
     (pdir / "text.yaml").write_text('"just text"\n')
