@@ -155,9 +155,9 @@ _CONNECTION: tuple[str, ...] = (
 
 
 def kafka_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Add the Kafka flags `names` (and the connection's) to a command, which receives the
-    ones given as `kafka: dict`; no names: every flag. A command lists only flags it reads."""
-    chosen = [n for n in _KAFKA_FLAGS if not names or n in names or n in _CONNECTION]
+    """Add the Kafka flags to a command, which receives the ones given as `kafka: dict`.
+    Its --help shows the connection's and `names` (no names: every flag); it accepts the
+    others too, unlisted, so one set of flags can be passed to every command."""
     unknown = set(names) - _KAFKA_FLAGS.keys()
     if unknown:
         raise ValueError(f"no such Kafka flag: {sorted(unknown)}")
@@ -165,9 +165,9 @@ def kafka_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., 
     def add(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command, eval_str=True)
         added = []
-        for name in chosen:
-            flag, kind, text = _KAFKA_FLAGS[name]
-            option = typer.Option(flag, help=text, show_default=False)
+        for name, (flag, kind, text) in _KAFKA_FLAGS.items():
+            shown = not names or name in names or name in _CONNECTION
+            option = typer.Option(flag, help=text, show_default=False, hidden=not shown)
             added.append(
                 inspect.Parameter(
                     name,
@@ -180,7 +180,7 @@ def kafka_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., 
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
-            flags = {name: kwargs.pop(name, None) for name in chosen}
+            flags = {name: kwargs.pop(name, None) for name in _KAFKA_FLAGS}
             command(kafka={k: v for k, v in flags.items() if v is not None}, **kwargs)
 
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added

@@ -684,6 +684,21 @@ def load_policy_set(directory: Path) -> PolicySet:
     policies: list[Policy] = []
     seen: dict[str, str] = {}
     paths = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    nested = sorted(
+        p
+        for p in directory.glob("*/**/*")
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
+    for path in nested:  # a policy filed in a subdirectory would silently never apply
+        misplaced = Diagnostic(
+            relpath(path),
+            None,
+            "a policy file in a subdirectory is not read",
+            f"policy files sit directly in {relpath(directory)}: move it there",
+        )
+        files.append(_File(relpath(path), "", [misplaced]))
     for path in paths:
         if path.name == BUDGETS_FILE:
             continue

@@ -326,6 +326,10 @@ def test_a_command_offers_only_the_kafka_flags_it_reads(
     offered = {word for word in capsys.readouterr().out.split() if word.startswith("--")}
     assert set(reads) <= offered
     assert not set(ignores) & offered
+    # ... yet takes the others, unlisted: one set of flags serves every command
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, *(f"{flag}=x" for flag in ignores), "--help"])
+    assert exit_.value.code == 0
 
 
 def test_a_group_without_its_command_shows_its_help(capsys: pytest.CaptureFixture[str]) -> None:

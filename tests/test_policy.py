@@ -282,6 +282,20 @@ def test_a_misspelt_required_key_is_one_problem_not_two(pdir: Path) -> None:
     ]
 
 
+def test_a_policy_filed_in_a_subdirectory_is_refused_not_ignored(pdir: Path) -> None:
+    (pdir / "team" / "deep").mkdir(parents=True)
+    shutil.copy(pdir / "follow-through.yaml", pdir / "team" / "deep" / "mine.yaml")
+    (pdir / ".hidden").mkdir()  # tools' folders (.git, ...) are not policies
+    (pdir / ".hidden" / "x.yaml").write_text("not: a policy\n")
+    [d] = refused(pdir).diagnostics
+    assert (d.file, d.message) == (
+        relpath(pdir / "team" / "deep" / "mine.yaml"),
+        "a policy file in a subdirectory is not read",
+    )
+    shutil.rmtree(pdir / "team")
+    assert len(load_policy_set(pdir).policies) == len(load_policy_set(POLICIES).policies)
+
+
 def test_a_duplicate_rule_name_says_why_names_matter(pdir: Path) -> None:
     f = pdir / "replace-broken-part.yaml"
     edit(f, "name: unusual-history", "name: trusted-by-default")
