@@ -112,13 +112,24 @@ class Ledger:
         # Per input partition, the latest event time decided from it (`note_time`), as
         # stored with its position or changed in this batch; loaded on first use.
         self._part_times: dict[tuple[str, int], int | None] = {}
+        # Per partition number, the latest of those times over every source: the
+        # partition's watermark, by which the deadlines of its cases fall due (`lane_time`).
+        self._lanes: dict[int, int | None] = {}
+        self._lane_at: dict[int, tuple[int, datetime]] = {}
         self._last_at: datetime | None = None
         self._last_us = 0
 
     @staticmethod
-    def _connect(path: Path, full_sync: bool, schema: str, added: str = "") -> sqlite3.Connection:
-        """Open (creating) the file. `added`: idempotent statements (`IF NOT EXISTS`) for
-        tables a newer build added, run on every open so older files gain them."""
+    def _connect(
+        path: Path,
+        full_sync: bool,
+        schema: str,
+        added: str = "",
+        columns: tuple[tuple[str, str, str], ...] = (),
+    ) -> sqlite3.Connection:
+        """Open (creating) the file. `columns` (table, column, type) and `added`,
+        idempotent statements (`IF NOT EXISTS`), are what a newer build added to older
+        files: checked on every open, columns first, so older files gain them."""
         if path.is_dir():
             path = path / STATE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,13 +157,13 @@ class Ledger:
                 conn.execute(
                     "INSERT INTO schema_version (version) VALUES (?)", (STATE_SCHEMA_VERSION,)
                 )
-            for statement in added.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            for table, column, kind in _ADDED_COLUMNS:
+            for table, column, kind in (*_ADDED_COLUMNS, *columns):
                 known = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in known:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for statement in added.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
             conn.execute("COMMIT")
             found = _version(conn)
             if found != STATE_SCHEMA_VERSION:
@@ -237,6 +248,7 @@ class Ledger:
         self._outbox_rows.clear()
         self._pruned_to = None  # a prune it undid is done again at the next commit
         self._part_times.clear()
+        self._lanes.clear()
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
         self._watermark = self._stored_watermark()
@@ -368,6 +380,41 @@ class Ledger:
         t, mark = self._time(at), self.partition_time(source, partition)
         if mark is None or t > mark:
             self._part_times[(source, partition)] = t
+            lane = self._lanes[partition] if partition in self._lanes else self.lane_time(partition)
+            if lane is None or t > lane:
+                self._lanes[partition] = t
+
+    def lane_time(self, partition: int) -> int | None:
+        """The watermark of input partition number `partition`: the latest event time
+        (`micros`) decided from it, whatever the source (the files and the embedded log
+        given to an embedded store are all its partition 0); None before any."""
+        try:
+            return self._lanes[partition]
+        except KeyError:
+            row = self._cur.execute(
+                "SELECT max(event_time) FROM positions WHERE part = ?", (partition,)
+            ).fetchone()
+            mark: int | None = row[0]
+            self._lanes[partition] = mark
+            return mark
+
+    def lane_watermark(self, partition: int) -> datetime | None:
+        """`lane_time` as a datetime (built only when it moved)."""
+        t = self.lane_time(partition)
+        if t is None:
+            return None
+        cached = self._lane_at.get(partition)
+        if cached is None or cached[0] != t:
+            cached = self._lane_at[partition] = (t, datetime_of(t))
+        return cached[1]
+
+    def lanes(self) -> list[int]:
+        """Every input partition number with a watermark, in order."""
+        rows = self._cur.execute(
+            "SELECT DISTINCT part FROM positions WHERE event_time IS NOT NULL"
+        ).fetchall()
+        known = {part for (part,) in rows} | {p for p, t in self._lanes.items() if t is not None}
+        return sorted(known)
 
     def _retention_indexes(self) -> tuple[str, ...]:
         """The indexes `_prune` deletes through (created when retention is set)."""

@@ -142,6 +142,7 @@ class Processor:
         if split:
             store.keep_reports = True  # the budget stage's (StateStore._prune)
         self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
+        self._lane: int | None = None  # the partition of the event being decided
 
     def activate(self) -> Envelope | None:
         """Record `policy_set.activated` when this policy set was not the active one."""
@@ -262,10 +263,19 @@ class Processor:
             # on record depends on where batches ended, lateness only on the log.
             self._deadletter(record, LATE, self._late(event.occurred_at))
             return
-        store.note_time(record.topic, record.partition, event.occurred_at)
+        lane = record.partition
+        store.note_time(record.topic, lane, event.occurred_at)
+        # Deadlines this event's time passes fall due before it is decided, on the state
+        # as it stood: whether a case was resolved by its deadline does not depend on
+        # which event came next, nor on how far other partitions have been read. A
+        # broadcast copy (clock.tick, rep.assigned) moves its partition's time too.
+        if store.followups_may_be_due(lane) or store.laneless:  # asked after every event
+            self._due(lane)
+        changes = store.pending_changes
         if not store.first_sighting(event.event_id, event.occurred_at):
             self.tally.duplicates += 1
             return
+        self._lane = lane
         split = self.split
         if split:
             self.store.apply_event(event, shared=False)  # the budget stage's to fold
@@ -290,10 +300,24 @@ class Processor:
                 outcome = outcome._replace(effects=effects, alerts=())
         if outcome is not None:
             self._record(outcome)
-        if store.followups_may_be_due():  # asked after every event: no datetime unless so
-            watermark = store.watermark()
+        if store.pending_changes != changes:  # follow-ups it made, or a reopening brought back
+            self._due(lane)
+
+    def _due(self, lane: int) -> None:
+        """Escalate the follow-ups due by the watermark of partition `lane` (DESIGN.md,
+        "Time"): a case's history is on one partition, so its deadline waits for that
+        partition's own events, however far others have been read. No query and no
+        datetime unless one may be due."""
+        store = self.store
+        if store.followups_may_be_due(lane):
+            watermark = store.lane_watermark(lane)
             assert watermark is not None  # a follow-up may be due only once there is one
-            self._overdue(watermark)
+            self._overdue(watermark, lane)
+        # Follow-ups made before lanes fall due by the store's watermark, as they did.
+        if store.laneless and store.followups_may_be_due(None):
+            watermark = store.watermark()
+            assert watermark is not None
+            self._overdue(watermark, None)
 
     def _late(self, at: datetime) -> str:
         watermark = self.store.watermark()
@@ -317,7 +341,9 @@ class Processor:
         if obligations:
             rep_id = str(partial.fact.get("rep.id") or "") or None
             folded = Effects(partial.decision_id, "", rep_id, (), (), (), obligations)
-            self.store.apply_decision(folded, partial.event.occurred_at, partial.event.customer_id)
+            self.store.apply_decision(
+                folded, partial.event.occurred_at, partial.event.customer_id, self._lane
+            )
             self.tally.followups_created += len(obligations)
         self._forward(b"request", partial.dump(), partial.event.customer_id, partial.decision_id)
         self.tally.deferred += 1
@@ -330,7 +356,9 @@ class Processor:
     def _record(self, outcome: Outcome, fold: Effects | None = None) -> None:
         """Fold (`fold`, else the outcome's effects), count and publish a decision."""
         effects = outcome.effects
-        self.store.apply_decision(fold or effects, outcome.occurred_at, outcome.customer_id)
+        self.store.apply_decision(
+            fold or effects, outcome.occurred_at, outcome.customer_id, self._lane
+        )
         tally = self.tally
         tally.outcomes[effects.outcome] += 1
         for policy_id in effects.policies:
@@ -349,8 +377,8 @@ class Processor:
             self.tally.alerts += 1
             self._emit(alert)
 
-    def _overdue(self, watermark: datetime) -> None:
-        due = self.store.due_followups(watermark)
+    def _overdue(self, watermark: datetime, lane: int | None) -> None:
+        due = self.store.due_followups(watermark, lane)
         if not due:
             return
         leads = {}
@@ -369,12 +397,17 @@ class Processor:
             self._emit(event)
 
     def fire_overdue(self) -> None:
-        """Escalate every follow-up due by the watermark now (after a rebuild's history)."""
-        watermark = self.store.watermark()
-        if watermark is None:
-            return
+        """Escalate every follow-up due by its partition's watermark now (after a
+        rebuild's history)."""
+        store = self.store
         with self._transaction():
-            self._overdue(watermark)
+            for lane in store.lanes():
+                watermark = store.lane_watermark(lane)
+                if watermark is not None:
+                    self._overdue(watermark, lane)
+            watermark = store.watermark()
+            if watermark is not None:
+                self._overdue(watermark, None)
 
     def replay(self, event: Envelope) -> None:
         """Fold a recorded output that no input event causes (an activation, or an

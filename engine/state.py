@@ -61,7 +61,7 @@ _PARKED: Final = 2
 _NEVER: Final = 2**63 - 1  # the due bound when nothing is pending
 
 # Times are integer microseconds since the epoch; money is integer cents.
-_SCHEMA: Final = f"""
+_SCHEMA: Final = """
 CREATE TABLE customers (
     id TEXT PRIMARY KEY, ordered INTEGER NOT NULL DEFAULT 0,
     refunded INTEGER NOT NULL DEFAULT 0, order_count INTEGER NOT NULL DEFAULT 0,
@@ -101,20 +101,26 @@ CREATE TABLE budgets (
 CREATE TABLE reps (id TEXT PRIMARY KEY, team TEXT NOT NULL, lead TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE followups (
     obligation_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, customer TEXT, rep TEXT,
-    due_at INTEGER NOT NULL, state INTEGER NOT NULL
+    due_at INTEGER NOT NULL, state INTEGER NOT NULL, lane INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX followups_by_case ON followups (case_id);
-CREATE INDEX followups_due ON followups (due_at, obligation_id) WHERE state = {_PENDING};
 CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
 # With the budget stage, the folds of state spanning customers that only it makes.
 _SHARED_FOLDS: Final = frozenset(("budget.allocated", "item.defect_reported"))
 
-# Tables added after version 2; created on every open if missing (engine.ledger._connect).
-_ADDED: Final = """
+# Tables, columns and indexes added after version 2; checked on every open
+# (engine.ledger._connect). A follow-up's `lane` is the input partition its case is read
+# from, whose watermark it falls due by; NULL for those made before lanes, which fall
+# due by the store's watermark as they did.
+_ADDED_COLUMNS: Final = (("followups", "lane", "INTEGER"),)
+_ADDED: Final = f"""
 CREATE TABLE IF NOT EXISTS stage_reps (
     id TEXT PRIMARY KEY, team TEXT NOT NULL, lead TEXT NOT NULL
 ) WITHOUT ROWID;
+DROP INDEX IF EXISTS followups_due;
+CREATE INDEX IF NOT EXISTS followups_due_by_lane ON followups (lane, due_at, obligation_id)
+    WHERE state = {_PENDING};
 """
 
 _ADD_CASE_REMEDY: Final = """
@@ -122,8 +128,8 @@ INSERT OR IGNORE INTO case_remedies (case_id, event_id, kind, remedy, amount, at
 VALUES (?, ?, ?, ?, ?, ?)
 """
 _ADD_FOLLOWUP: Final = """
-INSERT OR IGNORE INTO followups (obligation_id, case_id, customer, rep, due_at, state)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT OR IGNORE INTO followups (obligation_id, case_id, customer, rep, due_at, state, lane)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 """
 _CHARGE: Final = """
 INSERT INTO budgets (budget, owner, period, charged) VALUES (?1, ?2, ?3, ?4)
@@ -344,10 +350,16 @@ class StateStore(Ledger):
         # Split mode: the defect reports are the budget stage's, which may replay its topic
         # from far behind this store's event time, so retention keeps them (see _prune).
         self.keep_reports = False
-        # A lower bound on the earliest pending follow-up's due time (None: not known),
-        # so that due_followups, which the service calls after every event, usually
-        # answers without a query. Anything that makes a follow-up pending lowers it.
-        self._due_bound: int | None = None
+        # Per lane, a lower bound on its earliest pending follow-up's due time (absent:
+        # not known), so that due_followups, which the service calls after every event,
+        # usually answers without a query. Anything that makes a follow-up pending
+        # lowers it.
+        self._due_bounds: dict[int | None, int] = {}
+        # Counts the changes that may make a follow-up pending (made or brought back), so
+        # the service asks again after an event only when it changed something.
+        self.pending_changes = 0
+        # Whether follow-ups without a lane (from before lanes) may be pending.
+        self.laneless = self._laneless()
 
     @classmethod
     def open(cls, path: Path, *, full_sync: bool = False) -> StateStore:
@@ -357,7 +369,7 @@ class StateStore(Ledger):
         (synchronous=NORMAL) a commit survives a process crash but the last batches may
         be lost on power failure — and are then re-read from the stored positions.
         """
-        return cls(cls._connect(path, full_sync, _SCHEMA, _ADDED))
+        return cls(cls._connect(path, full_sync, _SCHEMA, _ADDED, _ADDED_COLUMNS))
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore:
@@ -369,7 +381,7 @@ class StateStore(Ledger):
         super().rollback()
         for rows in self._cached:
             rows.forget()
-        self._due_bound = None  # undone overdue marks may have brought earlier ones back
+        self._due_bounds.clear()  # undone overdue marks may have brought earlier ones back
 
     def _write_behind(self) -> None:
         for rows in self._cached:
@@ -516,7 +528,8 @@ class StateStore(Ledger):
                 f"UPDATE followups SET state = {_PENDING} WHERE case_id = ? AND state = {_PARKED}",
                 (d.case_id,),
             )
-            self._due_bound = None
+            self._due_bounds.clear()
+            self.pending_changes += 1
         else:
             return  # already open
         self._cases.put(d.case_id, row)
@@ -598,17 +611,23 @@ class StateStore(Ledger):
     # ---------------------------------------------------------------- folding decisions
 
     def apply_decision(
-        self, data: DecisionData | Effects, occurred_at: datetime, customer_id: str | None
+        self,
+        data: DecisionData | Effects,
+        occurred_at: datetime,
+        customer_id: str | None,
+        lane: int | None = None,
     ) -> None:
         """Fold a decision's effects; applying the same decision again changes nothing.
 
         Only charges and obligations are folded. Grants are what a rep *may* give; what a
         customer received arrives as `remedy.fulfilled` (see `_remedy_fulfilled`).
+        `lane`: the input partition the decided event was read from, by whose watermark
+        its follow-ups fall due (None: by the store's).
         """
         if not (data.charges or data.obligations):
             return  # most decisions only note: nothing to fold, nothing to remember
         if not self._conn.in_transaction:
-            self._autocommit(self.apply_decision, data, occurred_at, customer_id)
+            self._autocommit(self.apply_decision, data, occurred_at, customer_id, lane)
             return
         cur = self._cur
         # Rebuilding from the decision topic may meet a decision already folded live.
@@ -631,10 +650,14 @@ class StateStore(Ledger):
                     owner = customer_id if customer_id is not None else case[_K_CUSTOMER]
                     rep = case[_K_REP]
                     state = _PARKED if case[_K_STATUS] == "resolved" else _PENDING
-                rows.append((o.obligation_id, o.case_id, owner, rep, micros(o.due_at), state))
+                due = micros(o.due_at)
+                rows.append((o.obligation_id, o.case_id, owner, rep, due, state, lane))
             cur.executemany(_ADD_FOLLOWUP, rows)
-            if self._due_bound is not None:
-                self._due_bound = min(self._due_bound, *(row[4] for row in rows))
+            self.pending_changes += 1
+            self.laneless = self.laneless or lane is None
+            bound = self._due_bounds.get(lane)
+            if bound is not None:
+                self._due_bounds[lane] = min(bound, *(row[4] for row in rows))
 
     # ---------------------------------------------------------------- reading
 
@@ -779,32 +802,49 @@ class StateStore(Ledger):
         row = self._reps.get(rep_id)
         return None if row is None else (row[1], row[2])
 
-    def followups_may_be_due(self) -> bool:
-        """False when no follow-up can be due by the watermark (known without a query or
-        a datetime); True when `due_followups(watermark())` must look."""
-        t = self._watermark
-        return t is not None and (self._due_bound is None or t >= self._due_bound)
+    def followups_may_be_due(self, lane: int | None = None) -> bool:
+        """False when no follow-up of `lane` can be due by its watermark (known without a
+        query or a datetime); True when `due_followups` must look. `lane` None: the
+        follow-ups made before lanes, by the store's watermark."""
+        if lane is None:
+            t = self._watermark
+        else:
+            t = self._lanes[lane] if lane in self._lanes else self.lane_time(lane)
+        if t is None:
+            return False
+        bound = self._due_bounds.get(lane)
+        return bound is None or t >= bound
 
-    def due_followups(self, watermark: datetime) -> list[DueFollowup]:
-        """Follow-ups due by `watermark` on cases not resolved, not yet reported overdue.
+    def _laneless(self) -> bool:
+        row = self._cur.execute(
+            f"SELECT 1 FROM followups WHERE lane IS NULL AND state != {_OVERDUE} LIMIT 1"
+        ).fetchone()
+        return row is not None
+
+    def due_followups(self, watermark: datetime, lane: int | None = None) -> list[DueFollowup]:
+        """Follow-ups of `lane` due by `watermark` on cases not resolved, not yet reported
+        overdue (`lane` None: those made before lanes).
 
         A follow-up on a case the log never opened is reported too: an unknown case
         cannot be shown resolved, and a promise to a customer must not vanish silently.
         """
         t = micros(watermark)
-        if self._due_bound is not None and t < self._due_bound:
+        bound = self._due_bounds.get(lane)
+        if bound is not None and t < bound:
             return []
         cur = self._cur
         rows = cur.execute(
             "SELECT obligation_id, case_id, customer, rep, due_at FROM followups"
-            f" WHERE state = {_PENDING} AND due_at <= ? ORDER BY due_at, obligation_id",
-            (t,),
+            f" WHERE state = {_PENDING} AND lane IS ? AND due_at <= ?"
+            " ORDER BY due_at, obligation_id",
+            (lane, t),
         ).fetchall()
         if not rows:
             (earliest,) = cur.execute(
-                f"SELECT min(due_at) FROM followups WHERE state = {_PENDING}"
+                f"SELECT min(due_at) FROM followups WHERE state = {_PENDING} AND lane IS ?",
+                (lane,),
             ).fetchone()
-            self._due_bound = _NEVER if earliest is None else earliest
+            self._due_bounds[lane] = _NEVER if earliest is None else earliest
         return [DueFollowup(o, c, cu, r, datetime_of(due)) for o, c, cu, r, due in rows]
 
     def mark_overdue(self, obligation_id: str) -> None:

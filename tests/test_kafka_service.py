@@ -296,6 +296,33 @@ def test_each_customer_is_decided_in_order_on_one_partition(
     assert len({p for ps in partitions.values() for p in ps}) > 1
 
 
+@pytest.mark.kafka
+def test_on_four_partitions_the_same_follow_ups_go_overdue_as_on_one(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    # One instance reads four partitions at its own pace; a deadline falls due by its
+    # case's partition (tests/test_followup_lanes.py), not by the partition read furthest.
+    from events.codec import decode
+    from events.kafka import EventProducer
+
+    create_topics(kafka_config, partitions=4)
+    good = [decode(line) for line in shop_lines() if not _invalid(line)]
+    with EventProducer(kafka_config) as producer:  # ticks and reps to every partition
+        for event in good:
+            producer.send(event)
+    expected = sorted(
+        doc["event_id"] for doc in map(json.loads, embedded) if doc["type"] == "followup.overdue"
+    )
+    assert len(expected) == 9
+    with running(kafka_config, compiled, tmp_path / "data"):
+        published = read_topic(
+            kafka_config, kafka_config.decisions_topic, len(good), containing=DECIDED
+        )
+    found = [json.loads(r.value) for r in published]
+    assert sum(doc["type"] == "decision.made" for doc in found) == len(good)
+    assert sorted(doc["event_id"] for doc in found if doc["type"] == "followup.overdue") == expected
+
+
 # ---------------------------------------------------------------- 3. crash and restart
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from engine import ledger
 from engine.facts import STATE_FIELDS
-from engine.ledger import STATE_FILE, STATE_SCHEMA_VERSION, StateVersionError
+from engine.ledger import STATE_FILE, STATE_SCHEMA_VERSION, StateVersionError, micros
 from engine.state import DueFollowup, StateStore
 from events.models import CATALOG, EVENT_ADAPTER, DecisionData, Envelope
 
@@ -681,6 +681,50 @@ def test_followups_may_be_due_is_false_only_when_none_can_be(store: StateStore) 
     fold(store, tick(T0 + 2 * DAY))
     assert store.followups_may_be_due()
     assert [d.obligation_id for d in store.due_followups(T0 + 2 * DAY)] == ["ob-1"]
+
+
+def test_followups_fall_due_by_their_own_partitions_time(store: StateStore) -> None:
+    fold(store, opened("case-1"), opened("case-2"))
+    for lane, case in ((0, "case-1"), (1, "case-2")):
+        ob = obligation(f"ob-{lane}", case, T0 + DAY)
+        store.apply_decision(decision(obligations=[ob]), T0, "c", lane)
+    store.begin()
+    store.note_time("in", 1, T0 + 3 * DAY)  # partition 1 is read far ahead
+    assert store.lane_time(0) is None and store.followups_may_be_due(1)
+    assert not store.followups_may_be_due(0)  # partition 0 has no time yet
+    assert [d.obligation_id for d in store.due_followups(T0 + 3 * DAY, 1)] == ["ob-1"]
+    store.note_time("in", 0, T0 + DAY - SECOND)
+    assert store.due_followups(T0 + DAY - SECOND, 0) == []
+    assert not store.followups_may_be_due(0)  # now known: not before T0 + DAY
+    store.note_time("other", 0, T0 + DAY)  # another source of partition 0: one watermark
+    assert store.lane_watermark(0) == T0 + DAY and store.followups_may_be_due(0)
+    assert [d.obligation_id for d in store.due_followups(T0 + DAY, 0)] == ["ob-0"]
+    for source, partition in (("in", 0), ("in", 1), ("other", 0)):
+        store.set_position(source, partition, 5)  # a partition's time is kept with it
+    store.commit()
+    assert store.lanes() == [0, 1]
+    assert store.due_followups(T0 + 9 * DAY) == []  # none made without a lane
+    store.rollback()  # (nothing open) the times are read back from the stored positions
+    assert (store.lane_time(0), store.lane_time(1)) == (micros(T0 + DAY), micros(T0 + 3 * DAY))
+
+
+def test_a_file_from_before_lanes_keeps_its_follow_ups(tmp_path: Path) -> None:
+    with StateStore.open(tmp_path) as store:  # a follow-up, as an older build stored it
+        fold(store, opened("case-1"))
+        store.apply_decision(decision(obligations=[obligation("ob-1", due=T0 + DAY)]), T0, "c")
+    conn = sqlite3.connect(tmp_path / STATE_FILE)
+    conn.execute("DROP INDEX followups_due_by_lane")
+    conn.execute("ALTER TABLE followups DROP COLUMN lane")
+    conn.execute("CREATE INDEX followups_due ON followups (due_at, obligation_id) WHERE state = 0")
+    conn.commit()
+    conn.close()
+    with StateStore.open(tmp_path) as store:  # gains the column; its follow-up has no lane
+        assert store.due_followups(T0 + DAY, 0) == []
+        assert [d.obligation_id for d in store.due_followups(T0 + DAY)] == ["ob-1"]
+    conn = sqlite3.connect(tmp_path / STATE_FILE)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert "followups_due_by_lane" in indexes and "followups_due" not in indexes
 
 
 def test_followup_on_a_resolved_case_is_never_due(store: StateStore) -> None:
