@@ -192,6 +192,17 @@ def kafka_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., 
     return add
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(default: str) -> str:
+    """GOODWILL_LOG_LEVEL, checked: a misspelt level is a usage error, not a traceback."""
+    level = os.environ.get("GOODWILL_LOG_LEVEL", "").strip().upper() or default
+    if level not in _LOG_LEVELS:
+        raise fail(f"GOODWILL_LOG_LEVEL={level!r}: use one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
 def _given(ctx: typer.Context, name: str) -> bool:
     """Whether option `name` was given on the command line (not from its default or an
     environment variable)."""
@@ -670,7 +681,7 @@ def _run_kafka(
     from events.codec import encode
 
     cfg = kafka_config(flags)
-    setup_logging(os.environ.get("GOODWILL_LOG_LEVEL", "INFO").upper())
+    setup_logging(_log_level("INFO"))
     options = ServiceOptions(
         data_dir=data_dir,
         batch=batch,
@@ -733,6 +744,8 @@ def emit(
     from events.log import FileLog, LogError
 
     flags = kafka or {}
+    # Settings first: a wrong address is refused before the events are read and reported.
+    cfg = kafka_config(flags) if not embedded and wants_kafka(flags) else None
     try:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as err:
@@ -745,8 +758,7 @@ def emit(
         else:
             good.append(event)
     bad = len(parsed) - len(good)
-    if not embedded and wants_kafka(flags):
-        cfg = kafka_config(flags)
+    if cfg is not None:
         try:
             with EventProducer(cfg) as producer:
                 for event in good:
@@ -878,7 +890,7 @@ def rebuild(
             if store.stats()["events_seen"] or store.meta("policy_set"):
                 raise fail(f"{data_dir} already holds state; rebuild into an empty --data-dir")
     compiled = _compile(policies)
-    setup_logging(os.environ.get("GOODWILL_LOG_LEVEL", "WARNING").upper())
+    setup_logging(_log_level("WARNING"))
     options = ServiceOptions(
         data_dir=data_dir,
         batch=batch,

@@ -313,7 +313,10 @@ class KafkaService:
         finally:
             self._close_clients()
             self.store.close()
-            log.info("stopped", extra={"decided": sum(self._tally().outcomes.values())})
+            tally = self._tally()
+            # Decisions folded from the history on start are not counted as decided.
+            decided = sum(tally.outcomes.values()) - tally.recalled
+            log.info("stopped", extra={"decided": decided, "recalled": tally.recalled})
 
     def _connect(self) -> None:
         cfg = self.cfg
@@ -402,7 +405,10 @@ class KafkaService:
                 report = fold_history(self.cfg, self.processor, self.options, self.stopping)
             finally:
                 self.metrics.health.rebuilding(False)
-            log.info("rebuilt state from the decisions topic", extra=report.fields())
+            if report.empty:
+                log.info("new store, and no history on the topics: starting from the start")
+            else:
+                log.info("rebuilt state from the topics", extra=report.fields())
             self._relay()
         if self.processor.activate() is not None:
             log.info("policy set activated", extra={"policy_set": self.compiled.hash})

@@ -66,7 +66,13 @@ class RebuildReport:
     digest: str = ""
 
     def fields(self) -> dict[str, Any]:
-        return asdict(self)
+        """For a log line: every count, and the digest once there is one."""
+        return {k: v for k, v in asdict(self).items() if k != "digest" or v}
+
+    @property
+    def empty(self) -> bool:
+        """Nothing was on the topics to rebuild from."""
+        return not (self.recorded or self.unreadable or self.inputs)
 
 
 class Spool:

@@ -464,7 +464,10 @@ class Processor:
             where = f"{relpath(Path(record.topic[5:]))}:{record.offset}"
         else:
             where = f"{record.topic}[{record.partition}]@{record.offset}"
-        log.warning("dead-lettered %s: %s: %s", where, reason, detail)
+        if self.recall is None:
+            log.warning("dead-lettered %s: %s: %s", where, reason, detail)
+        else:  # rebuilding: the history holds its dead letter, which is not sent again
+            log.info("was dead-lettered %s: %s: %s", where, reason, detail)
 
 
 def relay(store: StateStore, out: EventLog, batch: int = 500) -> int:

@@ -20,6 +20,7 @@ import logging
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, TypedDict
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -89,11 +90,29 @@ class KafkaConfig:
     linger_ms: int = 5
 
     def __post_init__(self) -> None:
+        """Refuse settings that could only fail at the broker, after a long wait."""
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ValueError(
                 f"security_protocol {self.security_protocol!r} is not one of "
                 f"{', '.join(SECURITY_PROTOCOLS)}"
             )
+        if self.security_protocol.startswith("SASL_") and not self.sasl_mechanism:
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs a SASL mechanism"
+                " (--sasl-mechanism or GOODWILL_KAFKA_SASL_MECHANISM, e.g. PLAIN, SCRAM-SHA-512)"
+            )
+        if (self.sasl_mechanism or "").upper().startswith(("PLAIN", "SCRAM")) and not (
+            self.sasl_plain_username and self.sasl_plain_password
+        ):
+            raise ValueError(
+                f"SASL mechanism {self.sasl_mechanism} needs a user and a password"
+                " (--sasl-username, and GOODWILL_KAFKA_SASL_PLAIN_PASSWORD)"
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} {path}: no such file")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> KafkaConfig:

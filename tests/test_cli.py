@@ -281,6 +281,8 @@ def test_schema_writes_one_file_per_event_type(tmp_path: Path) -> None:
         (["run", str(EXAMPLE), "--metrics-port", "9999"], "--metrics-port: only with Kafka"),
         (["run", str(EXAMPLE), "--group-id", "g", "--budget-stage", "kafka"], "--group-id, --b"),
         (["topics", "create", "--kafka", "notaport"], "'notaport' is not a host:port address"),
+        (["emit", str(EXAMPLE), "--kafka", "h:1,broker2"], "'broker2' is not a host:port"),
+        (["run", "--kafka", "h:1", "--ssl-cafile", "/no/ca.pem"], "--ssl-cafile /no/ca.pem: no"),
     ],
 )
 def test_bad_usage_is_one_line_and_non_zero(
@@ -293,6 +295,17 @@ def test_bad_usage_is_one_line_and_non_zero(
     assert expected.lower() in err.lower()
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+
+
+def test_a_misspelt_log_level_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GOODWILL_LOG_LEVEL", "loud")
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--kafka", "127.0.0.1:1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "goodwill: GOODWILL_LOG_LEVEL='LOUD': use one of DEBUG, INFO, WARNING, ERROR\n"
 
 
 def test_a_directory_that_cannot_be_made_is_one_line_and_exit_1(

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import socket
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 from kafka import TopicPartition
@@ -143,6 +144,9 @@ def test_config_from_env_reads_goodwill_variables_and_overrides_win() -> None:
         "GOODWILL_KAFKA_BOOTSTRAP_SERVERS": "specific:9092",
         "GOODWILL_KAFKA_EVENTS_TOPIC": "in",
         "GOODWILL_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "GOODWILL_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "GOODWILL_KAFKA_SASL_PLAIN_USERNAME": "svc",
+        "GOODWILL_KAFKA_SASL_PLAIN_PASSWORD": "secret",
         "GOODWILL_KAFKA_SESSION_TIMEOUT_MS": "12000",
         "GOODWILL_KAFKA_GROUP_ID": "",
     }
@@ -165,6 +169,24 @@ def test_config_from_env_reads_goodwill_variables_and_overrides_win() -> None:
     for bad in ("notaport", "h:", ":9092", "h:0", "h:65536", "h:1,h"):
         with pytest.raises(ValueError, match="is not a host:port address"):
             KafkaConfig.from_env({}, bootstrap_servers=bad)
+
+
+def test_security_settings_that_cannot_work_are_refused_before_connecting(
+    tmp_path: Path,
+) -> None:
+    pem = tmp_path / "ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    ok = KafkaConfig("h:1", security_protocol="SSL", ssl_cafile=str(pem))
+    assert ok.ssl_cafile == str(pem)
+    for settings, message in (
+        ({"security_protocol": "SSL", "ssl_cafile": str(tmp_path / "no.pem")}, "no such file"),
+        ({"security_protocol": "SASL_SSL"}, "needs a SASL mechanism"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}, "a user and a"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            KafkaConfig("h:1", **settings)
+    sasl = KafkaConfig("h:1", security_protocol="SASL_SSL", sasl_mechanism="OAUTHBEARER")
+    assert sasl.sasl_mechanism == "OAUTHBEARER"  # a token mechanism: no user, no password
 
 
 @pytest.mark.kafka

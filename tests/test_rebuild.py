@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -145,16 +146,35 @@ def test_with_the_budget_stage_a_rebuild_leaves_the_ledger_to_the_stage(
 
 @pytest.mark.kafka
 def test_service_rebuilds_on_start_without_deciding_history_again(
-    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+    kafka_config: KafkaConfig,
+    compiled: CompiledSet,
+    embedded: list[bytes],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = lose_state_mid_stream(kafka_config, compiled, tmp_path / "lost", partitions=2)
     lines = shop_lines()
     # A new instance with an empty data dir: the history is folded, the rest decided live.
     good = [line for line in lines if not _invalid(line)]
-    with running(kafka_config, compiled, tmp_path / "new") as service:
+    caplog.clear()
+    new = tmp_path / "new"
+    with (
+        caplog.at_level(logging.INFO, logger="goodwill"),
+        running(kafka_config, compiled, new) as service,
+    ):
         published = read_topic(kafka_config, kafka_config.decisions_topic, len(good), 30, DECIDED)
     assert service.processor is not None
-    assert service.processor.tally.recalled == sum(b'"decision.made"' in r.value for r in before)
+    recalled = service.processor.tally.recalled
+    assert recalled == sum(b'"decision.made"' in r.value for r in before)
+    # The log tells history from new work: what was folded, what was decided, and the
+    # history's dead letters as such (not sent again, so not warnings).
+    said = {r.getMessage(): r for r in caplog.records}
+    assert said["rebuilt state from the topics"].recalled == recalled  # type: ignore[attr-defined]
+    assert "digest" not in said["rebuilt state from the topics"].__dict__  # none computed
+    stopped = said["stopped"]
+    assert (stopped.decided, stopped.recalled) == (len(good) - recalled, recalled)  # type: ignore[attr-defined]
+    again = [r for r in caplog.records if r.getMessage().startswith("was dead-lettered")]
+    assert again and {r.levelno for r in again} == {logging.INFO}
     values = [r.value for r in published]
     assert len(values) == len(set(values)), "a recorded output was published again"
     unique = decisions_by_id(published)
@@ -211,3 +231,12 @@ def test_recorded_decisions_stay_facts_when_the_policy_set_changed(
         assert json.loads(value)["data"]["policy_set"] == compiled.hash
     last = json.loads(outputs[-1])
     assert last["type"] == "policy_set.activated" and last["data"]["policy_set"] == new.hash
+
+
+def test_a_report_of_empty_topics_says_so_and_shows_a_digest_only_once_made() -> None:
+    from engine.rebuild import RebuildReport
+
+    assert RebuildReport().empty
+    assert "digest" not in RebuildReport(inputs=3).fields()
+    assert not RebuildReport(inputs=3).empty and not RebuildReport(unreadable=1).empty
+    assert RebuildReport(recorded=2, digest="ab").fields()["digest"] == "ab"
