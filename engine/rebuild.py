@@ -19,6 +19,7 @@ published by the service.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import threading
@@ -34,7 +35,7 @@ from kafka import KafkaConsumer, TopicPartition
 from engine.compile import CompiledSet
 from engine.decide import Decider, Outcome
 from engine.kafka_service import ServiceOptions
-from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
+from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
 from events.codec import DecodeError, decode
 from events.kafka import KafkaConfig, KafkaUnavailable, make_consumer, to_record
@@ -52,6 +53,7 @@ CREATE TABLE recorded (
 );
 CREATE INDEX recorded_by_cause ON recorded (cause);
 CREATE TABLE deadlettered (ident TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE forwarded (digest BLOB PRIMARY KEY) WITHOUT ROWID;
 """
 
 
@@ -119,6 +121,16 @@ class Spool:
         except (KeyError, UnicodeDecodeError):
             return
         self._db.execute("INSERT OR IGNORE INTO deadlettered (ident) VALUES (?)", (ident,))
+
+    def add_forwarded(self, value: bytes) -> None:
+        """A record the customer stage put on the budget topic (with --budget-stage kafka)."""
+        digest = hashlib.sha256(value).digest()
+        self._db.execute("INSERT OR IGNORE INTO forwarded (digest) VALUES (?)", (digest,))
+
+    def was_forwarded(self, value: bytes) -> bool:
+        digest = hashlib.sha256(value).digest()
+        found = self._db.execute("SELECT 1 FROM forwarded WHERE digest = ?", (digest,)).fetchone()
+        return found is not None
 
     def begin(self) -> None:
         self._db.execute("BEGIN")
@@ -217,11 +229,16 @@ def _at_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
 
 
 def spool(cfg: KafkaConfig, spool_: Spool, options: ServiceOptions) -> int:
-    """Read the decisions and dead-letter topics into `spool_`; return the outputs found."""
+    """Read the decisions and dead-letter topics (and with the budget stage, the budget
+    topic, whose records the rebuilt store would forward again) into `spool_`; return the
+    outputs found."""
     consumer = make_consumer(cfg, group=False)
     unreadable = 0
+    topics = [cfg.decisions_topic, cfg.deadletter_topic]
+    if options.budget_stage == "kafka":
+        topics.append(cfg.budget_topic)
     try:
-        for topic in (cfg.decisions_topic, cfg.deadletter_topic):
+        for topic in topics:
             tps = [TopicPartition(topic, p) for p in partitions_of(consumer, topic)]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
@@ -230,6 +247,9 @@ def spool(cfg: KafkaConfig, spool_: Spool, options: ServiceOptions) -> int:
                 for r in batch:
                     if topic == cfg.deadletter_topic:
                         spool_.add_deadletter(r.headers or ())
+                    elif topic == cfg.budget_topic:
+                        if r.value is not None:
+                            spool_.add_forwarded(r.value)
                     elif r.value is None or not spool_.add_output(r.value):
                         unreadable += 1
                 spool_.commit()
@@ -342,7 +362,9 @@ def _mark_published(store: StateStore, spool_: Spool) -> None:
             if topic == DECISIONS_TOPIC and value in spool_.published:
                 sent.append(rowid)
                 spool_.published.discard(value)
-            elif topic == DEADLETTER_TOPIC and spool_.was_deadlettered(_dlq_ident(headers)):
+            elif (topic == DEADLETTER_TOPIC and spool_.was_deadlettered(_dlq_ident(headers))) or (
+                topic == BUDGET_TOPIC and spool_.was_forwarded(value)
+            ):
                 sent.append(rowid)
         if sent:
             store.outbox_mark_sent(sent)

@@ -15,7 +15,7 @@ import pytest
 
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
-from engine.service import Processor
+from engine.service import BUDGET_TOPIC, Processor
 from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics
 from events.log import Record
@@ -128,8 +128,13 @@ def test_with_the_budget_stage_a_rebuild_leaves_the_ledger_to_the_stage(
 
     result = rebuild_cli(kafka_config, tmp_path / "rebuilt", POLICIES, "--budget-stage", "kafka")
     assert result.returncode == 0, result.stderr
+    forwarded = {r.value for r in read_topic(kafka_config, kafka_config.budget_topic, 1, 10)}
+    assert forwarded, "the lost instance forwarded to the budget stage"
     with StateStore.open(tmp_path / "rebuilt" / "state.db") as store:
         assert [b for b in store.budgets() if b[4]] == []  # no charge folded yet
+        # What the history forwarded is on the budget topic already: not queued again.
+        pending = [row[3] for row in store.outbox_pending(100_000) if row[1] == BUDGET_TOPIC]
+        assert pending and not forwarded & set(pending)
 
     with running(kafka_config, compiled, tmp_path / "rebuilt", budget_stage="kafka"):
         published = read_topic(kafka_config, kafka_config.decisions_topic, len(embedded))
