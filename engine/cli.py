@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.errors import Diagnostic, PolicyError
+from engine.ledger import StateModeError
 
 if TYPE_CHECKING:
     from events.kafka import KafkaConfig
@@ -697,6 +698,8 @@ def _run_kafka(
         run_kafka(cfg, compiled, options, printer)
     except OSError as err:  # e.g. the metrics port is taken, or the data dir is not writable
         raise fail(f"cannot run: {err}", 1) from None
+    except StateModeError as err:
+        raise fail(str(err), 1) from None
 
 
 topics_app = typer.Typer(help="Manage Goodwill's Kafka topics.", no_args_is_help=True)
@@ -901,7 +904,7 @@ def rebuild(
     )
     try:
         report = rebuild_state(cfg, compiled, options)
-    except KafkaUnavailable as err:
+    except (KafkaUnavailable, StateModeError) as err:
         raise fail(str(err), 1) from None
     typer.echo(
         f"rebuilt {data_dir}: {report.inputs} input records, {report.recalled} recorded decisions "

@@ -45,7 +45,7 @@ from kafka.structs import OffsetAndMetadata
 from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
 from engine.decide import Decider
-from engine.ledger import datetime_of
+from engine.ledger import StateModeError, datetime_of
 from engine.metrics import Metrics
 from engine.service import (
     BUDGET_TOPIC,
@@ -287,6 +287,11 @@ class KafkaService:
                 opts.metrics_port,
             )
         self.store = StateStore.open(opts.data_dir / "state.db")
+        try:
+            self.store.keep_mode("budget_stage", opts.budget_stage, str(opts.data_dir))
+        except StateModeError:
+            self.store.close()
+            raise
         if opts.retain_days is not None:
             self.store.retain(opts.retain_days)
         split = opts.budget_stage == "kafka"

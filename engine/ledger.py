@@ -78,6 +78,10 @@ class StateVersionError(RuntimeError):
     """The state file was written by a build with another schema version."""
 
 
+class StateModeError(RuntimeError):
+    """The state was made in another mode than the one asked (e.g. --budget-stage)."""
+
+
 def micros(t: datetime) -> int:
     """Event time as integer microseconds since the epoch: exact, so windows compare exactly."""
     return (t - _EPOCH) // _MICROSECOND
@@ -525,6 +529,21 @@ class Ledger:
         """A setting the engine keeps with its state (e.g. the active policy set hash)."""
         row = self._cur.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
+
+    def keep_mode(self, key: str, value: str, where: str) -> None:
+        """Record the mode `key` the state is made in (e.g. "budget_stage"), or raise
+        StateModeError if it was made in another: the two would read each other's state
+        wrongly. `where` names the state in the message."""
+        stored = self.meta(key)
+        if stored is None:
+            self._autocommit(self.set_meta, key, value)
+        elif stored != value:
+            flag = "--" + key.replace("_", "-")
+            raise StateModeError(
+                f"{where} holds state made with {flag} {stored}, not {value}: every run and"
+                f" rebuild on it uses the same (to change it, rebuild into an empty"
+                f" --data-dir with {flag} {value})"
+            )
 
     def set_meta(self, key: str, value: str) -> None:
         if key in (_WATERMARK, _RETAIN):

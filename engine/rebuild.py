@@ -35,6 +35,7 @@ from kafka import KafkaConsumer, TopicPartition
 from engine.compile import CompiledSet
 from engine.decide import Decider, Outcome
 from engine.kafka_service import ServiceOptions
+from engine.ledger import StateModeError
 from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
 from events.codec import DecodeError, decode
@@ -394,6 +395,11 @@ def rebuild(
     data_dir: Path = options.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     store = StateStore.open(data_dir / "state.db")
+    try:
+        store.keep_mode("budget_stage", options.budget_stage, str(data_dir))
+    except StateModeError:
+        store.close()
+        raise
     if options.retain_days is not None:
         store.retain(options.retain_days)
     try:

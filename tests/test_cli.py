@@ -308,6 +308,24 @@ def test_a_misspelt_log_level_is_one_line(
     assert err == "goodwill: GOODWILL_LOG_LEVEL='LOUD': use one of DEBUG, INFO, WARNING, ERROR\n"
 
 
+def test_state_made_with_one_budget_stage_is_refused_to_the_other(tmp_path: Path) -> None:
+    from engine.state import StateStore
+
+    with StateStore.open(tmp_path / "state.db") as store:  # as a --budget-stage local run
+        store.keep_mode("budget_stage", "local", str(tmp_path))
+        store.keep_mode("budget_stage", "local", str(tmp_path))  # the same: fine
+    for command in (["run"], ["rebuild"]):
+        done = goodwill(
+            *command, "--kafka", "127.0.0.1:1", "--data-dir", tmp_path, "--budget-stage", "kafka"
+        )
+        assert done.returncode == 1
+        assert done.stderr.endswith(
+            f"goodwill: {tmp_path} holds state made with --budget-stage local, not kafka: every"
+            " run and rebuild on it uses the same (to change it, rebuild into an empty"
+            " --data-dir with --budget-stage kafka)\n"
+        ), done.stderr
+
+
 def test_a_directory_that_cannot_be_made_is_one_line_and_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
