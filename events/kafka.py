@@ -310,7 +310,14 @@ def create_topics(cfg: KafkaConfig, partitions: int, replication: int = 1) -> li
 
 def _connect(cfg: KafkaConfig, client: Any, **settings: Any) -> Any:
     # kafka-python reaches a broker while constructing a client; a failure there is a
-    # configuration or network problem that the operator must see in one line.
+    # configuration or network problem that the operator must see in one line. When every
+    # address refuses or does not resolve, that is known at once: no need to wait out
+    # bootstrap_timeout_ms (a service retrying a stopped broker would wait it every time).
+    addresses = cfg.bootstrap_servers.split(",")
+    reasons = [_probe(address, timeout_s=0.5) for address in addresses]
+    if all(reason.startswith(_HOPELESS) for reason in reasons):
+        found = "; ".join(f"{a.strip()}: {r}" for a, r in zip(addresses, reasons, strict=True))
+        raise KafkaUnavailable(f"cannot reach Kafka at {cfg.bootstrap_servers}: {found}")
     try:
         return client(**cfg.client_settings(), **settings)
     except (KafkaTimeoutError, KafkaConnectionError) as exc:
@@ -321,9 +328,11 @@ def _explain_unreachable(cfg: KafkaConfig, exc: Exception) -> str:
     reasons = "; ".join(
         f"{address}: {_probe(address)}" for address in cfg.bootstrap_servers.split(",")
     )
+    text = str(exc)
+    error = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
     return (
         f"cannot reach Kafka at {cfg.bootstrap_servers} within {cfg.bootstrap_timeout_ms} ms "
-        f"(security_protocol={cfg.security_protocol}): {reasons} [{type(exc).__name__}: {exc}]"
+        f"(security_protocol={cfg.security_protocol}): {reasons} [{error}]"
     )
 
 
@@ -336,21 +345,25 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def _probe(address: str) -> str:
+# What `_probe` says when no Kafka client could do better, however long it tried.
+_HOPELESS: Final = ("not a host:port address", "cannot resolve host", "connection refused")
+
+
+def _probe(address: str, timeout_s: float = 1.0) -> str:
     """Why a plain TCP connection to ``host:port`` fails, or that it works."""
     parts = _host_port(address)
     if parts is None:
         return "not a host:port address"
     host, port = parts
     try:
-        with socket.create_connection((host, port), timeout=1.0):
+        with socket.create_connection((host, port), timeout=timeout_s):
             pass
     except socket.gaierror:
         return f"cannot resolve host {host!r}"
     except ConnectionRefusedError:
         return "connection refused (nothing listens there)"
     except TimeoutError:
-        return "no answer to a TCP connection within 1 s"
+        return f"no answer to a TCP connection within {timeout_s:g} s"
     except OSError as error:
         return error.strerror or str(error)
     return "TCP connects, but no Kafka handshake completed (check security and SASL/TLS settings)"
