@@ -538,7 +538,12 @@ class Decider:
             "allocated": str(from_minor(allocated)),
         }
         route["context"] = context
-        if not owner:  # no rep.assigned for this rep: whose budget it is cannot be known
+        if not owner and not fact["rep.id"]:  # nobody acts: no case, no rep on the event
+            route["reason"] = (
+                f"no rep acts on this event (it names none and is about no known case),"
+                f" so whose {name} budget it is cannot be known"
+            )
+        elif not owner:  # no rep.assigned for this rep: whose budget it is cannot be known
             route["reason"] = (
                 f"no {budget.scope} on record for rep '{fact['rep.id']}' (send rep.assigned), "
                 f"so the {name} budget cannot be checked"

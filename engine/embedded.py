@@ -82,7 +82,10 @@ def run_embedded(
         relay(store, out)
         return Summary(
             tally=processor.tally,
-            budgets=store.budgets(),
+            budgets=[  # a period without budget.allocated has the budget's own amount
+                (name, owner, period, compiled.policy_set.allocated(name, stored), charged)
+                for name, owner, period, stored, charged in store.budgets()
+            ],
             stats=store.stats(),
             policy_set=compiled.hash,
             deadletter_file=data_dir / "log" / f"{DEADLETTER_TOPIC}.jsonl",

@@ -644,7 +644,7 @@ class KafkaService:
         now = time.monotonic()
         if self._budgets_dirty and now - self._budgets_at >= 1.0 and self.store is not None:
             self._budgets_at, self._budgets_dirty = now, False
-            self.metrics.on_budgets(self.store.budgets(), self.compiled.policy_set.budgets)
+            self.metrics.on_budgets(self.store.budgets(), self.compiled.policy_set)
 
     def _probe(self) -> None:
         from events.kafka import _probe

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.exposition import choose_encoder
 
-from engine.policy import Budget
+from engine.policy import PolicySet
 
 # Event-to-decision latency is milliseconds when caught up and seconds to hours when
 # replaying a backlog; buckets cover both.
@@ -228,14 +228,9 @@ class Metrics:
             seen[label] = total
 
     def on_budgets(
-        self,
-        rows: Iterable[tuple[str, str, str, int | None, int]],
-        defaults: Mapping[str, Budget],
+        self, rows: Iterable[tuple[str, str, str, int | None, int]], policy_set: PolicySet
     ) -> None:
         """Set the remaining gauge from `StateStore.budgets()` rows (cents)."""
-        for budget, owner, period, allocated, charged in rows:
-            if allocated is None:
-                known = defaults.get(budget)
-                allocated = known.amount if known is not None else 0
-            remaining = max(0, allocated - charged)
+        for budget, owner, period, stored, charged in rows:
+            remaining = max(0, policy_set.allocated(budget, stored) - charged)
             self.budget_remaining.labels(budget, owner, period).set(remaining / 100)

@@ -44,6 +44,7 @@ _NAME_LIMIT = 128
 _TEXT_LIMIT = 4000
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+_BRACED = re.compile(r"\{([^{}]*)\}|[{}]")  # a braced part, or a brace on its own
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,14 @@ class PolicySet:
 
     def on(self, event_type: str) -> tuple[Policy, ...]:
         return self._by_type.get(event_type, ())
+
+    def allocated(self, budget: str, stored: int | None) -> int:
+        """Cents allocated to a budget's period: the `budget.allocated` on record, else the
+        budget's own amount (0 for a budget this set does not define)."""
+        if stored is not None:
+            return stored
+        known = self.budgets.get(budget)
+        return known.amount if known is not None else 0
 
     @property
     def _by_type(self) -> dict[str, tuple[Policy, ...]]:
@@ -426,6 +435,15 @@ class _PolicyReader:
         follow = tuple(self.follow_ups(then, on))
         route = self.route(then, "route", on, vocab)
         alert = self.route(then, "alert", on, vocab)
+        if alert is not None and "sku" not in CATALOG[on][0].model_fields:
+            # an alert is a root-cause alert about the reported SKU (`sku.id`), which only
+            # an event naming one has: elsewhere it would never be raised
+            f.error(
+                f.key_span(then, "alert"),
+                f"an alert is about a SKU, and {on} names none",
+                "raise alerts from a policy on item.defect_reported; to tell someone now,"
+                " use `route`",
+            )
         say = f.text_value(then, "say", limit=_TEXT_LIMIT)
         if say is not None:
             self.placeholders(then, "say", vocab)
@@ -614,12 +632,26 @@ class _PolicyReader:
         return RouteSpec(to, to_path, reason, tuple(str(p) for p in items))
 
     def placeholders(self, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
-        for m in _PLACEHOLDER.finditer(str(node[key])):
-            if m.group(1) not in vocab:
+        """Every `{...}` in the words must be a field the policy may read: anything else
+        would reach the customer as it is written."""
+        text = str(node[key])
+        whole = self.f.value_span(node, key)
+        for m in _BRACED.finditer(text):
+            inner = (m.group(1) or "").strip()
+            span = whole
+            if "\n" not in text:  # one line: point at the placeholder itself
+                start = whole.col + m.start()
+                span = Span(whole.line, start, start + len(m.group(0)))
+            if _PLACEHOLDER.fullmatch(m.group(0)) is None:
                 self.f.error(
-                    self.f.value_span(node, key),
-                    f"unknown field '{{{m.group(1)}}}' in say",
-                    did_you_mean(m.group(1), vocab),
+                    span,
+                    f"'{m.group(0)}' in say is not a placeholder",
+                    "a placeholder is one field in braces, e.g. {order.amount}; an amount to"
+                    " compute belongs in `authorize`, and braces cannot be written as text",
+                )
+            elif inner not in vocab:
+                self.f.error(
+                    span, f"unknown field '{{{inner}}}' in say", did_you_mean(inner, vocab)
                 )
 
 

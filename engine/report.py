@@ -65,25 +65,9 @@ class Printer:
         )
         lines = [
             f"{_when(event.occurred_at.isoformat())}  {d.cause_type} {d.caused_by}"
-            f"  → {_MARK[d.outcome]}  ({who})"
+            f"  → {_MARK[d.outcome]}  ({who})",
+            *effects(d),
         ]
-        for g in d.grants:
-            lines.append(f"    may give    {g.remedy} up to {self.money(g.up_to)}")
-        for c in d.charges:
-            lines.append(
-                f"    charged     {self.money(c.amount)} to {c.budget}/{c.owner} "
-                f"{c.period}; {self.money(c.remaining)} left"
-            )
-        for r in d.routes:
-            person = f" ({r.person})" if r.person else ""
-            context = ", ".join(f"{k}={v}" for k, v in r.context.items())
-            lines.append(
-                f"    routed to   {r.to}{person}: {r.reason}" + (f" [{context}]" if context else "")
-            )
-        for o in d.obligations:
-            lines.append(f"    follow up   case {o.case_id} by {_when(o.due_at.isoformat())}")
-        for s in d.say:
-            lines.append(f'    say         "{s}"')
         if d.policies:
             fired = ", ".join(f"{p.id} v{p.version} ({p.rule})" for p in d.policies)
             lines.append(f"    policies    {fired}")
@@ -132,6 +116,31 @@ def _stderr(text: str) -> None:
     typer.echo(text, err=True)
 
 
+def effects(d: DecisionData) -> list[str]:
+    """What a decision lets the rep do and asks of them, one line each: grants, charges
+    with what remains, routes with their reason and context, follow-ups, words."""
+
+    def money(amount: Any, currency: str) -> str:
+        return money_text(to_minor(amount), currency)
+
+    lines = [f"    may give    {g.remedy} up to {money(g.up_to, g.currency)}" for g in d.grants]
+    for c in d.charges:
+        lines.append(
+            f"    charged     {money(c.amount, c.currency)} to {c.budget}/{c.owner} "
+            f"{c.period}; {money(c.remaining, c.currency)} left"
+        )
+    for r in d.routes:
+        person = f" ({r.person})" if r.person else ""
+        context = ", ".join(f"{k}={v}" for k, v in r.context.items())
+        lines.append(
+            f"    routed to   {r.to}{person}: {r.reason}" + (f" [{context}]" if context else "")
+        )
+    for o in d.obligations:
+        lines.append(f"    follow up   case {o.case_id} by {_when(o.due_at.isoformat())}")
+    lines.extend(f'    say         "{s}"' for s in d.say)
+    return lines
+
+
 def explain_text(doc: dict[str, Any]) -> str:
     d = doc["data"]
     lines = [
@@ -149,4 +158,7 @@ def explain_text(doc: dict[str, Any]) -> str:
             values = ", ".join(f"{k} = {json.dumps(v)}" for k, v in clause["values"].items())
             mark = "✓" if clause["result"] else "✗"
             lines.append(f"    {mark} {clause['text']}" + (f"   ({values})" if values else ""))
+    done = effects(DecisionData.model_validate(d))
+    if done:
+        lines += ["  what it decided", *done]
     return "\n".join(lines)

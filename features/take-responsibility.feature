@@ -5,7 +5,8 @@ Feature: Take responsibility for our own mistakes
 
   A contact about our own mistake (a wrong item, a billing error, damage in transit)
   authorizes a remedy straight away, without asking the customer to prove fault: the
-  customer chooses a replacement, a refund or a credit.
+  customer chooses a replacement, a refund or a credit. With no order named, the credit
+  goes through at once, and the rest once the customer names the order.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -44,4 +45,5 @@ Feature: Take responsibility for our own mistakes
     When the customer contacts ana about "billing_error"
     Then ana may give a credit of up to $20
     And ana may not refund
-    And the decision was made by rule "our-mistake" of policy "take-responsibility"
+    And ana can tell the customer "if you tell me the order I can replace or refund it too"
+    And the decision was made by rule "our-mistake-no-order" of policy "take-responsibility"

@@ -6,7 +6,8 @@ Feature: Trust customers by default
   Replacements and refunds go through by default, up to the order's value. Only a customer
   far outside the norm (three or more remedies received in 90 days) is reviewed, and the
   rep keeps a small immediate remedy meanwhile; a request above the order's value goes to
-  the team lead while the order's value goes through at once.
+  the team lead while the order's value goes through at once. A request for an order we
+  have no record of goes to the team lead too, and the rep can credit $15 meanwhile.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -39,6 +40,15 @@ Feature: Trust customers by default
     And the handover shows order.amount $120.00
     And ana can tell the customer "I can put this right up to the order's value now"
     And the decision was made by rule "more-than-the-order" of policy "trust-by-default"
+
+  Scenario: A refund for an order we have no record of is looked at, and the rep can credit $15
+    When ana asks to refund $60 for order "Z-9"
+    Then ana may give a credit of up to $15
+    And it is routed to team lead "lee"
+    And the reason given is "the order is not in our records, so its value is not known"
+    And the handover shows event.amount $60.00
+    And ana can tell the customer "a colleague will find the order and sort out the rest"
+    And the decision was made by rule "order-not-on-record" of policy "trust-by-default"
 
   Scenario: Two remedies in 90 days are nothing unusual
     Given the customer has received 2 remedies in the last 90 days

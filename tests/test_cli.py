@@ -167,6 +167,28 @@ def _is_json(row: bytes) -> bool:
     return True
 
 
+def test_a_budget_never_allocated_shows_its_own_amount_in_the_summary(tmp_path: Path) -> None:
+    from ruamel.yaml import YAML
+
+    from tests.samples import sample
+
+    budgets = YAML(typ="safe").load((ROOT / "policies" / "budgets.yaml").read_text())
+    [expedite] = [b for b in budgets["budgets"] if b["name"] == "expedite"]
+    stream = tmp_path / "no-allocation.jsonl"
+    events = [
+        sample("rep.assigned", event_id="r1", rep_id="ana", team="east", lead="lena"),
+        sample("contact.opened", rep_id="ana"),
+        sample("remedy.requested", rep_id="ana", remedy="expedite", amount="20.00"),
+    ]
+    stream.write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = goodwill("run", stream, "--data-dir", tmp_path / "d", "-q")
+    assert result.returncode == 0, result.stderr
+    allocated = expedite["amount"]
+    assert f"expedite/ana 2026-11: $20.00 of ${allocated}.00, ${allocated - 20}.00 left" in (
+        result.stdout
+    )
+
+
 def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> None:
     data, out = first_run
     doc = next(
@@ -179,6 +201,17 @@ def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> No
     why = doc["data"]["why"][0]
     assert f"rule '{why['rule']}' matched because" in result.stdout
     assert why["clauses"][0]["text"] in result.stdout
+    # ... and what the decision did: a route over a budget says to whom, why, with numbers
+    routed = next(
+        json.loads(line)
+        for line in out.splitlines()
+        if '"outcome":"routed"' in line and '"requested":' in line
+    )
+    shown = goodwill("explain", routed["data"]["caused_by"], "--data-dir", data).stdout
+    [route] = routed["data"]["routes"]
+    assert f"routed to   {route['to']} ({route['person']}): {route['reason']} [" in shown
+    assert f"requested={route['context']['requested']}" in shown
+    assert all(f'say         "{words}"' in shown for words in routed["data"]["say"])
     missing = goodwill("explain", "no-such-id", "--data-dir", data)
     assert missing.returncode == 1 and "no decision" in missing.stderr
 

@@ -472,3 +472,30 @@ def test_an_event_no_policy_listens_to_is_decided_from_its_references_alone(
     store.close()
     assert {"order.placed", "order.shipped", "case.resolved", "clock.tick"} <= set(checked)
     assert len(checked) > 200
+
+
+def test_a_budget_on_an_event_no_rep_acts_on_routes_and_says_why(tmp_path: Path) -> None:
+    import shutil
+
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    (policies / "delay-credit.yaml").write_text(
+        "policy: delay-credit\nversion: 1\nowner: o\nprinciple: p\nsummary: s\n"
+        "on: shipment.delayed\nbudget: goodwill\nrules:\n  - name: sorry\n    then:\n"
+        "      authorize: [{remedy: credit, up_to: 5}]\n"
+        "      charge: {budget: goodwill, amount: 5}\n      say: Sorry for the wait.\n"
+    )
+    outputs: list[Envelope] = []
+    with StateStore.open(tmp_path / "state.db") as store:
+        processor = Processor(store, Decider(load(policies)), outputs.append)
+        events = [sample("order.placed"), sample("shipment.delayed")]  # no case, no rep
+        processor.process(
+            [Record("in", 0, i, None, json.dumps(e).encode()) for i, e in enumerate(events)]
+        )
+    decision = outputs[-1].data
+    assert isinstance(decision, DecisionData) and decision.outcome == "routed"
+    [route] = decision.routes
+    assert route.reason == (
+        "no rep acts on this event (it names none and is about no known case),"
+        " so whose goodwill budget it is cannot be known"
+    )

@@ -266,6 +266,29 @@ def test_yaml_hints_fit_the_mistake(pdir: Path) -> None:
     assert unclosed.hint == "while parsing a flow sequence, which started at 10:12"
 
 
+def test_words_hold_only_field_placeholders(pdir: Path) -> None:
+    f = pdir / "replace-broken-part.yaml"
+    edit(f, "at no charge.", "worth {order.amount * 0.5} at no charge {order.amount} :}")
+    computed, lone = refused(pdir).diagnostics
+    line = f.read_text().splitlines()[computed.span.line - 1]  # type: ignore[union-attr]
+    assert computed.message == "'{order.amount * 0.5}' in say is not a placeholder"
+    assert computed.span is not None
+    start, end = computed.span.col - 1, computed.span.end_col - 1
+    assert line[start:end] == "{order.amount * 0.5}"  # the caret under the placeholder
+    assert lone.message == "'}' in say is not a placeholder"
+
+
+def test_an_alert_needs_an_event_that_names_a_sku(pdir: Path) -> None:
+    (pdir / "tell-product.yaml").write_text(
+        "policy: tell-product\nversion: 1\nowner: o\nprinciple: p\nsummary: s\n"
+        "on: contact.opened\nrules:\n  - name: r\n    then:\n"
+        "      alert: {to: product-team, reason: look}\n"
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.message == "an alert is about a SKU, and contact.opened names none"
+    assert d.hint is not None and "item.defect_reported" in d.hint
+
+
 def test_a_misspelt_required_key_is_one_problem_not_two(pdir: Path) -> None:
     edit(pdir / "follow-through.yaml", "principle:", "principal:")
     edit(pdir / "follow-through.yaml", "version:", "verson:")
