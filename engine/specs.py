@@ -557,8 +557,9 @@ def coverage_gaps(
     said: set[tuple[str, str]] = set()
     for r in records:
         where = f"{relpath(Path(r['feature']))}:{r['line']}"
-        if r["failed"]:
+        if r["failed"]:  # its steps stop where it failed: that is the one problem
             gaps.append(Gap(where, f"scenario '{r['scenario']}' fails", "see the output above"))
+            continue
         for kind in ("when", "then"):
             if not r["steps"].get(kind) and (where, kind) not in said:
                 said.add((where, kind))

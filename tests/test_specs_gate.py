@@ -310,3 +310,18 @@ def test_the_walkthrough_policy_and_feature_pass_the_gate_as_documented(tmp_path
     [gap] = specs.coverage_gaps(policy_set, features, first_only)
     shown = gap.render().replace(f"{tmp_path}/", "")
     assert shown in _block("", "features/chasing-us.feature:2:")
+
+
+def test_a_failed_scenario_is_one_problem_not_also_an_empty_one(tmp_path: Path) -> None:
+    policy_set = load_policy_set(REPO / "policies")
+    features = specs.read_features(REPO / "features")
+    record = {"feature": str(tmp_path / "x.feature"), "line": 7, "example": None}
+    record |= {"policies": [], "steps": {"when": [], "then": []}}
+    failed = {**record, "scenario": "broken", "failed": True}
+    empty = {**record, "scenario": "empty", "failed": False, "line": 9}
+    said = [g.message for g in specs.coverage_gaps(policy_set, features, [failed, empty])]
+    assert [m for m in said if "'broken'" in m] == ["scenario 'broken' fails"]
+    assert [m for m in said if "'empty'" in m] == [
+        "scenario 'empty' has no When step, so it shows nothing",
+        "scenario 'empty' has no Then step, so it shows nothing",
+    ]
