@@ -4,11 +4,13 @@ and the HTML of the index and policy pages, rendered from `engine.handbook`'s do
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.handbook import LastRun, PolicyDoc, ScenarioDoc, StepResult
+    from engine.policy import Rule
 
 CSS = """
 :root { --ink: #1d2430; --muted: #5b6473; --line: #d9dee6; --bg: #fbfcfd;
@@ -26,6 +28,7 @@ h3 { font-size: 1.1rem; margin: 0 0 0.4rem; }
 h4 { font-size: 1rem; margin: 0.8rem 0 0.3rem; }
 code, pre, .hash { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace;
   font-size: 0.9em; }
+ul.does { margin: 0; padding-left: 1.1rem; }
 pre { background: #f2f4f7; border: 1px solid var(--line); border-radius: 6px;
   padding: 0.8rem 1rem; overflow-x: auto; white-space: pre-wrap; }
 a { color: #1d4ed8; }
@@ -224,6 +227,29 @@ def _scenario_html(s: ScenarioDoc) -> str:
     return _h("section", *parts, class_=cls, data_scenario=s.name, data_status=s.status)
 
 
+def _does(r: Rule) -> list[str]:
+    """What a rule does, one line each, as its file says it: an auditor reads the then
+    beside the when."""
+    lines = [f"may give {g.remedy} up to {g.text}" for g in r.grants]
+    lines += [f"charges {c.text} to the {c.budget} budget" for c in r.charges]
+    lines += [f"follow-up due within {_duration(t)}" for t in r.follow_ups]
+    for kind, spec in (("routes to", r.route), ("alerts", r.alert)):
+        if spec is not None:
+            shown = f" (shows {', '.join(spec.context)})" if spec.context else ""
+            lines.append(f"{kind} {spec.to_path or spec.to}: {spec.reason}{shown}")
+    if r.say:
+        lines.append(f"says: “{r.say}”")
+    return lines
+
+
+def _duration(t: timedelta) -> str:
+    minutes = int(t.total_seconds()) // 60
+    for unit, size in (("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
 def policy_html(d: PolicyDoc, current: str, last: LastRun) -> str:
     p = d.policy
     spec = f"{_badge(d.status)} {_t(d.counts)} &middot; {_h('code', _t(d.feature))}"
@@ -232,6 +258,7 @@ def policy_html(d: PolicyDoc, current: str, last: LastRun) -> str:
         ("Owner", _t(p.owner)),
         ("Version", _t(p.version)),
         ("Listens to", _h("code", _t(p.on))),
+        *([("Budget", _h("code", _t(p.budget)))] if p.budget else []),
         ("Content hash", _h("span", _t(p.hash), class_="hash")),
         ("Policy file", _h("code", _t(p.path))),
         ("Spec", spec),
@@ -241,7 +268,8 @@ def policy_html(d: PolicyDoc, current: str, last: LastRun) -> str:
     for r in p.rules:
         by = "n/a" if d.covered is None else _t(", ".join(d.covered.get(r.name, ())))
         by = by or _h("span", "no scenario", class_="uncovered")
-        rules.append([_t(r.index + 1), _t(r.name), _h("code", _t(r.when_text)), by])
+        does = _h("ul", *(_h("li", _t(line)) for line in _does(r)), class_="does")
+        rules.append([_t(r.index + 1), _t(r.name), _h("code", _t(r.when_text)), does, by])
     scenarios = "".join(_scenario_html(s) for s in d.scenarios)
     if d.problem:
         scenarios = _h("p", _t(d.problem), class_="banner warn")
@@ -260,7 +288,7 @@ def policy_html(d: PolicyDoc, current: str, last: LastRun) -> str:
         "main",
         _h("dl", *(_h("dt", k) + _h("dd", v) for k, v in facts), class_="facts"),
         _h("h2", "Rules"),
-        _table(("#", "rule", "when", "matched by"), rules, class_="rules"),
+        _table(("#", "rule", "when", "then", "matched by"), rules, class_="rules"),
         _h("h2", "Scenarios"),
         _h("div", scenarios, id="scenarios"),
         _h("h2", "Policy file"),

@@ -294,6 +294,19 @@ def test_index_lists_every_policy_with_status_coverage_and_stamp(
     assert "that verified" in index.text and "re-run the tests" not in index.text
 
 
+def test_policy_page_says_what_each_rule_does_beside_its_when(
+    tmp_path: Path, synthetic: Synthetic
+) -> None:
+    page = _read(_build(tmp_path, synthetic) / "policy-mend-it.html")
+    assert (
+        "1 trusted customer.remedies_90d < 3 may give replacement up to order.amount"
+        " says: “Sorry it broke & we'll replace it.”" in page.text
+    )
+    assert "2 frequent customer.remedies_90d >= 3 routes to team-lead: several remedies" in (
+        page.text
+    )
+
+
 def test_policy_page_shows_each_step_status_and_expands_outlines(
     tmp_path: Path, synthetic: Synthetic
 ) -> None:
