@@ -113,3 +113,15 @@ def sample(type_name: str, **overrides: Any) -> dict[str, Any]:
         else:
             target[name] = value
     return event
+
+
+def ana_joins_east() -> dict[str, Any]:
+    """Rep ana joins team east, led by lena, on Monday 2 November 2026 at 08:00."""
+    return sample(
+        "rep.assigned",
+        event_id="r1",
+        rep_id="ana",
+        team="east",
+        lead="lena",
+        occurred_at="2026-11-02T08:00:00Z",
+    )

@@ -17,7 +17,7 @@ from engine.service import Processor
 from engine.state import StateStore
 from events.log import Record
 from events.models import DecisionData, Envelope
-from tests.samples import sample
+from tests.samples import ana_joins_east, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILED: CompiledSet = load(ROOT / "policies")
@@ -50,14 +50,7 @@ class Engine:
 def engine(tmp_path: Path) -> Iterator[Engine]:
     e = Engine(tmp_path)
     e.feed(
-        sample(
-            "rep.assigned",
-            event_id="r1",
-            rep_id="ana",
-            team="east",
-            lead="lena",
-            occurred_at="2026-11-02T08:00:00Z",
-        ),
+        ana_joins_east(),
         sample(
             "budget.allocated",
             event_id="b1",

@@ -28,7 +28,7 @@ from events.codec import DecodeError, decode
 from events.kafka import BROADCAST, event_key
 from events.log import Record
 from events.models import Envelope
-from tests.samples import sample
+from tests.samples import ana_joins_east, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -133,14 +133,7 @@ def test_a_case_resolved_after_its_deadline_is_escalated_however_partitions_are_
     # case-1 opens on Monday 10:00 (a 48-hour follow-up: due Wednesday 10:00) and is
     # resolved on Wednesday 11:00, late; another customer writes on Wednesday 10:30.
     setup = [
-        sample(
-            "rep.assigned",
-            event_id="r1",
-            rep_id="ana",
-            team="east",
-            lead="lena",
-            occurred_at="2026-11-02T08:00:00Z",
-        ),
+        ana_joins_east(),
         sample("contact.opened", event_id="k1", rep_id="ana", occurred_at="2026-11-02T10:00:00Z"),
     ]
     other = sample(
