@@ -20,6 +20,8 @@ import logging
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
@@ -497,6 +499,11 @@ def read_events(data: bytes, name: str) -> list[tuple[str, Envelope | DecodeErro
             return found
         if isinstance(whole, dict):
             return [(name, _decoded(stripped))]
+    first = stripped.split(b"\n", 1)[0].strip()
+    if whole is None and first in (b"[", b"{"):
+        # A pretty-printed array or object that does not parse: one error, where JSON
+        # breaks, rather than one per line of it (JSON lines never open with a bare brace).
+        return [(name, _decoded(text))]
     return [
         (f"{name}:{number}", _decoded(line))
         for number, line in enumerate(text.split(b"\n"), start=1)
@@ -504,9 +511,28 @@ def read_events(data: bytes, name: str) -> list[tuple[str, Envelope | DecodeErro
     ]
 
 
+def _as_json(value: Any) -> str:
+    """Decimals and datetimes in a dict given to `EventProducer.send`, as the contract
+    writes them (money as a decimal string, time as RFC 3339); anything else that JSON
+    cannot hold is refused."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise DecodeError(
+        "schema_invalid",
+        None,
+        f"a {type(value).__name__} is not a JSON value: send text, numbers, true/false,"
+        " money as a decimal string and times as RFC 3339 text",
+    )
+
+
 def _decoded(raw: str | bytes) -> Envelope | DecodeError:
+    # A lone surrogate (a "\ud800" escape in an array item) becomes bytes that are not
+    # UTF-8: refused as such, not a crash.
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw.rstrip(b"\r")
     try:
-        return decode(raw.encode() if isinstance(raw, str) else raw.rstrip(b"\r"))
+        return decode(data)
     except DecodeError as err:
         return err
 
@@ -556,7 +582,8 @@ class EventProducer:
         if isinstance(event, bytes):
             event = decode(event)
         elif not isinstance(event, Envelope):
-            event = decode(json.dumps(event, ensure_ascii=False).encode())
+            text = json.dumps(event, ensure_ascii=False, default=_as_json)
+            event = decode(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: not_utf8
         value, key, topic = encode(event), event_key(event), self.cfg.events_topic
         if event.type in BROADCAST:
             for partition in sorted(self._producer.partitions_for(topic) or {0}):

@@ -117,6 +117,30 @@ def test_emit_sends_valid_events_keyed_and_refuses_invalid_ones(
     ]
 
 
+@pytest.mark.kafka
+def test_the_python_helper_takes_decimals_and_datetimes_and_refuses_the_rest(
+    kafka_config: KafkaConfig,
+) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from events.codec import DecodeError
+    from events.kafka import EventProducer
+
+    create_topics(kafka_config, partitions=1)
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    python = {**EVENT, "event_id": "py-1", "occurred_at": at}
+    python["data"] = {**EVENT["data"], "amount": Decimal("12.50")}
+    with EventProducer(kafka_config) as producer:
+        sent = producer.send(python)
+        for bad in ({**EVENT, "event_id": "s\ud800"}, {**EVENT, "data": {1, 2}}):
+            with pytest.raises(DecodeError):
+                producer.send(bad)
+    assert sent.occurred_at == at and sent.data.amount == Decimal("12.50")  # type: ignore[attr-defined]
+    [record] = read_topic(kafka_config, kafka_config.events_topic, 1)
+    assert json.loads(record.value)["data"]["amount"] == "12.50"
+
+
 def test_emit_without_kafka_feeds_the_embedded_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -347,3 +347,23 @@ def test_fuzz_near_valid_events(
     event = sample(type_name, **payload)
     event.update(envelope)
     _accepted_or_explained(raw(event))
+
+
+def test_read_events_reports_a_broken_document_once_and_a_lone_surrogate_as_not_utf8() -> None:
+    from events.kafka import read_events
+
+    pretty = b'[\n  {"event_id": "a",\n   "type": "clock.tick",},\n]\n'
+    [(where, error)] = read_events(pretty, "pretty.json")
+    assert where == "pretty.json" and isinstance(error, DecodeError)
+    assert error.detail.startswith("not valid JSON at line 3, column 25")
+    # an array item with a lone surrogate escape: refused, and the valid item still read
+    tick = {"type": "clock.tick", "occurred_at": "2026-11-02T08:00:00Z", "data": {}}
+    items = [{**tick, "event_id": "s\ud800"}, {**tick, "event_id": "ok"}]
+    (first, bad), (_, good) = read_events(json.dumps(items).encode(), "a.json")
+    assert first == "a.json[0]" and isinstance(bad, DecodeError) and bad.reason == "not_utf8"
+    assert not isinstance(good, DecodeError) and good.event_id == "ok"
+    # JSON lines whose first line is bad are still read line by line
+    lines = b'{"broken\n' + json.dumps({**tick, "event_id": "x"}).encode() + b"\n"
+    found = read_events(lines, "l.jsonl")
+    assert [w for w, _ in found] == ["l.jsonl:1", "l.jsonl:2"]
+    assert not isinstance(found[1][1], DecodeError)
