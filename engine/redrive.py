@@ -20,11 +20,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from engine.embedded import EVENTS_TOPIC
-from engine.service import DEADLETTER_HEADERS, DEADLETTER_TOPIC, LATE, PROCESSING_FAILED
+from engine.service import (
+    DEADLETTER_HEADERS,
+    DEADLETTER_TOPIC,
+    LATE,
+    PROCESSING_FAILED,
+    WRONG_CURRENCY,
+)
 from events.codec import REASONS
 from events.log import EventLog, Record
 
-REDRIVE_REASONS: Final = (*REASONS, PROCESSING_FAILED, LATE)
+REDRIVE_REASONS: Final = (*REASONS, PROCESSING_FAILED, LATE, WRONG_CURRENCY)
 _READ: Final = 500
 
 

@@ -43,6 +43,9 @@ PROCESSING_FAILED = "processing_failed"
 """The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
 LATE = "late"
 """The dead-letter reason for an event older than the retention allows (`Ledger.retain`)."""
+WRONG_CURRENCY = "wrong_currency"
+"""The dead-letter reason for money in another currency than the policy set decides in:
+amounts are compared and summed as they are, so 20 EUR must never count as 20 USD."""
 DEADLETTER_HEADERS = frozenset(
     (
         "goodwill.reason",
@@ -255,6 +258,10 @@ class Processor:
         except DecodeError as err:
             self._deadletter(record, err.reason, err.detail)
             return
+        currency = event.data.__dict__.get("currency")
+        if currency is not None and currency != self.decider.policy_set.currency:
+            self._deadletter(record, WRONG_CURRENCY, self._wrong_currency(currency))
+            return
         store = self.store
         if store.late(event.occurred_at) and (
             self.recall is None or self.recall.outcome(event) is None  # decided live: a fact
@@ -318,6 +325,13 @@ class Processor:
             watermark = store.watermark()
             assert watermark is not None
             self._overdue(watermark, None)
+
+    def _wrong_currency(self, currency: str) -> str:
+        ps = self.decider.policy_set
+        return (
+            f"amounts in {currency}, and the policy set {ps.hash} decides in {ps.currency}"
+            " (`currency` in policies/budgets.yaml); convert them before sending"
+        )
 
     def _late(self, at: datetime) -> str:
         watermark = self.store.watermark()

@@ -492,3 +492,19 @@ def test_a_budget_on_an_event_no_rep_acts_on_routes_and_says_why(tmp_path: Path)
         "no rep acts on this event (it names none and is about no known case),"
         " so whose goodwill budget it is cannot be known"
     )
+
+
+def test_money_in_another_currency_is_dead_lettered_never_counted(engine: Engine) -> None:
+    # The policy set decides in USD (policies/budgets.yaml): 15,000 JPY is not $15,000.
+    yen = sample("order.placed", event_id="o-jpy", order_id="ord-9", amount="15000.00")
+    yen["data"]["currency"] = "JPY"
+    euros = expedite(7, "20.00")
+    euros["data"]["currency"] = "EUR"
+    outs = engine.feed(yen, euros)
+    assert outs == []  # no decision for either
+    assert engine.processor.tally.deadlettered["wrong_currency"] == 2
+    letters = [row for row in engine.store.outbox_pending(100) if row[1] == "goodwill.deadletter"]
+    details = [dict(row[4])["goodwill.detail"].decode() for row in letters[-2:]]
+    assert details[0].startswith("amounts in JPY, and the policy set ")
+    assert "decides in USD" in details[1]
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 0)  # nothing charged
