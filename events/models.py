@@ -7,7 +7,7 @@ retype a field — bump `schema_version` and add an upcaster in `events.upcast` 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -59,11 +59,39 @@ Money = Annotated[
     BeforeValidator(_refuse_float),
     AfterValidator(_cents_exact),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
-    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}),
+    # below 1E15 with at most two decimals (`_cents_exact`), as the schema says it too
+    Field(
+        json_schema_extra={"type": "string", "pattern": r"^\d{1,15}(\.\d{1,2})?$", "maxLength": 18}
+    ),
 ]
 """A non-negative amount with at most two decimals; JSON carries it as a string."""
 
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD")]
+Currency = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217 code, e.g. USD")
+]
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    """A time that has a UTC equivalent (9999-12-31T23:59:59-01:00 has none)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must fall within the years 1 to 9999 in UTC") from None
+    return value
+
+
+# RFC 3339 with an offset, as the codec reads it (the schema states what JSON Schema's
+# "date-time" format, unenforced by default, would leave to each validator).
+_RFC3339 = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_utc_range),
+    Field(json_schema_extra={"pattern": _RFC3339}),
+]
+"""A moment with its offset, that exists in UTC."""
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4000)]
 Remedy = Literal["replacement", "expedite", "credit", "refund"]
@@ -94,17 +122,17 @@ class OrderShipped(Payload):
     order_id: Id
     carrier: Id
     service_level: ServiceLevel
-    promised_by: AwareDatetime
+    promised_by: Instant
 
 
 class ShipmentDelayed(Payload):
     order_id: Id
-    new_eta: AwareDatetime
+    new_eta: Instant
 
 
 class ShipmentLost(Payload):
     order_id: Id
-    last_scan: AwareDatetime
+    last_scan: Instant
 
 
 class ItemDefectReported(Payload):
@@ -152,12 +180,30 @@ class CaseResolved(Payload):
     csat: int | None = Field(default=None, ge=1, le=5)
 
 
+def _real_period(value: str) -> str:
+    """A month, ISO week or day that exists on the calendar (2026-13 does not)."""
+    try:
+        if "W" in value:
+            date.fromisocalendar(int(value[:4]), int(value[6:]), 1)
+        elif len(value) == 7:
+            date(int(value[:4]), int(value[5:7]), 1)
+        else:
+            date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value} is not a month, ISO week or day on the calendar") from None
+    return value
+
+
 class BudgetAllocated(Payload):
     owner: Id = Field(description="rep or team id the budget belongs to")
     budget: Id = Field(description="budget name from policies/budgets.yaml")
     amount: Money
     currency: Currency
-    period: Annotated[str, Field(pattern=r"^\d{4}-(\d{2}(-\d{2})?|W\d{2})$")] = Field(
+    period: Annotated[
+        str,
+        Field(pattern=r"^[0-9]{4}-([0-9]{2}(-[0-9]{2})?|W[0-9]{2})$", max_length=10),
+        AfterValidator(_real_period),
+    ] = Field(
         description="the period this allocation is for: 2026-11 (month), 2026-W47, 2026-11-23"
     )
 
@@ -180,7 +226,7 @@ class Envelope(BaseModel):
     type: str
     data: Payload
     event_id: Id = Field(description="producer-assigned, globally unique; the dedupe key")
-    occurred_at: AwareDatetime = Field(description="event time (RFC 3339 with offset)")
+    occurred_at: Instant = Field(description="event time (RFC 3339 with offset)")
     customer_id: Id | None = Field(
         default=None, description="the Kafka key; required for customer events"
     )

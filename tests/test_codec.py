@@ -367,3 +367,25 @@ def test_read_events_reports_a_broken_document_once_and_a_lone_surrogate_as_not_
     found = read_events(lines, "l.jsonl")
     assert [w for w, _ in found] == ["l.jsonl:1", "l.jsonl:2"]
     assert not isinstance(found[1][1], DecodeError)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"period": "2026-13"}, "2026-13 is not a month, ISO week or day on the calendar"),
+        ({"period": "2026-W99"}, "2026-W99 is not a month, ISO week or day on the calendar"),
+        ({"period": "2026-02-31"}, "2026-02-31 is not a month, ISO week or day on the calendar"),
+        ({"period": "٢٠٢٦-11"}, "must match pattern"),
+        ({"occurred_at": "9999-12-31T23:59:59-01:00"}, "within the years 1 to 9999 in UTC"),
+    ],
+)
+def test_times_and_periods_that_do_not_exist_are_refused(
+    overrides: dict[str, str], detail: str
+) -> None:
+    from tests.samples import sample
+
+    with pytest.raises(DecodeError) as refused:
+        decode(json.dumps(sample("budget.allocated", **overrides)).encode())
+    assert refused.value.reason == "schema_invalid" and detail in refused.value.detail
+    for fine in ("2026-11", "2026-W53", "2026-11-30"):
+        assert decode(json.dumps(sample("budget.allocated", period=fine)).encode())

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from events.codec import DecodeError, decode
 from events.models import CATALOG, EVENT_CLASSES, SCHEMA_VERSION
 from events.schema import DIALECT, schemas, write_schemas
 from tests.samples import OMIT, sample
 
-MONEY = {"type": "string", "pattern": r"^\d+(\.\d{1,2})?$"}
+MONEY = {"type": "string", "pattern": r"^\d{1,15}(\.\d{1,2})?$", "maxLength": 18}
 ANNOTATIONS = {"title", "description", "default", "format", "$schema", "$id", "$defs"}
 BOUNDS = {
     "minimum": operator.ge,
@@ -186,16 +187,25 @@ def test_every_schema_accepts_its_sample(type_name: str, all_schemas: dict[str, 
             "/data/items/0/qty: exclusiveMinimum",
         ),
         ("order.placed", {"order_id": ""}, "/data/order_id: minLength"),
+        ("order.placed", {"amount": "1000000000000000"}, "/data/amount: pattern"),
+        ("order.placed", {"currency": "USD\n"}, "/data/currency: maxLength"),
+        ("clock.tick", {"occurred_at": "2026-11-02T08:00:00"}, "/occurred_at: pattern"),
+        ("clock.tick", {"occurred_at": "2026-11-02"}, "/occurred_at: pattern"),
+        ("clock.tick", {"occurred_at": "2026-11-02T23:59:60Z"}, "/occurred_at: pattern"),
+        ("shipment.delayed", {"new_eta": "2026-11-02T24:00:00Z"}, "/data/new_eta: pattern"),
     ],
 )
 def test_schemas_reject_what_the_codec_rejects(
     type_name: str, overrides: dict[str, Any], complaint: str, all_schemas: dict[str, Any]
 ) -> None:
     schema = all_schemas[type_name]
+    event = sample(type_name, **overrides)
 
-    errors = check(sample(type_name, **overrides), schema, schema)
+    errors = check(event, schema, schema)
 
     assert errors == [complaint]
+    with pytest.raises(DecodeError):  # a producer validating with the schema loses nothing
+        decode(json.dumps(event).encode())
 
 
 def test_write_schemas_writes_sorted_files_and_an_index(tmp_path: Path) -> None:
