@@ -73,6 +73,8 @@ Currency = Annotated[
 
 def _in_utc_range(value: datetime) -> datetime:
     """A time that has a UTC equivalent (9999-12-31T23:59:59-01:00 has none)."""
+    if 1 < value.year < 9999:  # an offset moves it by less than a day
+        return value
     try:
         value.astimezone(UTC)
     except OverflowError:
