@@ -32,7 +32,7 @@ from kafka.partitioner import DefaultPartitioner, murmur2
 
 from events.codec import DecodeError, decode, encode
 from events.log import Record
-from events.models import Envelope
+from events.models import CATALOG, Envelope
 
 log = logging.getLogger(__name__)
 
@@ -549,16 +549,18 @@ def event_key(event: Envelope) -> bytes | None:
 
     Customer events carry `customer_id`; `budget.allocated` is keyed by its `owner` and
     `rep.assigned` by its `rep_id`, so each owner's or rep's history stays in order on one
-    partition. `EventProducer.send` sends the `BROADCAST` types to every partition instead.
+    partition, even when the producer set a `customer_id` on them. `EventProducer.send`
+    sends the `BROADCAST` types to every partition instead.
     """
-    if event.customer_id:
+    customer_event = CATALOG[event.type][1] if event.type in CATALOG else True
+    if event.customer_id and customer_event:
         return event.customer_id.encode()
     fields = event.data.__dict__
     for name in ("owner", "rep_id"):
         value = fields.get(name)
         if isinstance(value, str) and value:
             return value.encode()
-    return None
+    return event.customer_id.encode() if event.customer_id else None
 
 
 class EventProducer:

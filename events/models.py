@@ -47,6 +47,8 @@ def _cents_exact(value: Decimal) -> Decimal:
         raise ValueError("money has at most two decimal places")
     if value < 0:
         raise ValueError("money must not be negative")
+    if value.is_zero():
+        value = value.copy_abs()  # "-0" is 0, and is written back as "0"
     if value >= _MONEY_LIMIT:
         # The matcher carries money as integer minor units, which must fit in 64 bits; the
         # bound also stops "1E+999999999" from expanding to a gigabyte string when encoded.

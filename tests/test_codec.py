@@ -389,3 +389,16 @@ def test_times_and_periods_that_do_not_exist_are_refused(
     assert refused.value.reason == "schema_invalid" and detail in refused.value.detail
     for fine in ("2026-11", "2026-W53", "2026-11-30"):
         assert decode(json.dumps(sample("budget.allocated", period=fine)).encode())
+
+
+def test_minus_zero_money_is_zero_and_owner_events_are_keyed_by_owner() -> None:
+    from events.kafka import event_key
+    from tests.samples import sample
+
+    zero = decode(json.dumps(sample("remedy.requested", amount="-0.00")).encode())
+    assert json.loads(encode(zero))["data"]["amount"] == "0.00"  # what the schema allows
+    # a customer_id on an owner's event does not move it off the owner's partition
+    owners = sample("budget.allocated", customer_id="c-9")
+    assert event_key(decode(json.dumps(owners).encode())) == owners["data"]["owner"].encode()
+    remedy = sample("remedy.requested")
+    assert event_key(decode(json.dumps(remedy).encode())) == remedy["customer_id"].encode()
