@@ -508,3 +508,20 @@ def test_money_in_another_currency_is_dead_lettered_never_counted(engine: Engine
     assert details[0].startswith("amounts in JPY, and the policy set ")
     assert "decides in USD" in details[1]
     assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 0)  # nothing charged
+
+
+def test_two_policies_granting_one_remedy_give_the_larger_amount() -> None:
+    from decimal import Decimal
+
+    from engine.decide import _merged
+
+    grants = [
+        {"remedy": "credit", "up_to": Decimal("15.00")},
+        {"remedy": "refund", "up_to": Decimal("120.00")},
+        {"remedy": "credit", "up_to": Decimal("30.00")},
+        {"remedy": "credit", "up_to": Decimal("20.00")},
+    ]
+    assert _merged(grants) == [
+        {"remedy": "credit", "up_to": Decimal("30.00")},
+        {"remedy": "refund", "up_to": Decimal("120.00")},
+    ]
