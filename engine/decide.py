@@ -435,8 +435,8 @@ class Decider:
         budget = self.policy_set.budgets[name]
         owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
         period = period_key(budget.period, at)
-        allocated, charged = view.budget_usage(budget.name, owner, period) if owner else (None, 0)
-        allocated = budget.amount if allocated is None else allocated
+        stored, charged = view.budget_usage(budget.name, owner, period) if owner else (None, 0)
+        allocated = self.policy_set.allocated(name, stored)
         charged += draft.pending.get((budget.name, owner, period), 0)
         fact.update(
             {

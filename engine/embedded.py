@@ -24,7 +24,7 @@ EVENTS_TOPIC = "goodwill.events"
 @dataclass(frozen=True)
 class Summary:
     tally: Tally
-    budgets: list[tuple[str, str, str, int | None, int]]
+    budgets: list[tuple[str, str, str, int, int]]  # budget, owner, period, allocated, charged
     stats: dict[str, int]
     policy_set: str
     deadletter_file: Path

@@ -26,9 +26,6 @@ class Printer:
         self.quiet = quiet
         self.currency = currency
 
-    def money(self, amount: Any) -> str:
-        return money_text(to_minor(amount), self.currency)
-
     def output(self, event: Envelope) -> None:
         if self.quiet:
             return
@@ -104,11 +101,10 @@ class Printer:
         if s.budgets:
             echo("budgets            budget/owner period: spent of allocated, remaining")
             for name, owner, period, allocated, charged in s.budgets:
-                alloc = allocated if allocated is not None else 0
                 echo(
                     f"  {name}/{owner} {period}: {money_text(charged, self.currency)} of "
-                    f"{money_text(alloc, self.currency)}, "
-                    f"{money_text(max(0, alloc - charged), self.currency)} left"
+                    f"{money_text(allocated, self.currency)}, "
+                    f"{money_text(max(0, allocated - charged), self.currency)} left"
                 )
 
 
