@@ -468,8 +468,20 @@ class Decider:
             ).model_dump()
             self._refs[(policy.id, rule.name)] = ref
         draft.fired.append(ref)
-        clauses = self._clauses(policy, rule, fact)
-        draft.why.append({"policy": policy.id, "rule": rule.name, "clauses": clauses})
+        why: Doc = {
+            "policy": policy.id,
+            "rule": rule.name,
+            "clauses": self._clauses(policy, rule, fact),
+        }
+        if rule.index:  # first match wins: say what kept each earlier rule from matching
+            why["passed_over"] = [
+                {
+                    "rule": earlier.name,
+                    "clauses": [c for c in self._clauses(policy, earlier, fact) if not c["result"]],
+                }
+                for earlier in policy.rules[: rule.index]
+            ]
+        draft.why.append(why)
         grants = [
             {"remedy": g.remedy, "up_to": from_minor(cents), "currency": self.currency}
             for g in rule.grants
@@ -601,7 +613,7 @@ class Decider:
         if parts is None:
             when = rule.when
             conds: tuple[Cond, ...] = when.items if isinstance(when, All) else (when,)
-            parts = tuple((_text(c), c, tuple(sorted(paths(c)))) for c in conds)
+            parts = tuple((clause_text(c), c, tuple(sorted(paths(c)))) for c in conds)
             self._parts[(policy.id, rule.name)] = parts
         return [
             {
@@ -707,12 +719,17 @@ def _merged(grants: list[Doc]) -> list[Doc]:
     return list(best.values())
 
 
-def _text(cond: Cond) -> str:
+def clause_text(cond: Cond, inside_and: bool = False) -> str:
+    """The words of a condition as its `why` shows them: read as a condition, they test
+    what `cond` tests (an `or` inside an `and` keeps its parentheses)."""
     if isinstance(cond, Leaf):
         return cond.text
-    texts = list(dict.fromkeys(_text(c) for c in cond.items))
-    joiner = " and " if isinstance(cond, All) else " or "
-    return texts[0] if len(texts) == 1 else joiner.join(texts)
+    conj = isinstance(cond, All)
+    texts = list(dict.fromkeys(clause_text(c, conj) for c in cond.items))
+    if len(texts) == 1:
+        return texts[0]
+    text = (" and " if conj else " or ").join(texts)
+    return f"({text})" if inside_and and not conj else text
 
 
 _MONEY_PATHS = frozenset(

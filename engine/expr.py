@@ -248,7 +248,10 @@ class _Checker:
                     self.src.span(node),
                     f"compare it, e.g. {field.path} {_example(field.type)}",
                 )
-            return Leaf("!=" if negate else "==", field.path, True, None, self.src.segment(node))
+            text = self.src.segment(node)
+            if negate:  # a `why` must not show `order.known` failing while it is true
+                return Leaf("!=", field.path, True, None, f"not {text}")
+            return Leaf("==", field.path, True, None, text)
         raise self.unsupported(node, type(node).__name__.lower())
 
     def compare(self, node: ast.Compare, negate: bool) -> Cond:

@@ -137,6 +137,15 @@ def effects(d: DecisionData) -> list[str]:
     return lines
 
 
+def _clause_lines(clauses: list[dict[str, Any]], indent: str) -> list[str]:
+    lines = []
+    for clause in clauses:
+        values = ", ".join(f"{k} = {json.dumps(v)}" for k, v in clause["values"].items())
+        mark = "✓" if clause["result"] else "✗"
+        lines.append(f"{indent}{mark} {clause['text']}" + (f"   ({values})" if values else ""))
+    return lines
+
+
 def explain_text(doc: dict[str, Any]) -> str:
     d = doc["data"]
     lines = [
@@ -150,10 +159,10 @@ def explain_text(doc: dict[str, Any]) -> str:
         ref = next((p for p in d["policies"] if p["id"] == why["policy"]), None)
         version = f" v{ref['version']} (hash {ref['hash']})" if ref else ""
         lines.append(f"  {why['policy']}{version}: rule '{why['rule']}' matched because")
-        for clause in why["clauses"]:
-            values = ", ".join(f"{k} = {json.dumps(v)}" for k, v in clause["values"].items())
-            mark = "✓" if clause["result"] else "✗"
-            lines.append(f"    {mark} {clause['text']}" + (f"   ({values})" if values else ""))
+        lines += _clause_lines(why["clauses"], "    ")
+        for passed in why.get("passed_over", ()):  # rules are tried in order
+            lines.append(f"    rule '{passed['rule']}', before it, did not match:")
+            lines += _clause_lines(passed["clauses"], "      ")
     done = effects(DecisionData.model_validate(d))
     if done:
         lines += ["  what it decided", *done]

@@ -325,10 +325,22 @@ class Clause(Payload):
     values: dict[str, str | int | bool | None] = Field(default_factory=dict)
 
 
+class PassedOver(Payload):
+    """An earlier rule of the policy that did not match: the clauses it failed."""
+
+    rule: Id
+    clauses: tuple[Clause, ...]
+
+
 class Why(Payload):
     policy: Id
     rule: Id
     clauses: tuple[Clause, ...]
+    # Rules are tried in order and the first match wins, so a rule after the first says
+    # what kept each earlier one from matching. Absent for a policy's first rule.
+    # Written only when there is one, so a decision from before the field has the same
+    # bytes when read and written again.
+    passed_over: tuple[PassedOver, ...] = Field(default=(), exclude_if=lambda v: not v)
 
 
 class DecisionData(Payload):
