@@ -282,8 +282,12 @@ def run(
     consumer group on the events topic instead and serve until SIGTERM or SIGINT; SIGHUP
     loads --policies again (a refused set is logged and the running one stays active).
     """
+    import sqlite3
+
     from engine.embedded import run_embedded
+    from engine.ledger import StateVersionError
     from engine.report import Printer
+    from events.log import LogCorrupted, LogError
 
     flags = kafka or {}
     if flags.get("bootstrap_servers") and (source is not None or embedded):
@@ -322,7 +326,16 @@ def run(
     if source is not None and not source.is_file():
         raise fail(f"no such input file: {source}")
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
-    summary = run_embedded(compiled, data_dir, source, batch, printer.output, retain_days)
+    try:
+        summary = run_embedded(compiled, data_dir, source, batch, printer.output, retain_days)
+    except LogCorrupted as err:
+        raise fail(str(err), 1) from None
+    except LogError as err:
+        raise fail(f"{err} (is `goodwill run` running on {data_dir}?)", 1) from None
+    except StateVersionError as err:
+        raise fail(str(err), 1) from None
+    except sqlite3.Error as err:  # a damaged state file, a full disk, ...
+        raise fail(f"the state in {data_dir}: {err}", 1) from None
     printer.summary(summary)
 
 

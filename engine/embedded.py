@@ -57,11 +57,17 @@ def run_embedded(
     retain_days: int | None = None,
 ) -> Summary:
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = StateStore.open(data_dir / "state.db")
-    if retain_days is not None:
-        store.retain(retain_days)
+    # The log's lock first: a second run on this directory is refused before it touches
+    # the state (a --retain-days it was given must not change the running one's).
     out = FileLog.open(data_dir / "log")
     try:
+        store = StateStore.open(data_dir / "state.db")
+    except BaseException:
+        out.close()
+        raise
+    try:
+        if retain_days is not None:
+            store.retain(retain_days)
         relay(store, out)  # outputs a crash left unpublished go out first, unchanged
         processor = Processor(store, Decider(compiled), on_output)
         processor.activate()

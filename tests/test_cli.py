@@ -468,3 +468,47 @@ def test_status_reads_the_state_beside_a_batch_that_holds_the_write_lock(tmp_pat
     missing = goodwill("status", "--data-dir", tmp_path / "nothing")
     assert missing.returncode == 1
     assert missing.stderr.startswith(f"goodwill: cannot read the state in {tmp_path / 'nothing'}")
+
+
+def test_a_run_that_cannot_use_its_data_directory_is_one_line_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.state import StateStore
+    from events.log import FileLog
+
+    data = tmp_path / "data"
+    assert goodwill("run", EXAMPLE, "--data-dir", data, "--quiet").returncode == 0
+
+    def refused(*args: str | Path) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", str(EXAMPLE), "--quiet", *map(str, args)])
+        assert exit_.value.code == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        return err
+
+    with FileLog.open(data / "log"):  # another run holds the directory
+        err = refused("--data-dir", data, "--retain-days", "3")
+    assert "is already open by another FileLog" in err
+    assert err.endswith(f"(is `goodwill run` running on {data}?)\n")
+    with StateStore.open(data / "state.db") as store:
+        assert store.retain_days is None  # the refused run's --retain-days changed nothing
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "state.db").write_bytes(b"not a database, " * 1000)
+    err = refused("--data-dir", damaged)
+    assert err == f"goodwill: the state in {damaged}: file is not a database\n"
+
+    newer = tmp_path / "newer"
+    shutil.copytree(data, newer)
+    with closing(sqlite3.connect(newer / "state.db")) as conn, conn:
+        conn.execute("UPDATE schema_version SET version = version + 1")
+    assert "state schema version 3, this build reads 2" in refused("--data-dir", newer)
+
+    torn = tmp_path / "torn"
+    shutil.copytree(data, torn)
+    decisions = torn / "log" / "goodwill.decisions.jsonl"
+    lines = decisions.read_bytes().splitlines(keepends=True)
+    decisions.write_bytes(b"".join([*lines[:3], b"damaged\n", *lines[4:]]))
+    assert "record 3 is damaged but is not the last line" in refused("--data-dir", torn)
