@@ -284,7 +284,7 @@ def run(
     """
     import sqlite3
 
-    from engine.embedded import run_embedded
+    from engine.embedded import StateLost, run_embedded
     from engine.ledger import StateVersionError
     from engine.report import Printer
     from events.log import LogCorrupted, LogError
@@ -332,7 +332,7 @@ def run(
         raise fail(str(err), 1) from None
     except LogError as err:
         raise fail(f"{err} (is `goodwill run` running on {data_dir}?)", 1) from None
-    except StateVersionError as err:
+    except (StateVersionError, StateLost) as err:
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file, a full disk, ...
         raise fail(f"the state in {data_dir}: {err}", 1) from None

@@ -14,11 +14,15 @@ from pathlib import Path
 
 from engine.compile import CompiledSet
 from engine.decide import Decider
-from engine.service import DEADLETTER_TOPIC, Listener, Processor, Tally, relay
+from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, Tally, relay
 from engine.state import StateStore
 from events.log import FileLog, Record, read_jsonl_source
 
 EVENTS_TOPIC = "goodwill.events"
+
+
+class StateLost(RuntimeError):
+    """The data directory's log holds outputs, but its state is new: it was lost."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,14 @@ def run_embedded(
         out.close()
         raise
     try:
+        published = out.end_offset(DECISIONS_TOPIC, 0)
+        if published and store.meta("policy_set") is None:
+            raise StateLost(
+                f"{data_dir / 'state.db'} is empty, yet {data_dir / 'log'} holds {published}"
+                " outputs published from the state it replaces: deciding again would publish"
+                " them twice (under other ids if the policies changed); restore the state file,"
+                f" or move {data_dir} aside to start over"
+            )
         if retain_days is not None:
             store.retain(retain_days)
         relay(store, out)  # outputs a crash left unpublished go out first, unchanged

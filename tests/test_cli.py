@@ -512,3 +512,21 @@ def test_a_run_that_cannot_use_its_data_directory_is_one_line_and_changes_nothin
     lines = decisions.read_bytes().splitlines(keepends=True)
     decisions.write_bytes(b"".join([*lines[:3], b"damaged\n", *lines[4:]]))
     assert "record 3 is damaged but is not the last line" in refused("--data-dir", torn)
+
+
+def test_a_lost_state_beside_a_published_log_is_refused_not_decided_again(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert goodwill("run", EXAMPLE, "--data-dir", data, "--quiet").returncode == 0
+    decisions = data / "log" / "goodwill.decisions.jsonl"
+    published = decisions.read_bytes()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (data / name).unlink(missing_ok=True)
+    again = goodwill("run", EXAMPLE, "--data-dir", data, "--quiet")
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"goodwill: {data / 'state.db'} is empty, yet {data / 'log'} holds"
+        f" {len(published.splitlines())} outputs published from the state it replaces: deciding"
+        " again would publish them twice (under other ids if the policies changed); restore"
+        f" the state file, or move {data} aside to start over\n"
+    )
+    assert decisions.read_bytes() == published  # nothing decided twice
