@@ -239,15 +239,37 @@ class FileLog:
 
 
 def read_jsonl_source(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number from 1, line bytes without its newline) for each non-blank line."""
+    """Yield (line number from 1, line bytes without its newline) for each non-blank line.
+
+    A last line with no newline that is not whole JSON is not yielded: it may be an event
+    a producer is still appending, which would be dead-lettered cut short and then, once
+    finished, skipped as a line already read. It is read when it ends with a newline."""
     with path.open("rb") as source:
         for number, line in enumerate(source, start=1):
             if number == 1:
                 # Editors on Windows prepend a BOM; it is not part of the first event.
                 line = line.removeprefix(b"\xef\xbb\xbf")
+            ended = line.endswith(b"\n")
             line = line.rstrip(b"\r\n")
-            if line.strip():
-                yield number, line
+            if not line.strip():
+                continue
+            if not ended and not _whole_json(line):
+                logger.warning(
+                    "%s:%d: the last line has no newline and is not whole JSON; left unread"
+                    " (still being written?) until it ends with a newline",
+                    path,
+                    number,
+                )
+                return
+            yield number, line
+
+
+def _whole_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    return True
 
 
 def scan_topic(directory: Path, topic: str) -> Iterator[Record]:

@@ -237,3 +237,19 @@ def test_scan_topic_reads_while_a_writer_holds_the_log(directory: Path, log: Fil
 
     assert list(scan_topic(directory, TOPIC)) == written
     assert list(scan_topic(directory, "no.such.topic")) == []
+
+
+def test_read_jsonl_source_leaves_a_last_line_being_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')  # a producer is appending the third
+
+    assert list(read_jsonl_source(source)) == [(1, b'{"a":1}'), (2, b'{"b":2}')]
+    assert f"{source}:3: the last line has no newline and is not whole JSON" in caplog.text
+    with source.open("ab") as file:
+        file.write(b"3}")
+    assert list(read_jsonl_source(source))[-1] == (3, b'{"c":3}')  # whole now, newline or not
+    with source.open("ab") as file:
+        file.write(b"\n{oops\n")
+    assert list(read_jsonl_source(source))[-1] == (4, b"{oops")  # ended: it is dead-lettered
