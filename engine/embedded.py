@@ -8,6 +8,8 @@ the same file again resumes after the last line it decided — nothing twice.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from engine.state import StateStore
 from events.log import FileLog, Record, read_jsonl_source
 
 EVENTS_TOPIC = "goodwill.events"
+
+log = logging.getLogger("goodwill.embedded")
 
 
 class StateLost(RuntimeError):
@@ -40,6 +44,42 @@ def _file_records(path: Path, start: int) -> Iterator[Record]:
     for line_no, raw in read_jsonl_source(path):
         if line_no >= start:
             yield Record(topic=topic, partition=0, offset=line_no, key=None, value=raw)
+
+
+def _resume_at(store: StateStore, source: Path, topic: str) -> int:
+    """The line to go on reading `source` from: after the last line decided, unless the
+    file under that name is not the one read before (another first line, or fewer lines
+    than were read: a new day's export under the same name, a file rewritten). Then from
+    line 1, with a warning: events already decided are skipped by their ids."""
+    start = store.position(topic, 0) or 1
+    head, lines = _head_and_lines(source)
+    before = store.source_head(topic)
+    if start > 1 and ((before is not None and before != head) or lines < start - 1):
+        log.warning(
+            "%s is not the file read before under that name (%s): reading it from line 1;"
+            " events already decided are skipped as duplicates",
+            source,
+            "another first line"
+            if before not in (None, head)
+            else f"{lines} lines, not {start - 1}",
+        )
+        start = 1
+    if before != head:
+        store.note_source(topic, head)
+    return start
+
+
+def _head_and_lines(path: Path) -> tuple[str, int]:
+    """A digest of the first non-blank line of `path` (BOM and line end aside), and how
+    many lines it has, the last counted even without its newline."""
+    first: bytes | None = None
+    lines = 0
+    with path.open("rb") as file:
+        for line in file:
+            lines += 1
+            if first is None and line.strip(b"\xef\xbb\xbf \t\r\n"):
+                first = line.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r\n")
+    return hashlib.sha256(first or b"").hexdigest()[:32], lines
 
 
 def _log_records(log: FileLog, start: int, batch: int) -> Iterator[Record]:
@@ -85,7 +125,7 @@ def run_embedded(
         processor.activate()
         if source is not None:
             topic = f"file:{source.resolve()}"
-            records = _file_records(source, store.position(topic, 0) or 1)
+            records = _file_records(source, _resume_at(store, source, topic))
         else:
             records = _log_records(out, store.position(EVENTS_TOPIC, 0) or 0, batch)
         chunk: list[Record] = []

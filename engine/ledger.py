@@ -65,6 +65,7 @@ _ADDED_COLUMNS: Final = (
     ("positions", "event_time", "INTEGER"),  # NULL: not an events partition, or not known
 )
 _RETAIN: Final = "retain_days"  # its meta key (see Ledger.retain)
+_SOURCE_HEAD: Final = "source-head:"  # + a file source's topic (see Ledger.note_source)
 DAY_US: Final = 86_400_000_000
 
 _P = ParamSpec("_P")
@@ -545,6 +546,15 @@ class Ledger:
                 f" --data-dir with {flag} {value})"
             )
 
+    def note_source(self, source: str, head: str) -> None:
+        """Remember the first line's digest of a file `source` read by line number, to
+        tell later whether the file under that name is still the one read (delivery
+        progress like its position: not part of the state's digest)."""
+        self._autocommit(self.set_meta, _SOURCE_HEAD + source, head)
+
+    def source_head(self, source: str) -> str | None:
+        return self.meta(_SOURCE_HEAD + source)
+
     def set_meta(self, key: str, value: str) -> None:
         if key in (_WATERMARK, _RETAIN):
             raise ValueError(f"meta key {key!r} is reserved")
@@ -577,7 +587,8 @@ class Ledger:
 _DUMPS: Final = {
     # by ident: with the budget stage, two stages interleave their outputs in time
     "outbox": "SELECT ident, kind, topic, key, value, headers FROM outbox ORDER BY ident",
-    "meta": f"SELECT key, value FROM meta WHERE key != '{_WATERMARK}' ORDER BY key",
+    "meta": f"SELECT key, value FROM meta WHERE key != '{_WATERMARK}'"
+    f" AND key NOT LIKE '{_SOURCE_HEAD}%' ORDER BY key",
 }
 
 

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from contextlib import closing, suppress
 from pathlib import Path
@@ -530,3 +531,35 @@ def test_a_lost_state_beside_a_published_log_is_refused_not_decided_again(tmp_pa
         f" the state file, or move {data} aside to start over\n"
     )
     assert decisions.read_bytes() == published  # nothing decided twice
+
+
+def test_a_new_file_under_a_name_already_read_is_read_from_its_first_line(tmp_path: Path) -> None:
+    # A daily export written to the same path: resuming at the old line number skipped the
+    # new file's first lines without a word.
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    today, data = tmp_path / "today.jsonl", tmp_path / "data"
+
+    def decided(part: list[bytes], data_dir: Path) -> tuple[set[str], str]:
+        today.write_bytes(b"".join(part))
+        done = goodwill("run", today, "--data-dir", data_dir, "--json")
+        assert done.returncode == 0, done.stderr
+        docs = map(json.loads, done.stdout.splitlines())
+        return {d["data"]["caused_by"] for d in docs if d["type"] == "decision.made"}, done.stderr
+
+    def alone(part: list[bytes]) -> set[str]:  # what a fresh data directory decides of it
+        return decided(part, Path(tempfile.mkdtemp(dir=tmp_path)))[0]
+
+    decided(lines[:50], data)
+    second, warned = decided(lines[50:120], data)  # the next day's 70 lines
+    assert f"{today} is not the file read before under that name (another first line)" in warned
+    assert second == alone(lines[50:120]) and len(second) > 60
+
+    # The same file, shorter (its last 20 lines cut): read again from line 1, nothing twice.
+    third, warned = decided(lines[50:100], data)
+    assert "(50 lines, not 70)" in warned
+    assert third == set()
+
+    # Appended to: no warning, and only the lines after those read are decided.
+    fourth, warned = decided(lines[50:130], data)
+    assert "not the file read before" not in warned
+    assert fourth == alone(lines[120:130]) and fourth
