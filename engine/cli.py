@@ -7,6 +7,7 @@ import inspect
 import itertools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -323,11 +324,36 @@ def run(
         )
     if source is not None and source.is_dir():
         raise fail(f"{source} is a directory; give a .jsonl file of events")
-    if source is not None and not source.is_file():
+    if source is not None and not source.exists() and str(source) != "-":
         raise fail(f"no such input file: {source}")
+    if source is not None and not source.is_file():  # a pipe, /dev/null, `-`
+        raise fail(
+            f"{source} is not a regular file: a file is read by line number so a run can go"
+            " on where it stopped; `goodwill emit` sends events from stdin to the embedded"
+            " log, which `goodwill run` with no file reads"
+        )
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
+    # SIGTERM or Ctrl-C: the batch under way is decided, published and printed, then the
+    # run stops with its summary; a second signal stops at once (the batch is dropped, as
+    # a crash would drop it, and done again by the next run).
+    signals: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if signals:
+            raise KeyboardInterrupt
+        signals.append(signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        summary = run_embedded(compiled, data_dir, source, batch, printer.output, retain_days)
+        summary = run_embedded(
+            compiled, data_dir, source, batch, printer.output, retain_days, lambda: bool(signals)
+        )
+    except KeyboardInterrupt:
+        raise fail(
+            f"interrupted; what was decided is kept in {data_dir}: run the same command again"
+            " to go on",
+            130,
+        ) from None
     except LogCorrupted as err:
         raise fail(str(err), 1) from None
     except LogError as err:
@@ -336,7 +362,14 @@ def run(
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file, a full disk, ...
         raise fail(f"the state in {data_dir}: {err}", 1) from None
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
     printer.summary(summary)
+    if summary.stopped:
+        raise fail(
+            "stopped by a signal after a whole batch; run the same command again to go on", 130
+        )
 
 
 class CheckFormat(StrEnum):

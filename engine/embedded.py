@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class Summary:
     policy_set: str
     deadletter_file: Path
     data_dir: Path
+    stopped: bool = False  # by a signal, after a whole batch: running again goes on
 
 
 def _file_records(path: Path, start: int) -> Iterator[Record]:
@@ -99,7 +100,10 @@ def run_embedded(
     batch: int,
     on_output: Listener | None = None,
     retain_days: int | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Summary:
+    """Decide `source` (or the embedded log) into `data_dir`. `stopping` is asked after
+    each batch is decided and published; when it says so, the run ends there."""
     data_dir.mkdir(parents=True, exist_ok=True)
     # The log's lock first: a second run on this directory is refused before it touches
     # the state (a --retain-days it was given must not change the running one's).
@@ -129,12 +133,15 @@ def run_embedded(
         else:
             records = _log_records(out, store.position(EVENTS_TOPIC, 0) or 0, batch)
         chunk: list[Record] = []
+        stopped = False
         for record in records:
             chunk.append(record)
             if len(chunk) >= batch:
                 processor.process(chunk)
                 relay(store, out)
                 chunk = []
+                if stopped := stopping():
+                    break
         if chunk:
             processor.process(chunk)
         relay(store, out)
@@ -148,6 +155,7 @@ def run_embedded(
             policy_set=compiled.hash,
             deadletter_file=data_dir / "log" / f"{DEADLETTER_TOPIC}.jsonl",
             data_dir=data_dir,
+            stopped=stopped,
         )
     finally:
         out.close()
