@@ -336,7 +336,17 @@ class _Checker:
         if lit is not None:
             if isinstance(lit, bool | str):
                 raise ExprError("an amount must be a number or money", self.src.span(node))
-            return Num(Decimal(lit))
+            value = Decimal(lit)
+            if abs(value) >= _MAX_UNITS:
+                # past any amount a decision carries; an exponent this large could also
+                # overflow the arithmetic (9e999999 * 9e999999) when the event is decided
+                raise ExprError(
+                    "a number in an amount must be below 1,000,000,000,000,000",
+                    self.src.span(node),
+                    "an `up_to` larger than any real amount says the same: use the field,"
+                    " e.g. up_to: order.amount",
+                )
+            return Num(value)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult):
             sym: Literal["+", "-", "*"] = (
                 "+"
@@ -453,10 +463,17 @@ def amount_cents(expr: Amount, fact: dict[str, Scalar]) -> int:
 
 def rounded_cents(value: Decimal) -> int:
     """`value` in currency units to whole cents as `amount_cents` bounds them."""
+    # Bounded first: quantizing an amount of more digits than the context's precision (28),
+    # such as order.amount * order.amount, raises InvalidOperation.
+    if value <= 0:
+        return 0
+    if value >= _MAX_UNITS:
+        return MAX_CENTS
     value = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
     return min(MAX_CENTS, max(0, int(value.scaleb(2))))
 
 
+_MAX_UNITS = Decimal(MAX_CENTS + 1).scaleb(-2)
 _LITERAL_CENTS: dict[Decimal, int] = {}
 
 

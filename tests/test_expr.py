@@ -158,6 +158,22 @@ def test_amounts_stay_within_what_a_decision_can_carry() -> None:
     assert amount_cents(huge, fact(order__amount=100)) == 100_000
 
 
+def test_an_amount_past_the_context_precision_is_bounded_not_an_error() -> None:
+    # quantizing 30 digits to the cent raised InvalidOperation, so every event the rule
+    # fired on was dead-lettered as processing_failed
+    square = parse_amount("order.amount * order.amount", VOCAB, "remedy.requested", AT)
+    assert amount_cents(square, fact(order__amount=10**17 - 1)) == MAX_CENTS
+    below = parse_amount("order.amount - order.amount * order.amount", VOCAB, "x", AT)
+    assert amount_cents(below, fact(order__amount=10**17 - 1)) == 0
+
+
+@pytest.mark.parametrize("text", ["1e30", "min(order.amount, 9e999999 * 9e999999)", "-1e15"])
+def test_a_number_past_any_amount_is_refused_where_it_is_written(text: str) -> None:
+    with pytest.raises(ExprError, match="must be below 1,000,000,000,000,000") as err:
+        parse_amount(text, VOCAB, "remedy.requested", AT)
+    assert err.value.span.line == 9
+
+
 @pytest.mark.parametrize("text", ["order.amount", "event.amount", "30", "0.005", "12.345", "0"])
 @pytest.mark.parametrize("cents", [0, 1, 99, 52_525, MAX_CENTS, MAX_CENTS + 7, -3])
 def test_a_plain_field_or_number_gives_what_the_decimal_arithmetic_gives(
