@@ -37,7 +37,7 @@ from events.models import CATALOG
 
 BUDGETS_FILE = "budgets.yaml"
 SHARED_FACT = "sku.reports_7d"  # besides budget.*, the fact other customers' events change
-_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+_ID = re.compile(r"[a-z][a-z0-9-]{1,63}")  # fullmatch: `$` also matches before a final newline
 # The decision contract's limits (events.models: Id 128, Text 4000 characters) for what a
 # policy puts into decisions: rule names, route targets and budget names, words.
 _NAME_LIMIT = 128
@@ -316,7 +316,7 @@ class _PolicyReader:
         if not f.keys(doc, POLICY_KEYS, "a policy", ("policy", "version", "on", "rules"), True):
             return None
         pid = f.text_value(doc, "policy")
-        if pid is not None and not _ID.match(pid):
+        if pid is not None and not _ID.fullmatch(pid):
             f.error(
                 f.value_span(doc, "policy"),
                 f"policy id '{pid}' is not a valid id",

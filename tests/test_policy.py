@@ -362,3 +362,12 @@ def test_every_problem_is_reported_at_once(pdir: Path) -> None:
     edit(pdir / "follow-through.yaml", "follow_up: 48h", "follow_up: soon")
     edit(pdir / "warm-handoff.yaml", "case.topic", "case.topik")
     assert len(refused(pdir).diagnostics) == 2
+
+
+def test_a_policy_id_with_a_final_newline_is_refused_not_a_second_policy(pdir: Path) -> None:
+    # `$` matches before a final newline: "follow-through\n" passed as a valid id, so the
+    # file applied beside follow-through.yaml as a second policy that looks the same
+    shutil.copy(pdir / "follow-through.yaml", pdir / "copy.yaml")
+    edit(pdir / "copy.yaml", "policy: follow-through", 'policy: "follow-through\\n"')
+    [d] = refused(pdir).diagnostics
+    assert d.file == relpath(pdir / "copy.yaml") and "is not a valid id" in d.message
