@@ -424,7 +424,15 @@ class _PolicyReader:
         names.add(name)
         when_text = node.get("when")
         cond: Cond | None = Leaf("==", "event.type", on, None, "always")
-        if when_text is not None:
+        if "when" in node and when_text is None:
+            # `when:` with nothing after it would read as a rule that always applies
+            f.error(
+                f.key_span(node, "when"),
+                "'when' is empty",
+                "write the condition, or leave `when` out for a rule that always applies",
+            )
+            cond = None
+        elif when_text is not None:
             cond = self.condition(node, "when", on, vocab)
             when_text = str(when_text).strip()
         then = node.get("then")
@@ -462,6 +470,14 @@ class _PolicyReader:
         line = node.lc.line + 1
         # judged on the keys written, so a typo inside one is not also called a dead end
         acts = {"authorize", "route", "alert", "obligations"} & set(then)
+        for key in sorted(acts):
+            if then[key] is None or then[key] == []:
+                # nothing would be given, routed or followed up, yet the words are said
+                f.error(
+                    f.key_span(then, key),
+                    f"'{key}' is empty",
+                    f"fill it in or remove it: {THEN_KEYS[key]}",
+                )
         if not acts:
             f.error(
                 Span(line, node.lc.col + 1, node.lc.col + 2),

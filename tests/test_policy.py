@@ -371,3 +371,21 @@ def test_a_policy_id_with_a_final_newline_is_refused_not_a_second_policy(pdir: P
     edit(pdir / "copy.yaml", "policy: follow-through", 'policy: "follow-through\\n"')
     [d] = refused(pdir).diagnostics
     assert d.file == relpath(pdir / "copy.yaml") and "is not a valid id" in d.message
+
+
+@pytest.mark.parametrize("then", ["authorize: []", "route:", "obligations: []", "obligations:"])
+def test_an_empty_action_is_refused_not_taken_for_one(pdir: Path, then: str) -> None:
+    # the key alone passed the dead-end check: the rep said the words, nothing was done
+    (pdir / "hollow.yaml").write_text(
+        "policy: hollow\nversion: 1\nowner: x\nprinciple: p\nsummary: s\n"
+        "on: remedy.requested\nrules:\n  - name: promise\n    then:\n"
+        f"      {then}\n      say: I've asked my team lead to approve it.\n"
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.message.endswith("is empty") and d.span is not None and d.span.line == 10
+
+
+def test_an_empty_when_is_refused_not_read_as_always(pdir: Path) -> None:
+    edit(pdir / "replace-broken-part.yaml", "    when: ", "    when:\n    # ")
+    [d] = refused(pdir).diagnostics
+    assert d.message == "'when' is empty" and d.span is not None
