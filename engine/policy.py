@@ -45,6 +45,12 @@ _TEXT_LIMIT = 4000
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 _BRACED = re.compile(r"\{([^{}]*)\}|[{}]")  # a braced part, or a brace on its own
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_MONEY_CENTS = Decimal("1E17")  # events.models: money below 1E15 units
+# Any field of some policy: an overflow's words, read before the policies that charge it.
+_ANY_FIELD: dict[str, Field] = {
+    path: known for on in CATALOG for path, known in vocabulary(on, True).items()
+}
 
 
 @dataclass(frozen=True)
@@ -454,7 +460,7 @@ class _PolicyReader:
             )
         say = f.text_value(then, "say", limit=_TEXT_LIMIT)
         if say is not None:
-            self.placeholders(then, "say", vocab)
+            _placeholders(f, then, "say", vocab)
         if budget is not None:
             # With --budget-stage kafka another instance finishes such a decision, after
             # this customer's state has moved on: follow-ups and alerts, which that state
@@ -579,6 +585,15 @@ class _PolicyReader:
                 else f"charge {budget}, or move this rule to a policy with `budget: {name}`",
             )
             return []
+        if name is not None:
+            for path in _PLACEHOLDER.findall(self.budgets[name].say):
+                if path in _ANY_FIELD and path not in vocab:
+                    self.f.error(
+                        self.f.value_span(node, "budget"),
+                        f"the {name} budget's overflow words use {{{path}}}, which a policy"
+                        f" on {on} cannot read",
+                        "use a field every policy charging it has, e.g. {customer.tier}",
+                    )
         amount = self.amount(node, "amount", on, vocab)
         if name is None or amount is None:
             return []
@@ -647,28 +662,27 @@ class _PolicyReader:
         reason = self.f.text_value(node, "reason", limit=_TEXT_LIMIT) or f"policy asks for {to}"
         return RouteSpec(to, to_path, reason, tuple(str(p) for p in items))
 
-    def placeholders(self, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
-        """Every `{...}` in the words must be a field the policy may read: anything else
-        would reach the customer as it is written."""
-        text = str(node[key])
-        whole = self.f.value_span(node, key)
-        for m in _BRACED.finditer(text):
-            inner = (m.group(1) or "").strip()
-            span = whole
-            if "\n" not in text:  # one line: point at the placeholder itself
-                start = whole.col + m.start()
-                span = Span(whole.line, start, start + len(m.group(0)))
-            if _PLACEHOLDER.fullmatch(m.group(0)) is None:
-                self.f.error(
-                    span,
-                    f"'{m.group(0)}' in say is not a placeholder",
-                    "a placeholder is one field in braces, e.g. {order.amount}; an amount to"
-                    " compute belongs in `authorize`, and braces cannot be written as text",
-                )
-            elif inner not in vocab:
-                self.f.error(
-                    span, f"unknown field '{{{inner}}}' in say", did_you_mean(inner, vocab)
-                )
+
+def _placeholders(f: _File, node: CommentedMap, key: str, vocab: dict[str, Field]) -> None:
+    """Every `{...}` in the words must be a field the policy may read: anything else
+    would reach the customer as it is written."""
+    text = str(node[key])
+    whole = f.value_span(node, key)
+    for m in _BRACED.finditer(text):
+        inner = (m.group(1) or "").strip()
+        span = whole
+        if "\n" not in text:  # one line: point at the placeholder itself
+            start = whole.col + m.start()
+            span = Span(whole.line, start, start + len(m.group(0)))
+        if _PLACEHOLDER.fullmatch(m.group(0)) is None:
+            f.error(
+                span,
+                f"'{m.group(0)}' in say is not a placeholder",
+                "a placeholder is one field in braces, e.g. {order.amount}; an amount to"
+                " compute belongs in `authorize`, and braces cannot be written as text",
+            )
+        elif inner not in vocab:
+            f.error(span, f"unknown field '{{{inner}}}' in say", did_you_mean(inner, vocab))
 
 
 def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
@@ -676,7 +690,15 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
     budgets: dict[str, Budget] = {}
     if doc is None or not f.keys(doc, BUDGETS_FILE_KEYS, "the budgets file", ("budgets",), True):
         return f, budgets, "USD"
-    currency = str(doc.get("currency", "USD"))
+    currency = doc.get("currency", "USD")
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        # events in any other currency are dead-lettered, and decisions carry this code
+        f.error(
+            f.value_span(doc, "currency"),
+            f"'{currency}' is not a currency code",
+            "three capital letters (ISO 4217), e.g. USD",
+        )
+        currency = "USD"
     for node in doc.get("budgets") or []:
         if not f.keys(node, BUDGET_KEYS, "a budget", tuple(BUDGET_KEYS)):
             continue
@@ -693,12 +715,24 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
                 f.value_span(node, "period"), f"unknown period '{period}'", "day, week or month"
             )
         amount = node["amount"]
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount >= 0:
             f.error(f.value_span(node, "amount"), "amount must be a non-negative number")
+            continue
+        cents = Decimal(str(amount)).scaleb(2)
+        if not cents.is_finite() or cents >= _MONEY_CENTS or cents != cents.to_integral_value():
+            # decisions carry the allocation as money: below 1E15, whole cents
+            f.error(
+                f.value_span(node, "amount"),
+                "amount must be money: below 1,000,000,000,000,000, at most two decimals",
+            )
             continue
         overflow = node["overflow"]
         if not f.keys(overflow, {"to": "", "say": ""}, "overflow", ("to", "say")):
             continue
+        if isinstance(overflow["say"], str):
+            # the words a charging policy's decision says: checked here for their form and
+            # against each such policy's fields where it charges (`_PolicyReader.charges`)
+            _placeholders(f, overflow, "say", _ANY_FIELD)
         if name in budgets:
             f.error(f.value_span(node, "name"), f"duplicate budget '{name}'")
         budgets[name] = Budget(

@@ -389,3 +389,45 @@ def test_an_empty_when_is_refused_not_read_as_always(pdir: Path) -> None:
     edit(pdir / "replace-broken-part.yaml", "    when: ", "    when:\n    # ")
     [d] = refused(pdir).diagnostics
     assert d.message == "'when' is empty" and d.span is not None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("currency: USD", "currency:", "'None' is not a currency code"),
+        ("currency: USD", "currency: usd", "'usd' is not a currency code"),
+        ("amount: 100", "amount: 1e20", "amount must be money"),
+        ("amount: 100", "amount: .inf", "amount must be money"),
+        ("amount: 100", "amount: 99.999", "amount must be money"),
+        ("amount: 100", "amount: .nan", "amount must be a non-negative number"),
+        ("within the hour.", "about {event.amout}.", "unknown field '{event.amout}' in say"),
+        ("within the hour.", "about {{this}}.", "'{' in say is not a placeholder"),
+    ],
+)
+def test_what_the_budgets_file_puts_into_decisions_is_checked(
+    pdir: Path, old: str, new: str, message: str
+) -> None:
+    # each was accepted: an empty currency dead-lettered every event with money, an
+    # allocation of 1e20 broke the decision contract, .inf tracebacked, and the overflow's
+    # words reached the customer as "about None." or with their braces
+    edit(pdir / "budgets.yaml", old, new)
+    err = refused(pdir)
+    found = [d for d in err.diagnostics if d.message.startswith(message)]
+    assert found and found[0].span is not None, err.render()
+    assert found[0].file == relpath(pdir / "budgets.yaml")
+
+
+def test_an_overflow_says_only_fields_every_policy_charging_it_can_read(pdir: Path) -> None:
+    edit(pdir / "budgets.yaml", "within the hour.", "within the hour ({event.remedy}).")
+    (pdir / "late-credit.yaml").write_text(
+        "policy: late-credit\nversion: 1\nowner: x\nprinciple: p\nsummary: s\n"
+        "on: shipment.delayed\nbudget: expedite\nrules:\n  - name: sorry\n    then:\n"
+        "      authorize: [{remedy: credit, up_to: 5}]\n"
+        "      charge: {budget: expedite, amount: 5}\n      say: Sorry for the wait.\n"
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.message == (
+        "the expedite budget's overflow words use {event.remedy}, which a policy on"
+        " shipment.delayed cannot read"
+    )
+    assert d.file == relpath(pdir / "late-credit.yaml") and d.span is not None
