@@ -194,3 +194,44 @@ def test_cents_become_amounts_with_exactly_two_decimals(cents: int) -> None:
     assert amount.as_tuple().exponent == -2
     assert amount == Decimal(cents) / 100 and to_minor(amount) == cents
     assert str(amount) == f"{'-' if cents < 0 else ''}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order.amount <= 19.99 and customer.tier in ['gold', 'silver']",
+        "event.topic == 'café ☕' or not (order.known and\n  order.age_days < 30)",
+        "(case.topic == 'a'\r\n  and case.channel != 'b'\r  or order.lost)",
+    ],
+)
+def test_a_clause_shows_the_text_ast_gives_it(text: str) -> None:
+    import ast
+
+    from engine.expr import _Source
+
+    src = _Source(text, AT)
+    for node in ast.walk(ast.parse(text, mode="eval")):
+        if isinstance(node, ast.expr):
+            assert src.segment(node) == ast.get_source_segment(text, node), ast.dump(node)
+
+
+def test_a_long_condition_is_split_into_lines_once() -> None:
+    # ast.get_source_segment splits the whole text on every call: a condition of 20,000
+    # clauses took hours to check
+    import engine.expr
+
+    calls = 0
+    findall = engine.expr._LINES.findall
+
+    class Counting:
+        def findall(self, text: str) -> list[str]:
+            nonlocal calls
+            calls += 1
+            return findall(text)
+
+    engine.expr._LINES = Counting()  # type: ignore[assignment]
+    try:
+        when = cond(" and ".join(f"event.amount > {i}" for i in range(20_000)))
+    finally:
+        engine.expr._LINES = findall.__self__  # type: ignore[attr-defined]
+    assert isinstance(when, All) and len(when.items) == 20_000 and calls == 1
