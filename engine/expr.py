@@ -508,14 +508,59 @@ def amount_paths(expr: Amount) -> set[str]:
 # ------------------------------------------------------------------ entry points
 
 
+MAX_GROUPS = 15
+"""The most `and`/`or` groups (an `in` list and a chained comparison are one each) in one
+`when`: durable_rules spends two of a rule's 31 expression slots on each (error 113)."""
+MAX_DEPTH = 64
+"""How deeply an amount may nest: deciding it recurses once per level."""
+
+
+def _too_deep(at: Span, what: str) -> ExprError:
+    return ExprError(f"{what} is nested too deeply", at, "split it, or write it flatter")
+
+
+def groups(cond: Cond) -> int:
+    """The `$and`/`$or` groups of `cond` as compiled for durable_rules."""
+    if isinstance(cond, Leaf):
+        return 0
+    return 1 + sum(groups(c) for c in cond.items)
+
+
+def _depth(expr: Amount) -> int:
+    if isinstance(expr, Arith):
+        return 1 + max(_depth(expr.left), _depth(expr.right))
+    if isinstance(expr, Call):
+        return 1 + max(_depth(a) for a in expr.args)
+    return 1
+
+
 def parse_condition(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Cond:
     src = _Source(text, at)
-    return _Checker(vocab, src, event_type).cond(_parse(text, src))
+    try:
+        cond = _Checker(vocab, src, event_type).cond(_parse(text, src))
+        count = groups(cond)
+    except RecursionError:  # in ast.parse, or in walking what it gave
+        raise _too_deep(at, "the condition") from None
+    if count > MAX_GROUPS:
+        raise ExprError(
+            f"the condition has {count} and/or groups (each `in` list and chained"
+            f" comparison is one); the matcher allows {MAX_GROUPS} in one rule",
+            at,
+            "split it into several rules, or several policies on the same event",
+        )
+    return cond
 
 
 def parse_amount(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Amount:
     src = _Source(text, at)
-    return _Checker(vocab, src, event_type).amount(_parse(text, src))
+    try:
+        amount = _Checker(vocab, src, event_type).amount(_parse(text, src))
+        depth = _depth(amount)
+    except RecursionError:
+        raise _too_deep(at, "the amount") from None
+    if depth > MAX_DEPTH:
+        raise _too_deep(at, "the amount")
+    return amount
 
 
 def parse_path(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Field | None:

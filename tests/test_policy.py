@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.compile import load
 from engine.errors import PolicyError, Span, relpath
 from engine.policy import load_policy_set
 
@@ -431,3 +432,31 @@ def test_an_overflow_says_only_fields_every_policy_charging_it_can_read(pdir: Pa
         " shipment.delayed cannot read"
     )
     assert d.file == relpath(pdir / "late-credit.yaml") and d.span is not None
+
+
+def test_a_condition_the_matcher_cannot_hold_is_refused_where_it_is_written(pdir: Path) -> None:
+    # durable_rules refused the ruleset (error 113), and goodwill check printed a traceback
+    fifteen = " or ".join(
+        f"(customer.order_count == {i} and event.amount <= {i})" for i in range(15)
+    )
+    deep = "not " * 5000 + "order.known"
+    (pdir / "tangled.yaml").write_text(
+        "policy: tangled\nversion: 1\nowner: x\nprinciple: p\nsummary: s\n"
+        "on: remedy.requested\nrules:\n"
+        f"  - name: wide\n    when: {fifteen}\n    then:\n      route: {{to: team-lead}}\n"
+        "      say: ok\n"
+        f"  - name: deep\n    when: {deep}\n    then:\n      route: {{to: team-lead}}\n"
+        "      say: ok\n"
+        f"  - name: long\n    then:\n      authorize:\n"
+        f"        [{{remedy: credit, up_to: '{'1 + ' * 3000}1'}}]\n"
+        "      say: ok\n"
+    )
+    wide, deep_, long = refused(pdir).diagnostics
+    assert wide.message.startswith("the condition has 16 and/or groups")
+    assert wide.span is not None and (wide.span.line, wide.span.col) == (9, 11)
+    assert deep_.message == "the condition is nested too deeply" and deep_.span is not None
+    assert long.message == "the amount is nested too deeply" and long.span is not None
+    edit(pdir / "tangled.yaml", "(customer.order_count == 0 and event.amount <= 0) or ", "")
+    edit(pdir / "tangled.yaml", deep, "order.known")
+    edit(pdir / "tangled.yaml", "1 + " * 3000, "1 + ")
+    assert "tangled" in {p.id for p in load(pdir).policy_set.policies}
