@@ -43,6 +43,7 @@ _ID = re.compile(r"[a-z][a-z0-9-]{1,63}")  # fullmatch: `$` also matches before 
 _NAME_LIMIT = 128
 _TEXT_LIMIT = 4000
 _DURATION = re.compile(r"^(\d+)([mhd])$")
+_MAX_FOLLOW_UP_MINUTES = 3650 * 24 * 60
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 _BRACED = re.compile(r"\{([^{}]*)\}|[{}]")  # a braced part, or a brace on its own
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -303,7 +304,10 @@ def parse_duration(text: str) -> timedelta | None:
     if not m or int(m.group(1)) == 0:
         return None
     n, unit = int(m.group(1)), m.group(2)
-    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+    minutes = n * {"m": 1, "h": 60, "d": 24 * 60}[unit]
+    # at most ten years: past that timedelta overflows (a traceback in goodwill check), or
+    # the due time passes year 9999 and every event the rule fires on fails to be decided
+    return timedelta(minutes=minutes) if minutes <= _MAX_FOLLOW_UP_MINUTES else None
 
 
 class _PolicyReader:
@@ -617,7 +621,7 @@ class _PolicyReader:
                 self.f.error(
                     self.f.value_span(item, "follow_up"),
                     "follow_up needs a duration",
-                    "e.g. 48h, 2d or 30m",
+                    "e.g. 48h, 2d or 30m; at most 3650d",
                 )
             else:
                 out.append(within)

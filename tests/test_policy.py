@@ -460,3 +460,12 @@ def test_a_condition_the_matcher_cannot_hold_is_refused_where_it_is_written(pdir
     edit(pdir / "tangled.yaml", deep, "order.known")
     edit(pdir / "tangled.yaml", "1 + " * 3000, "1 + ")
     assert "tangled" in {p.id for p in load(pdir).policy_set.policies}
+
+
+@pytest.mark.parametrize("within", ["99999999999d", "3000000d", "3651d"])
+def test_a_follow_up_past_any_deadline_is_refused(pdir: Path, within: str) -> None:
+    # 99999999999d overflowed timedelta (a traceback); 3000000d passed, and every event the
+    # rule fired on was dead-lettered: its due time is past year 9999
+    edit(pdir / "follow-through.yaml", "follow_up: 48h", f"follow_up: {within}")
+    [d] = refused(pdir).diagnostics
+    assert d.message == "follow_up needs a duration" and d.span is not None
