@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from pydantic_core import to_json
 
 from engine.compile import CompiledSet
-from engine.expr import All, Cond, Leaf, amount_cents, evaluate, leaves, paths
+from engine.expr import All, Cond, Leaf, amount_cents, amount_paths, evaluate, leaves, paths
 from engine.facts import (
     BUDGET_FIELDS,
     STATE_FIELDS,
@@ -488,6 +488,20 @@ class Decider:
             if (cents := amount_cents(g.up_to, fact)) > 0
         ]
         say = rule.say
+        if rule.grants and not grants and rule.route is None:
+            # Every limit came to nothing here (up_to: order.amount of a free order): the
+            # words would promise what nobody may give, so a person decides, with the numbers.
+            limits = ", ".join(f"{g.remedy} up to {g.text}" for g in rule.grants)
+            shown = sorted({p for g in rule.grants for p in amount_paths(g.up_to)})
+            nothing = RouteSpec(
+                "team-lead",
+                None,
+                f"{policy.id}/{rule.name} authorizes {limits}, which comes to"
+                f" {money_text(0, self.currency)} here",
+                tuple(shown),
+            )
+            draft.routes.append(self._route(nothing, fact))
+            say = None
         for spec in rule.charges:
             routed = self._charge(spec.budget, amount_cents(spec.amount, fact), fact, event, draft)
             if routed is not None:

@@ -195,7 +195,13 @@ class _Checker:
         return field
 
     def literal(self, node: ast.expr) -> Scalar | Decimal | None:
-        if isinstance(node, ast.Constant) and isinstance(node.value, bool | str):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if not node.value.isprintable() and any(0xD800 <= ord(c) <= 0xDFFF for c in node.value):
+                # a lone surrogate from an escape: no event can hold it, and the matcher
+                # refuses the ruleset
+                raise ExprError("text that is not Unicode characters", self.src.span(node))
+            return node.value
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
             return node.value
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
             if isinstance(node.value, float):

@@ -20,6 +20,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.reader import ReaderError
 
 from engine.errors import Diagnostic, PolicyError, Span, closest, did_you_mean, relpath
 from engine.expr import Amount, Cond, ExprError, Leaf, leaves, parse_amount, parse_condition
@@ -36,6 +38,7 @@ from engine.policy_schema import (
 from events.models import CATALOG
 
 BUDGETS_FILE = "budgets.yaml"
+_MAX_FILE_BYTES = 1 << 20
 SHARED_FACT = "sku.reports_7d"  # besides budget.*, the fact other customers' events change
 _ID = re.compile(r"[a-z][a-z0-9-]{1,63}")  # fullmatch: `$` also matches before a final newline
 # The decision contract's limits (events.models: Id 128, Text 4000 characters) for what a
@@ -272,10 +275,37 @@ class _File:
 
 
 def _read_yaml(path: Path) -> tuple[_File, Any]:
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file() or path.stat().st_size > _MAX_FILE_BYTES:
+        f = _File(relpath(path), "")
+        what = "not a regular file" if not path.is_file() else "larger than 1 MB"
+        f.error(None, f"{what}: a policy file is a small text file", "replace it with one")
+        return f, None
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        f = _File(relpath(path), raw.decode("utf-8", "replace"))
+        line = raw.count(b"\n", 0, err.start) + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        f.error(Span(line, col, col + 1), "not UTF-8 text", "save the file as UTF-8")
+        return f, None
     f = _File(relpath(path), text)
     try:
+        for event in YAML(typ="rt").parse(text):
+            if isinstance(event, AliasEvent):  # also what a `<<:` merge key copies from
+                m = event.start_mark
+                f.error(
+                    Span(m.line + 1, m.column + 1, m.column + 2 + len(event.anchor or "")),
+                    f"an alias (*{event.anchor}) copies another part of the file",
+                    "write it out where it applies: each rule reads whole where it stands",
+                )
+                return f, None
         return f, YAML(typ="rt").load(text)
+    except ReaderError as err:  # a NUL or another control character
+        line = text.count("\n", 0, err.position) + 1
+        col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        f.error(Span(line, col, col + 1), f"not valid YAML: {err.reason}", "remove the character")
+        return f, None
     except MarkedYAMLError as err:
         mark = err.problem_mark
         span = Span(mark.line + 1, mark.column + 1, mark.column + 2) if mark else None
@@ -657,7 +687,9 @@ class _PolicyReader:
             return None
         items: CommentedSeq = context if context is not None else CommentedSeq()
         for i, path in enumerate(items):
-            if path not in vocab:
+            if not isinstance(path, str):
+                self.f.error(self.f.value_span(items, i), "a context item is one field name")
+            elif path not in vocab:
                 self.f.error(
                     self.f.value_span(items, i),
                     f"unknown field '{path}' on {on}",
@@ -703,7 +735,11 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
             "three capital letters (ISO 4217), e.g. USD",
         )
         currency = "USD"
-    for node in doc.get("budgets") or []:
+    listed = doc.get("budgets") or []
+    if not isinstance(listed, CommentedSeq):
+        f.error(f.value_span(doc, "budgets"), "budgets must be a list of budgets")
+        listed = []
+    for node in listed:
         if not f.keys(node, BUDGET_KEYS, "a budget", tuple(BUDGET_KEYS)):
             continue
         name = str(node["name"])
@@ -769,11 +805,11 @@ def load_policy_set(directory: Path) -> PolicySet:
         files.append(bf)
     policies: list[Policy] = []
     seen: dict[str, str] = {}
-    paths = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    paths = sorted(p for p in directory.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
     nested = sorted(
         p
         for p in directory.glob("*/**/*")
-        if p.suffix in (".yaml", ".yml")
+        if p.suffix.lower() in (".yaml", ".yml")
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )

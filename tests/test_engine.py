@@ -525,3 +525,24 @@ def test_two_policies_granting_one_remedy_give_the_larger_amount() -> None:
         {"remedy": "credit", "up_to": Decimal("30.00")},
         {"remedy": "refund", "up_to": Decimal("120.00")},
     ]
+
+
+def test_a_limit_that_comes_to_nothing_routes_to_a_person_without_the_words(
+    engine: Engine,
+) -> None:
+    # replace-broken-part authorizes a replacement up to order.amount; for a free order
+    # that is $0, and the rep was told to say "free replacement" with nothing authorized.
+    free = sample("order.placed", event_id="o0", order_id="ord-free", amount="0.00")
+    broke = sample("item.defect_reported", event_id="d0", order_id="ord-free")
+    decision = engine.decision(free, broke)
+    parts = [w.rule for w in decision.why if w.policy == "replace-broken-part"]
+    assert parts == ["trusted-by-default"]
+    assert decision.outcome == "routed" and not decision.grants
+    (route,) = decision.routes
+    assert (route.to, route.reason, route.context) == (
+        "team-lead",
+        "replace-broken-part/trusted-by-default authorizes replacement up to order.amount,"
+        " which comes to $0.00 here",
+        {"order.amount": "0.00"},
+    )
+    assert not [s for s in decision.say if "replacement" in s]

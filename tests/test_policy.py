@@ -469,3 +469,68 @@ def test_a_follow_up_past_any_deadline_is_refused(pdir: Path, within: str) -> No
     edit(pdir / "follow-through.yaml", "follow_up: 48h", f"follow_up: {within}")
     [d] = refused(pdir).diagnostics
     assert d.message == "follow_up needs a duration" and d.span is not None
+
+
+_HEAD = "policy: odd\nversion: 1\nowner: x\nprinciple: p\nsummary: s\non: remedy.requested\n"
+
+
+def test_an_alias_is_refused_where_it_is_written_before_it_can_expand(pdir: Path) -> None:
+    # A "billion laughs" chain: reading the condition expanded it past gigabytes.
+    bomb = "".join(
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9) if i else 'lol'}]\n" for i in range(9)
+    )
+    (pdir / "odd.yaml").write_text(
+        f"{bomb}{_HEAD}rules:\n  - name: r\n    when: *a8\n    then: {{route: {{to: x}}}}\n"
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.message == "an alias (*a0) copies another part of the file"
+    assert d.span is not None and (d.span.line, d.span.col) == (2, 10)
+    # a merge key copies through an alias too (it was a KeyError traceback)
+    (pdir / "odd.yaml").write_text(
+        f"{_HEAD}rules:\n  - &r1 {{name: a, then: {{route: {{to: x}}, say: hi}}}}\n"
+        "  - {<<: *r1, name: b}\n"
+    )
+    [d] = refused(pdir).diagnostics
+    assert d.message == "an alias (*r1) copies another part of the file"
+    assert d.span is not None and (d.span.line, d.span.col) == (9, 10)
+
+
+def test_bytes_that_are_not_text_are_refused_with_their_position(pdir: Path) -> None:
+    (pdir / "odd.yaml").write_bytes(_HEAD.encode() + b"rules:\n  - name: caf\xe9\n")
+    [d] = refused(pdir).diagnostics
+    assert (d.message, d.hint) == ("not UTF-8 text", "save the file as UTF-8")
+    assert d.span is not None and (d.span.line, d.span.col) == (8, 14)
+    (pdir / "odd.yaml").write_bytes(_HEAD.encode() + b"rules:\n  - name: a\x00b\n")
+    [d] = refused(pdir).diagnostics
+    assert d.message.startswith("not valid YAML: special characters are not allowed")
+    assert d.span is not None and (d.span.line, d.span.col) == (8, 12)
+
+
+def test_a_file_that_is_no_policy_text_is_refused_without_reading_it(pdir: Path) -> None:
+    (pdir / "zero.yaml").symlink_to("/dev/zero")  # read_text ran out of memory
+    (pdir / "huge.yaml").write_text(_HEAD + "#" * (1 << 20))
+    huge, zero = refused(pdir).diagnostics
+    assert zero.message == "not a regular file: a policy file is a small text file"
+    assert huge.message == "larger than 1 MB: a policy file is a small text file"
+
+
+def test_a_policy_file_with_a_capital_suffix_is_read(pdir: Path) -> None:
+    shutil.move(pdir / "follow-through.yaml", pdir / "Follow-Through.YAML")
+    assert "follow-through" in {p.id for p in load_policy_set(pdir).policies}
+
+
+def test_a_nested_context_item_and_a_lone_surrogate_are_refused(pdir: Path) -> None:
+    (pdir / "odd.yaml").write_text(
+        f"{_HEAD}rules:\n  - name: r\n    when: event.remedy == '\\ud800'\n"
+        "    then:\n      route: {to: x, context: [[order.amount]]}\n      say: hi\n"
+    )
+    surrogate, nested = refused(pdir).diagnostics
+    assert surrogate.message == "text that is not Unicode characters"
+    assert nested.message == "a context item is one field name"
+    assert nested.span is not None and nested.span.line == 11
+
+
+def test_budgets_that_are_not_a_list_is_one_problem(pdir: Path) -> None:
+    (pdir / "budgets.yaml").write_text("budgets: foo\n")
+    problems = [d.message for d in refused(pdir).diagnostics if d.file.endswith("budgets.yaml")]
+    assert problems == ["budgets must be a list of budgets"]
