@@ -151,18 +151,22 @@ class _Source:
         return (b"".join(parts) + self._lines[last - 1][:end]).decode() or self.text
 
 
-def _parse(text: str, src: _Source) -> ast.expr:
+_LOOKS = {
+    "condition": "conditions look like:"
+    " order.amount <= 500 and customer.tier in ['gold', 'silver']",
+    "amount": "amounts look like: order.amount, 25, or min(order.amount * 0.1, 25)",
+    "field": "a field looks like: event.to_team",
+}
+
+
+def _parse(text: str, src: _Source, what: str = "condition") -> ast.expr:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
         col = (err.offset or 1) - 1
         line = err.lineno or 1
         node = ast.Constant(value=None, lineno=line, col_offset=col, end_col_offset=col + 1)
-        raise ExprError(
-            f"cannot parse condition: {err.msg}",
-            src.span(node),
-            "conditions look like: order.amount <= 500 and customer.tier in ['gold', 'silver']",
-        ) from None
+        raise ExprError(f"cannot parse {what}: {err.msg}", src.span(node), _LOOKS[what]) from None
     return tree.body
 
 
@@ -560,7 +564,7 @@ def parse_condition(text: str, vocab: dict[str, Field], event_type: str, at: Spa
 def parse_amount(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Amount:
     src = _Source(text, at)
     try:
-        amount = _Checker(vocab, src, event_type).amount(_parse(text, src))
+        amount = _Checker(vocab, src, event_type).amount(_parse(text, src, "amount"))
         depth = _depth(amount)
     except RecursionError:
         raise _too_deep(at, "the amount") from None
@@ -572,7 +576,7 @@ def parse_amount(text: str, vocab: dict[str, Field], event_type: str, at: Span) 
 def parse_path(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Field | None:
     """A context entry or a route target: a dotted field, or None when `text` is a name."""
     src = _Source(text, at)
-    node = _parse(text, src)
+    node = _parse(text, src, "field")
     if isinstance(node, ast.Attribute):
         return _Checker(vocab, src, event_type).path(node)
     return None

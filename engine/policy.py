@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -557,8 +558,12 @@ class _PolicyReader:
             return None
 
     def amount(self, node: Any, key: Any, on: str, vocab: dict[str, Field]) -> Amount | None:
+        value = node[key]
+        if isinstance(value, float) and not math.isfinite(value):  # YAML reads 1e999 as .inf
+            self.f.error(self.f.value_span(node, key), "an amount must be a finite number")
+            return None
         try:
-            return parse_amount(str(node[key]), vocab, on, self.f.value_span(node, key))
+            return parse_amount(str(value), vocab, on, self.f.value_span(node, key))
         except ExprError as err:
             self.f.error(err.span, err.message, err.hint)
             return None
@@ -773,6 +778,13 @@ def _read_budgets(path: Path) -> tuple[_File, dict[str, Budget], str]:
             # the words a charging policy's decision says: checked here for their form and
             # against each such policy's fields where it charges (`_PolicyReader.charges`)
             _placeholders(f, overflow, "say", _ANY_FIELD)
+        if "." in str(overflow["to"]):  # a policy's route resolves a field; this does not
+            f.error(
+                f.value_span(overflow, "to"),
+                "an overflow goes to a person or team by name,"
+                f" not to a field ('{overflow['to']}')",
+                "team-lead is the rep's lead",
+            )
         if name in budgets:
             f.error(f.value_span(node, "name"), f"duplicate budget '{name}'")
         budgets[name] = Budget(

@@ -534,3 +534,32 @@ def test_budgets_that_are_not_a_list_is_one_problem(pdir: Path) -> None:
     (pdir / "budgets.yaml").write_text("budgets: foo\n")
     problems = [d.message for d in refused(pdir).diagnostics if d.file.endswith("budgets.yaml")]
     assert problems == ["budgets must be a list of budgets"]
+
+
+def test_an_overflow_to_a_field_is_refused_not_taken_as_a_name(pdir: Path) -> None:
+    # A route's `to: rep.lead` names a field; an overflow's was taken as a person "rep.lead".
+    edit(pdir / "budgets.yaml", "to: team-lead", "to: rep.lead")
+    [d] = refused(pdir).diagnostics
+    assert d.message == "an overflow goes to a person or team by name, not to a field ('rep.lead')"
+    assert d.hint == "team-lead is the rep's lead" and d.span is not None
+
+
+@pytest.mark.parametrize(
+    ("up_to", "message", "hint"),
+    [
+        # YAML reads an unquoted 1e999 as infinity: it was "unknown field 'inf'"
+        ("1e999", "an amount must be a finite number", None),
+        (
+            "order.amount +",
+            "cannot parse amount: invalid syntax",
+            "amounts look like: order.amount, 25, or min(order.amount * 0.1, 25)",
+        ),
+    ],
+)
+def test_an_amount_that_is_no_amount_is_named_as_one(
+    pdir: Path, up_to: str, message: str, hint: str | None
+) -> None:
+    edit(pdir / "goodwill-by-lifetime-value.yaml", "up_to: 30\n", f"up_to: {up_to}\n")
+    [d] = refused(pdir).diagnostics
+    assert (d.message, d.hint) == (message, hint)
+    assert d.span is not None and (d.span.line, d.span.col) == (44, 18)
