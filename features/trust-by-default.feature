@@ -77,11 +77,25 @@ Feature: Trust customers by default
     Then ana may refund up to $60
     And the decision was made by rule "trusted" of policy "trust-by-default"
 
-  Scenario: An outlier's credit request is reviewed too
+  Scenario: An outlier's credit request is reviewed too, without words that take back the credit
     Given the customer has received 3 remedies in the last 90 days
     When ana asks to credit the customer $10
     Then it is routed to "review-desk"
-    And the decision was made by rule "outlier-review" of policy "trust-by-default"
+    And the handover shows event.remedy "credit"
+    And the handover shows event.amount $10.00
+    And ana may give a credit of up to $10
+    And $10 is charged to the goodwill budget of "north", leaving $290
+    And ana can tell the customer "I've added the credit to your account."
+    And ana can tell the customer "I've also asked a colleague to look over your recent orders"
+    And the decision was made by rule "outlier-other-remedy" of policy "trust-by-default"
+
+  Scenario: An outlier's shipping upgrade goes through, and the history is reviewed
+    Given the customer has received 3 remedies in the last 90 days
+    When ana asks to upgrade shipping on order "A-1" for $20
+    Then ana may upgrade shipping for up to $20
+    And ana may not give a credit
+    And it is routed to "review-desk"
+    And the decision was made by rule "outlier-other-remedy" of policy "trust-by-default"
 
   Scenario: A credit for a customer with no unusual history is another policy's business
     When ana asks to credit the customer $10
