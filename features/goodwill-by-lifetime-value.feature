@@ -6,7 +6,9 @@ Feature: Goodwill credit by lifetime value
   A rep's credit authority scales with the customer's tier: standard up to $30, silver
   (lifetime value from $500) up to $75, gold (from $2,000) up to $150. Credits are charged
   to the team's monthly goodwill budget ($300 unless allocated otherwise); beyond it, or
-  beyond the tier's authority, the team lead decides, and the customer is never refused.
+  beyond the tier's authority, the team lead decides, and the customer is never refused:
+  above the tier's authority the rep still gives the tier's own amount at once, so asking
+  a cent more never leaves a gold customer with less than asking a cent less.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -29,24 +31,24 @@ Feature: Goodwill credit by lifetime value
       | $1,999.99 | silver   | $75    | $225 |
       | $2,000    | gold     | $150   | $150 |
 
-  Scenario Outline: Above the tier's authority the rep credits $30 now and asks the team lead
+  Scenario Outline: Above its authority the rep credits the tier's amount now and asks the team lead
     Given a customer "c-1" who has spent <spent> with us over 3 orders
     And the customer contacts ana about "question"
     When ana asks to credit the customer <credit>
-    Then ana may give a credit of up to $30
+    Then ana may give a credit of up to <now>
     And it is routed to team lead "lee"
     And the reason given is "the credit asked for is above this tier's authority"
     And the handover shows customer.tier "<tier>"
     And the handover shows event.amount <credit>
-    And $30 is charged to the goodwill budget of "north", leaving $270
-    And ana can tell the customer "I can credit $30 right now"
-    And the decision was made by rule "above-tier-authority" of policy "goodwill-by-lifetime-value"
+    And <now> is charged to the goodwill budget of "north", leaving <left>
+    And ana can tell the customer "I can credit <now> right now"
+    And the decision was made by rule "<rule>" of policy "goodwill-by-lifetime-value"
 
     Examples:
-      | spent   | tier     | credit  |
-      | $499.99 | standard | $30.01  |
-      | $500    | silver   | $75.01  |
-      | $2,000  | gold     | $150.01 |
+      | spent   | tier     | credit  | now  | left | rule                   |
+      | $499.99 | standard | $30.01  | $30  | $270 | above-tier-authority   |
+      | $500    | silver   | $75.01  | $75  | $225 | silver-above-authority |
+      | $2,000  | gold     | $150.01 | $150 | $150 | gold-above-authority   |
 
   Scenario: The team's goodwill budget can be used to the last cent
     Given a customer "c-1" who has spent $120 with us over 2 orders
