@@ -3,8 +3,9 @@ Feature: Warm handoff
   Principle: "Never make the customer repeat themselves."
   Owner: support-operations
 
-  A transferred contact carries its full context to the receiving team: what it is about,
-  how long it has been open, how often it has moved, and who the customer is to us.
+  A transferred contact carries its full context to the receiving team: who handed it over
+  and what they noted, what it is about, how long it has been open, how often it has moved,
+  and who the customer is to us.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -34,3 +35,9 @@ Feature: Warm handoff
     When ana transfers the case to the "returns" team
     Then it is routed to "returns"
     And the handover shows case.transfers 2
+
+  Scenario: What the rep noted travels with the case
+    When ana transfers the case to the "billing" team, noting "customer prefers a callback"
+    Then it is routed to "billing"
+    And the handover shows event.from_rep "ana"
+    And the handover shows event.note "customer prefers a callback"

@@ -188,6 +188,12 @@ def _transfer(world: World, rep: str, team: str) -> None:
     world.send("contact.transferred", data, world.who())
 
 
+@phrase("transfer-note")
+def _transfer_note(world: World, rep: str, team: str, note: str) -> None:
+    data = {"case_id": _case(world), "from_rep": rep, "to_team": team, "note": note}
+    world.send("contact.transferred", data, world.who())
+
+
 @phrase("resolve")
 def _resolve(world: World) -> None:
     case = _case(world)
