@@ -770,6 +770,13 @@ def _threshold(policy: Policy) -> int:
     return min(values, default=0)
 
 
+def promised_by(obligation_id: str) -> str | None:
+    """The policy whose rule made a follow-up: obligation ids are
+    `<decision id>:<policy id>:<index>` (`Decider._apply`)."""
+    parts = obligation_id.split(":")
+    return parts[-2] if len(parts) >= 3 else None
+
+
 def overdue(
     due: list[tuple[str, str, str | None, str | None, datetime]],
     watermark: datetime,
@@ -783,7 +790,13 @@ def overdue(
             to="team-lead",
             person=lead,
             reason="follow-up is overdue",
-            context={"case_id": case_id, "rep_id": rep_id, "due_at": due_at.isoformat()},
+            context={
+                "case_id": case_id,
+                "customer_id": customer_id,
+                "rep_id": rep_id,
+                "due_at": due_at.isoformat(),
+                "promised_by": promised_by(obligation_id),
+            },
         )
         data = FollowupOverdue(
             obligation_id=obligation_id,

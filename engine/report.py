@@ -38,9 +38,12 @@ class Printer:
                 typer.echo(self.decision(event, data))
         elif isinstance(data, FollowupOverdue):
             lead = data.escalate_to.person or "the team lead"
+            promise = data.escalate_to.context.get("promised_by")
+            by = f", promised by {promise}" if promise else ""
             typer.echo(
                 f"{_when(event.occurred_at.isoformat())}"
-                f"  FOLLOW-UP OVERDUE  case {data.case_id} (rep {data.rep_id or '?'}), "
+                f"  FOLLOW-UP OVERDUE  case {data.case_id} (customer {event.customer_id}, "
+                f"rep {data.rep_id or '?'}{by}), "
                 f"due {_when(data.due_at.isoformat())} → escalated to {lead}\n"
             )
         elif isinstance(data, RootcauseAlert):

@@ -99,6 +99,19 @@ def test_spend_beyond_the_remaining_amount_routes_to_the_lead_never_denies(engin
     assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2500)
 
 
+def test_an_escalation_names_the_customer_and_the_policy_that_made_the_promise(
+    engine: Engine,
+) -> None:
+    [escalation] = [
+        o
+        for o in engine.feed(sample("clock.tick", event_id="t", occurred_at="2026-11-04T11:00:00Z"))
+        if o.type == "followup.overdue"
+    ]
+    context = escalation.data.escalate_to.context  # type: ignore[attr-defined]
+    assert context["customer_id"] == escalation.customer_id
+    assert context["promised_by"] == "follow-through"
+
+
 def test_a_follow_up_goes_overdue_exactly_once(engine: Engine) -> None:
     ticks = [
         sample("clock.tick", event_id=f"t{h}", occurred_at=f"2026-11-04T{h:02d}:00:00Z")
