@@ -127,8 +127,9 @@ def engine(tmp_path: Path) -> Any:
 def test_a_rule_after_the_first_names_each_earlier_rule_and_the_clauses_it_failed(
     engine: Any,
 ) -> None:
-    # policies/goodwill-by-lifetime-value.yaml tries gold, silver, standard (up to 30), then
-    # above-tier-authority; a $75 credit for a standard-tier customer reaches the last.
+    # policies/goodwill-by-lifetime-value.yaml tries gold, silver, standard (up to 30), gold's
+    # and silver's above-authority rules, then above-tier-authority; a $75 credit for a
+    # standard-tier customer reaches the last.
     ask = sample(
         "remedy.requested",
         event_id="r1",
@@ -143,6 +144,10 @@ def test_a_rule_after_the_first_names_each_earlier_rule_and_the_clauses_it_faile
         "gold": [("customer.tier == 'gold'", False, {"customer.tier": "standard"})],
         "silver": [("customer.tier == 'silver'", False, {"customer.tier": "standard"})],
         "standard": [("event.amount <= 30", False, {"event.amount": "75.00"})],
+        "gold-above-authority": [("customer.tier == 'gold'", False, {"customer.tier": "standard"})],
+        "silver-above-authority": [
+            ("customer.tier == 'silver'", False, {"customer.tier": "standard"})
+        ],
     }
 
 
