@@ -205,6 +205,8 @@ class _Draft:
     obligations: list[Doc] = field(default_factory=list)
     routes: list[Doc] = field(default_factory=list)
     say: list[str] = field(default_factory=list)
+    # Words of rules that only promise a follow-up: said after what is done now.
+    later: list[str] = field(default_factory=list)
     fired: list[Doc] = field(default_factory=list)
     why: list[Doc] = field(default_factory=list)
     alerts: list[Envelope] = field(default_factory=list)
@@ -217,6 +219,7 @@ class _Draft:
         self.obligations += part.obligations
         self.routes += part.routes
         self.say += part.say
+        self.later += part.later
         self.fired += part.fired
         self.why += part.why
         self.alerts += part.alerts
@@ -236,7 +239,7 @@ class Partial:
     # sent to the budget stage, which matches them again on its own counts.
     matched: dict[str, Rule | None] | None = None
 
-    _PARTS = ("grants", "charges", "obligations", "routes", "say", "fired", "why")
+    _PARTS = ("grants", "charges", "obligations", "routes", "say", "later", "fired", "why")
 
     def dump(self) -> bytes:
         """As JSON, for the budget stage (`load` reads it back to the same bytes of the
@@ -258,7 +261,8 @@ class Partial:
         doc = json.loads(raw)
         parts = {}
         for policy, found in doc["parts"].items():
-            part = _Draft(**{name: found[name] for name in cls._PARTS})
+            # `later` is absent from a part an older build dumped
+            part = _Draft(**{name: found.get(name, []) for name in cls._PARTS})
             for g in part.grants:  # compared by amount when grants are merged
                 g["up_to"] = Decimal(g["up_to"])
             for o in part.obligations:  # folded as times
@@ -523,7 +527,11 @@ class Decider:
         if rule.alert is not None:
             self._alert(policy, rule.alert, fact, event, view, draft)
         if say:
-            draft.say.append(self._fill(say, fact))
+            # a rule that only promises a follow-up speaks after those that act now
+            acts = rule.grants or rule.charges or rule.route or rule.alert
+            (draft.later if rule.follow_ups and not acts else draft.say).append(
+                self._fill(say, fact)
+            )
 
     def _charge(
         self, name: str, cents: int, fact: dict[str, Scalar], event: Envelope, draft: _Draft
@@ -674,7 +682,7 @@ class Decider:
             "charges": draft.charges,
             "obligations": draft.obligations,
             "routes": draft.routes,
-            "say": draft.say,
+            "say": draft.say + draft.later if draft.later else draft.say,
             "policies": draft.fired,
             "policy_set": self.policy_set.hash,
             "why": draft.why,

@@ -21,7 +21,7 @@ Feature: Trust customers by default
     Then ana may send a free replacement worth up to $60
     And ana may refund up to $60
     And no manager is involved
-    And ana can tell the customer "Would you prefer a replacement or your money back?"
+    And ana can tell the customer "a replacement or your money back, whichever you prefer"
     And the decision was made by rule "trusted" of policy "trust-by-default"
 
   Scenario: A refund of exactly the order's value goes through

@@ -559,3 +559,22 @@ def test_a_limit_that_comes_to_nothing_routes_to_a_person_without_the_words(
         {"order.amount": "0.00"},
     )
     assert not [s for s in decision.say if "replacement" in s]
+
+
+def test_what_is_done_now_is_said_before_a_follow_up_is_promised(engine: Engine) -> None:
+    # follow-through (a follow-up and its words only) sorts before take-responsibility;
+    # the customer heard "I'll follow up within 48 hours" before "I can put it right now".
+    mistake = sample(
+        "contact.opened",
+        event_id="k2",
+        case_id="case-2",
+        rep_id="ana",
+        topic="wrong_item",
+        occurred_at="2026-11-02T12:00:00Z",
+    )
+    decision = engine.decision(mistake)
+    assert [p.id for p in decision.policies] == ["follow-through", "take-responsibility"]
+    assert [s.split(".")[0] for s in decision.say] == [
+        "That's our mistake, and I'm sorry",
+        "I'll follow up with you within 48 hours, even if it's just to tell you where things stand",
+    ]
