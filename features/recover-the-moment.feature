@@ -5,7 +5,9 @@ Feature: Recover the moment when a shipment is late
 
   A delayed shipment triggers an apology and a credit before the customer gets in touch:
   three days late or more, a tenth of the order (at most $25) and faster shipping for the
-  rest; less than that, a small credit for the wait.
+  rest; less than that, a small credit for the wait. A parcel the carrier already reported
+  lost is being replaced overnight (recover-lost-parcel), so a delay reported for it after
+  that is not apologized for again.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -44,3 +46,15 @@ Feature: Recover the moment when a shipment is late
     And we may not upgrade shipping
     And we can tell the customer "Your order is running a little late."
     And the decision was made by rule "short-delay" of policy "recover-the-moment"
+
+  Scenario Outline: A delay reported after the parcel was lost is not apologized for again
+    Given the customer placed order "A-1" for $180 today
+    And order "A-1" was shipped by standard delivery, promised in 4 days
+    And the carrier reports order "A-1" as lost
+    When the carrier says order "A-1" will arrive <late> late
+    Then policy "recover-the-moment" does not apply
+
+    Examples:
+      | late   |
+      | 5 days |
+      | 1 day  |
