@@ -115,6 +115,16 @@ def _stderr(text: str) -> None:
     typer.echo(text, err=True)
 
 
+def _shown(value: Any) -> str:
+    """A context value in a route's line: text that could run into the next field (a
+    rep's note with commas) is quoted, and a value not on record says so."""
+    if value is None or value == "":
+        return "(none)"
+    if isinstance(value, str) and (", " in value or "=" in value or value != value.strip()):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 def effects(d: DecisionData) -> list[str]:
     """What a decision lets the rep do and asks of them, one line each: grants, charges
     with what remains, routes with their reason and context, follow-ups, words."""
@@ -130,7 +140,7 @@ def effects(d: DecisionData) -> list[str]:
         )
     for r in d.routes:
         person = f" ({r.person})" if r.person else ""
-        context = ", ".join(f"{k}={v}" for k, v in r.context.items())
+        context = ", ".join(f"{k}={_shown(v)}" for k, v in r.context.items())
         lines.append(
             f"    routed to   {r.to}{person}: {r.reason}" + (f" [{context}]" if context else "")
         )

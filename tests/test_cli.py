@@ -613,3 +613,17 @@ def test_sigterm_stops_an_embedded_run_after_a_batch_and_a_rerun_goes_on(tmp_pat
     assert len(expected) == 30_000 and sorted(printed) == sorted(expected)
     log = "log/goodwill.decisions.jsonl"
     assert (data / log).read_bytes() == (whole / log).read_bytes()
+
+
+def test_a_routes_context_reads_unambiguously_in_the_human_output(tmp_path: Path) -> None:
+    # A rep's note with commas ran into the next field, and a value not on record
+    # printed as `order.id=`.
+    done = goodwill("run", EXAMPLE, "--data-dir", tmp_path / "data")
+    assert done.returncode == 0, done.stderr
+    handover = [line for line in done.stdout.splitlines() if "transferred with context" in line]
+    assert any(
+        'event.note="handing over with full history, customer prefers a callback",' in line
+        for line in handover
+    )
+    assert any(line.endswith("order.id=(none)]") for line in handover)
+    assert not [line for line in done.stdout.splitlines() if "=," in line or "=]" in line]
