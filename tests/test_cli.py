@@ -589,11 +589,13 @@ def test_sigterm_stops_an_embedded_run_after_a_batch_and_a_rerun_goes_on(tmp_pat
         stderr=subprocess.PIPE,
         cwd=ROOT,
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     first = [proc.stdout.readline() for _ in range(300)]  # a batch or two is decided
     proc.terminate()
-    rest, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    # Read on through the same buffered reader: communicate() reads the pipe beneath it
+    # and would miss what readline() had already buffered. Stderr holds the summary only.
+    rest, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
     stopped = err.decode()
     assert stopped.endswith(
         "goodwill: stopped by a signal after a whole batch; run the same command again to go on\n"
