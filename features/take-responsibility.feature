@@ -20,7 +20,7 @@ Feature: Take responsibility for our own mistakes
     And ana may refund up to $120
     And ana may give a credit of up to $20
     And no manager is involved
-    And ana can tell the customer "That's our mistake, and I'm sorry."
+    And ana can tell the customer "That's our mistake, and I'm sorry. I can put it right now; would a replacement, a refund or a credit suit you best?"
     And the decision was made by rule "our-mistake" of policy "take-responsibility"
 
     Examples:
@@ -41,9 +41,17 @@ Feature: Take responsibility for our own mistakes
       | defect        |
       | late_delivery |
 
-  Scenario: A billing error with no order named gets the credit straight away
-    When the customer contacts ana about "billing_error"
+  Scenario Outline: Our own mistake with no order named gets the credit straight away
+    When the customer contacts ana about "<topic>"
     Then ana may give a credit of up to $20
     And ana may not refund
-    And ana can tell the customer "if you tell me the order I can replace or refund it too"
+    And ana may not send a free replacement
+    And no manager is involved
+    And ana can tell the customer "I can credit you $20 right now, and if you tell me the order I can replace or refund it too."
     And the decision was made by rule "our-mistake-no-order" of policy "take-responsibility"
+
+    Examples:
+      | topic              |
+      | wrong_item         |
+      | billing_error      |
+      | damaged_in_transit |
