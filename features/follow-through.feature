@@ -14,11 +14,36 @@ Feature: Follow through on every case
   Scenario: Every new case gets a follow-up within 48 hours
     When the customer contacts ana about "question"
     Then a follow-up is due within 48 hours
-    And ana can tell the customer "I'll follow up with you within 48 hours"
+    And ana can tell the customer "I'll follow up with you within 48 hours, even if it's just to tell you where things stand."
     And nothing is authorized
     And no manager is involved
     And the outcome is noted
     And the decision was made by rule "follow-up-deadline" of policy "follow-through"
+
+  Scenario Outline: Every case gets a follow-up, whatever it is about
+    When the customer contacts ana about "<topic>"
+    Then a follow-up is due within 48 hours
+    And the decision was made by rule "follow-up-deadline" of policy "follow-through"
+
+    Examples:
+      | topic              |
+      | wrong_item         |
+      | billing_error      |
+      | damaged_in_transit |
+      | late_delivery      |
+
+  Scenario Outline: A case about an order gets a follow-up too
+    Given the customer placed order "A-1" for $120 today
+    When the customer contacts ana about "<topic>" on order "A-1"
+    Then a follow-up is due within 48 hours
+    And the decision was made by rule "follow-up-deadline" of policy "follow-through"
+
+    Examples:
+      | topic              |
+      | question           |
+      | wrong_item         |
+      | damaged_in_transit |
+      | defect             |
 
   Scenario: A follow-up not done by its deadline goes to the team lead
     Given the customer contacts ana about "question"
