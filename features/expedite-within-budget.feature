@@ -20,7 +20,7 @@ Feature: Expedite shipping within the rep's budget
     Then ana may upgrade shipping for up to $40
     And $40 is charged to the expedite budget of "ana", leaving $80
     And no manager is involved
-    And ana can tell the customer "I've upgraded your shipping at no charge."
+    And ana can tell the customer "I've upgraded your shipping at no charge. It's on its way faster."
     And the decision was made by rule "within-budget" of policy "expedite-within-budget"
 
   Scenario: The budget can be spent to the last cent
@@ -38,7 +38,7 @@ Feature: Expedite shipping within the rep's budget
     And the handover shows requested $40.00
     And the handover shows remaining $39.99
     And nothing is charged to a budget
-    And ana can tell the customer "I've asked my team lead to approve the faster shipping"
+    And ana can tell the customer "I've asked my team lead to approve the faster shipping; you'll hear back within the hour."
     And the decision was made by rule "within-budget" of policy "expedite-within-budget"
 
   Scenario: An upgrade of exactly $50 is within a rep's own authority
@@ -55,7 +55,7 @@ Feature: Expedite shipping within the rep's budget
     And the handover shows event.amount $50.01
     And the handover shows budget.remaining $100.00
     And nothing is charged to a budget
-    And ana can tell the customer "I'll confirm within the hour"
+    And ana can tell the customer "That upgrade needs a quick look from my team lead; I'll confirm within the hour."
     And the decision was made by rule "unusually-large" of policy "expedite-within-budget"
 
   Scenario: Without an allocation a rep has $100 of expedite a month
@@ -74,6 +74,11 @@ Feature: Expedite shipping within the rep's budget
     Then ana may upgrade shipping for up to $40
     And $40 is charged to the expedite budget of "ana", leaving $60
 
-  Scenario: A credit is not a shipping upgrade
-    When ana asks to credit the customer $10
+  Scenario Outline: A credit is not a shipping upgrade, however large
+    When ana asks to credit the customer <credit>
     Then policy "expedite-within-budget" does not apply
+
+    Examples:
+      | credit |
+      | $10    |
+      | $60    |
