@@ -18,7 +18,7 @@ Feature: Recover a lost parcel
     Then we may send a free replacement worth up to $180
     And we may upgrade shipping for up to $30
     And no manager is involved
-    And we can tell the customer "I'm sending a replacement overnight at no cost to you."
+    And we can tell the customer "Your parcel has gone missing in transit. I'm sending a replacement overnight at no cost to you."
     And the decision was made by rule "replace-lost-parcel" of policy "recover-lost-parcel"
 
   Scenario: A late parcel is not a lost one
@@ -31,5 +31,6 @@ Feature: Recover a lost parcel
     And we may not send a free replacement
     And it is routed to "team-lead"
     And the reason given is "a parcel was lost for an order not in our records"
-    And we can tell the customer "A colleague is arranging the replacement now"
+    And the handover shows order.id "B-9"
+    And we can tell the customer "A colleague is arranging the replacement now and will confirm it with you today."
     And the decision was made by rule "order-not-on-record" of policy "recover-lost-parcel"
