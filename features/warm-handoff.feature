@@ -22,12 +22,13 @@ Feature: Warm handoff
     And the handover shows case.topic "question"
     And the handover shows case.age_hours 2
     And the handover shows case.transfers 1
+    And the handover shows case.remedies 0
     And the handover shows customer.tier "gold"
     And the handover shows customer.lifetime_value $2,580.00
     And the handover shows customer.open_cases 1
     And the handover shows order.id "A-1"
     And nothing is authorized
-    And ana can tell the customer "I'm bringing in our billing team"
+    And ana can tell the customer "I'm bringing in our billing team; they can see everything we've discussed, so you won't need to repeat anything."
     And the decision was made by rule "carry-context" of policy "warm-handoff"
 
   Scenario: A case moved twice shows both moves
