@@ -20,7 +20,7 @@ Feature: Recover the moment when a shipment is late
     Then we may give a credit of up to $18
     And we may upgrade shipping for up to $20
     And no manager is involved
-    And we can tell the customer "Your order is running 3 days late; that's on us."
+    And we can tell the customer "Your order is running 3 days late; that's on us. I've added a credit, and I can speed up the rest."
     And the decision was made by rule "long-delay" of policy "recover-the-moment"
 
   Scenario Outline: The credit for a long delay is a tenth of the order, at most $25
@@ -44,7 +44,16 @@ Feature: Recover the moment when a shipment is late
     When the carrier says order "A-1" will arrive 2 days and 23 hours late
     Then we may give a credit of up to $5
     And we may not upgrade shipping
-    And we can tell the customer "Your order is running a little late."
+    And we can tell the customer "Your order is running a little late. Sorry about that; here's a small credit for the wait."
+    And the decision was made by rule "short-delay" of policy "recover-the-moment"
+
+  Scenario: A delay of a few hours gets the small credit too
+    Given the customer placed order "A-1" for $180 today
+    And order "A-1" was shipped by standard delivery, promised in 4 days
+    When the carrier says order "A-1" will arrive 5 hours late
+    Then we may give a credit of up to $5
+    And we may not upgrade shipping
+    And no manager is involved
     And the decision was made by rule "short-delay" of policy "recover-the-moment"
 
   Scenario Outline: A delay reported after the parcel was lost is not apologized for again
