@@ -20,7 +20,7 @@ Feature: Replace a broken part
     Then ana may send a free replacement worth up to $180
     And no manager is involved
     And a follow-up is due within 48 hours
-    And ana can tell the customer "Which day suits you for delivery?"
+    And ana can tell the customer "I'll send a replacement at no charge. Which day suits you for delivery?"
     And the decision was made by rule "trusted-by-default" of policy "replace-broken-part"
 
   Scenario: An order placed exactly a year ago is still replaced
@@ -40,7 +40,7 @@ Feature: Replace a broken part
     And it is routed to team lead "lee"
     And the reason given is "the order is over a year old or not in our records"
     And the handover shows order.age_days 366
-    And ana can tell the customer "I can credit you $25 now"
+    And ana can tell the customer "I can credit you $25 now, and a colleague will look at a repair or replacement with you today."
     And no follow-up is promised
     And the decision was made by rule "older-or-unknown-order" of policy "replace-broken-part"
 
@@ -72,8 +72,19 @@ Feature: Replace a broken part
     And the reason given is "several remedies in the last 90 days"
     And the handover shows customer.remedies_90d 3
     And the handover shows order.amount $180.00
-    And ana can tell the customer "I can credit you $20 right now"
+    And ana can tell the customer "I can credit you $20 right now while a colleague arranges the replacement with you today."
+    And no follow-up is promised
     And the decision was made by rule "unusual-history" of policy "replace-broken-part"
+
+  Scenario: An old order of a customer with two remedies in 90 days is looked at as an old order
+    Given the customer placed order "A-1" for $180 366 days ago
+    And the customer has received 2 remedies in the last 90 days
+    And the customer contacts ana about "defect" on order "A-1"
+    When the customer reports the part from order "A-1" as broken
+    Then ana may give a credit of up to $25
+    And it is routed to team lead "lee"
+    And the reason given is "the order is over a year old or not in our records"
+    And the decision was made by rule "older-or-unknown-order" of policy "replace-broken-part"
 
   Scenario: A remedy from exactly 90 days ago no longer counts
     Given the customer placed order "A-1" for $180 today
