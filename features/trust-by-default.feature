@@ -21,7 +21,7 @@ Feature: Trust customers by default
     Then ana may send a free replacement worth up to $60
     And ana may refund up to $60
     And no manager is involved
-    And ana can tell the customer "a replacement or your money back, whichever you prefer"
+    And ana can tell the customer "You can have a replacement or your money back, whichever you prefer; I can do either right now."
     And the decision was made by rule "trusted" of policy "trust-by-default"
 
   Scenario: A refund of exactly the order's value goes through
@@ -38,7 +38,7 @@ Feature: Trust customers by default
     And the reason given is "the amount asked for is more than the order's value"
     And the handover shows event.amount $150.00
     And the handover shows order.amount $120.00
-    And ana can tell the customer "I can put this right up to the order's value now"
+    And ana can tell the customer "I can put this right up to the order's value now, and a colleague will look at the rest with you today."
     And the decision was made by rule "more-than-the-order" of policy "trust-by-default"
 
   Scenario: A refund for an order we have no record of is looked at, and the rep can credit $15
@@ -49,6 +49,32 @@ Feature: Trust customers by default
     And the handover shows event.amount $60.00
     And ana can tell the customer "a colleague will find the order and sort out the rest"
     And the decision was made by rule "order-not-on-record" of policy "trust-by-default"
+
+  Scenario: A replacement larger than the order goes through up to its value, the rest is reviewed
+    When ana asks to send a replacement worth $150 for order "A-1"
+    Then ana may send a free replacement worth up to $120
+    And ana may refund up to $120
+    And it is routed to team lead "lee"
+    And the reason given is "the amount asked for is more than the order's value"
+    And the decision was made by rule "more-than-the-order" of policy "trust-by-default"
+
+  Scenario: A replacement for an order we have no record of is looked at, and the rep can credit $15
+    When ana asks to send a replacement worth $60 for order "Z-9"
+    Then ana may give a credit of up to $15
+    And ana may not send a free replacement
+    And it is routed to team lead "lee"
+    And the reason given is "the order is not in our records, so its value is not known"
+    And the handover shows event.order_id "Z-9"
+    And the handover shows event.remedy "replacement"
+    And the decision was made by rule "order-not-on-record" of policy "trust-by-default"
+
+  Scenario: A customer far outside the norm is reviewed even for an order we have no record of
+    Given the customer has received 3 remedies in the last 90 days
+    When ana asks to refund $60 for order "Z-9"
+    Then ana may give a credit of up to $15
+    And it is routed to "review-desk"
+    And ana may not refund
+    And the decision was made by rule "outlier-review" of policy "trust-by-default"
 
   Scenario: Two remedies in 90 days are nothing unusual
     Given the customer has received 2 remedies in the last 90 days
@@ -67,7 +93,7 @@ Feature: Trust customers by default
     And the reason given is "far more remedies than usual in 90 days"
     And the handover shows customer.remedies_90d 3
     And the handover shows customer.order_count 15
-    And ana can tell the customer "I can credit you $15 right now"
+    And ana can tell the customer "I can credit you $15 right now; a colleague is reviewing the rest and will contact you today."
     And the decision was made by rule "outlier-review" of policy "trust-by-default"
 
   Scenario: A remedy from exactly 90 days ago no longer counts
