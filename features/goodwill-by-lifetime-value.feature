@@ -21,15 +21,31 @@ Feature: Goodwill credit by lifetime value
     Then ana may give a credit of up to <credit>
     And <credit> is charged to the goodwill budget of "north", leaving <left>
     And no manager is involved
+    And ana can tell the customer "<words>"
     And the decision was made by rule "<tier>" of policy "goodwill-by-lifetime-value"
 
     Examples:
-      | spent     | tier     | credit | left |
-      | $120      | standard | $30    | $270 |
-      | $499.99   | standard | $30    | $270 |
-      | $500      | silver   | $75    | $225 |
-      | $1,999.99 | silver   | $75    | $225 |
-      | $2,000    | gold     | $150   | $150 |
+      | spent     | tier     | credit | left | words                                                                       |
+      | $120      | standard | $30    | $270 | I've added the credit to your account.                                      |
+      | $499.99   | standard | $30    | $270 | I've added the credit to your account.                                      |
+      | $500      | silver   | $75    | $225 | I've added the credit to your account.                                      |
+      | $1,999.99 | silver   | $75    | $225 | I've added the credit to your account.                                      |
+      | $2,000    | gold     | $150   | $150 | Thank you for being with us so long. I've added the credit to your account. |
+
+  Scenario Outline: Below the tier's authority the rep may credit what was asked, no more
+    Given a customer "c-1" who has spent <spent> with us over 3 orders
+    And the customer contacts ana about "question"
+    When ana asks to credit the customer $20
+    Then ana may give a credit of up to $20
+    And $20 is charged to the goodwill budget of "north", leaving $280
+    And no manager is involved
+    And the decision was made by rule "<tier>" of policy "goodwill-by-lifetime-value"
+
+    Examples:
+      | spent  | tier     |
+      | $120   | standard |
+      | $500   | silver   |
+      | $2,000 | gold     |
 
   Scenario Outline: Above its authority the rep credits the tier's amount now and asks the team lead
     Given a customer "c-1" who has spent <spent> with us over 3 orders
@@ -41,7 +57,7 @@ Feature: Goodwill credit by lifetime value
     And the handover shows customer.tier "<tier>"
     And the handover shows event.amount <credit>
     And <now> is charged to the goodwill budget of "north", leaving <left>
-    And ana can tell the customer "I can credit <now> right now"
+    And ana can tell the customer "I can credit <now> right now, and I've asked my team lead about the rest."
     And the decision was made by rule "<rule>" of policy "goodwill-by-lifetime-value"
 
     Examples:
@@ -69,7 +85,7 @@ Feature: Goodwill credit by lifetime value
     And the handover shows requested $30.00
     And the handover shows remaining $29.99
     And nothing is charged to a budget
-    And ana can tell the customer "I've asked my team lead to approve this credit"
+    And ana can tell the customer "I've asked my team lead to approve this credit; you'll hear back within the hour."
     And the decision was made by rule "standard" of policy "goodwill-by-lifetime-value"
 
   Scenario: Without an allocation a team has $300 of goodwill a month
@@ -83,9 +99,15 @@ Feature: Goodwill credit by lifetime value
     And the handover shows allocated $300.00
     And the handover shows remaining $0.00
 
-  Scenario: A refund is not a goodwill credit
-    Given a customer "c-1" who has spent $2,000 with us over 3 orders
+  Scenario Outline: A refund is not a goodwill credit, whatever the customer's tier
+    Given a customer "c-1" who has spent <spent> with us over 3 orders
     And the customer contacts ana about "question" on order "c-1-past-1"
     When ana asks to refund $20 for order "c-1-past-1"
     Then policy "goodwill-by-lifetime-value" does not apply
     And nothing is charged to a budget
+
+    Examples:
+      | spent  | tier     |
+      | $120   | standard |
+      | $500   | silver   |
+      | $2,000 | gold     |
