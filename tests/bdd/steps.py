@@ -271,6 +271,8 @@ def _decided(world: World) -> tuple[Any, DecisionData]:
 
 def _for_rep(world: World, who: str, expected: str) -> tuple[Any, DecisionData]:
     envelope, d = _decided(world)
+    if who == "we" and d.rep_id:  # `we`: a decision no rep acts on
+        world.fail(expected, f"the decision is for rep {d.rep_id} (say `{d.rep_id}`)", envelope)
     if who != "we" and d.rep_id != who:
         rep = f"rep {d.rep_id}" if d.rep_id else "no rep (say `we`)"
         world.fail(expected, f"the decision is for {rep}", envelope)

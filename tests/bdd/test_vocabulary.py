@@ -140,3 +140,19 @@ def test_a_wrong_weekday_is_caught(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "2 November 2026 is a Monday, not a Tuesday" in done.stdout, done.stdout
+
+
+def test_we_is_a_decision_no_rep_acts_on(tmp_path: Path) -> None:
+    # `we` passed whatever the decision's rep: a step read "we may ..." of ana's decision.
+    done = _run_features(
+        tmp_path,
+        "@policy:replace-broken-part\nFeature: we\n  Scenario: a rep acts\n"
+        "    Given it is Monday 2 November 2026, 09:00\n"
+        '    And a customer "c-7"\n'
+        '    And the customer placed order "A-1" for $180 today\n'
+        '    And the customer contacts ana about "defect" on order "A-1"\n'
+        '    When the customer reports the part from order "A-1" as broken\n'
+        "    Then we may send a free replacement worth up to $180\n",
+    )
+    assert done.returncode == 1, done.stdout
+    assert "the decision is for rep ana (say `ana`)" in done.stdout, done.stdout
