@@ -624,6 +624,8 @@ class Decider:
             window_end=event.occurred_at,
             notify=spec.to,
             orders=tuple(sorted(set(orders))),
+            reason=spec.reason,
+            context={p: self._shown(p, fact) for p in spec.context},
         )
         event_id = f"alert:{sku}:{event.event_id}"
         draft.alerts.append(

@@ -50,7 +50,7 @@ class Printer:
             typer.echo(
                 f"{_when(event.occurred_at.isoformat())}  ROOT-CAUSE ALERT  {data.sku}: "
                 f"{data.reports} defect reports in 7 days (threshold {data.threshold}) "
-                f"→ {data.notify}\n"
+                f"→ {data.notify}" + (f": {data.reason}" if data.reason else "") + "\n"
             )
 
     def decision(self, event: Envelope, d: DecisionData) -> str:

@@ -378,6 +378,12 @@ class RootcauseAlert(Payload):
     window_end: AwareDatetime
     notify: Id
     orders: tuple[Id, ...] = ()
+    # The policy's words for the team and the fields it shows them, as a route carries
+    # them; written only when set, so an alert from before them keeps its bytes.
+    reason: Text = Field(default="", exclude_if=lambda v: not v)
+    context: dict[str, str | int | bool | None] = Field(
+        default_factory=dict, exclude_if=lambda v: not v
+    )
 
 
 class PolicyFile(Payload):

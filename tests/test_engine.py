@@ -15,6 +15,7 @@ from engine.compile import CompiledSet, load
 from engine.decide import Decider
 from engine.service import Processor
 from engine.state import StateStore
+from events.codec import decode, encode
 from events.log import Record
 from events.models import DecisionData, Envelope
 from tests.samples import ana_joins_east, sample
@@ -157,6 +158,14 @@ def test_one_root_cause_alert_per_window(engine: Engine) -> None:
     ]
     assert len(alerts) == 1
     assert alerts[0].data.reports == 5 and alerts[0].data.sku == "SKU-9"  # type: ignore[attr-defined]
+    # what policies/root-cause-alert.yaml gives the product team (its reason and context
+    # were checked by goodwill check, shown in the handbook, then dropped)
+    assert alerts[0].data.reason == "repeated defect reports for one product"  # type: ignore[attr-defined]
+    assert alerts[0].data.context == {"sku.id": "SKU-9", "sku.reports_7d": 5}  # type: ignore[attr-defined]
+    raw = encode(alerts[0])
+    older = raw.replace(b',"reason":"repeated defect reports for one product"', b"")
+    older = older.replace(b',"context":{"sku.id":"SKU-9","sku.reports_7d":5}', b"")
+    assert older != raw and encode(decode(older, outputs=True)) == older  # keeps its bytes
     later = [
         o
         for o in engine.feed(
