@@ -54,6 +54,7 @@ Feature: Expedite shipping within the rep's budget
     And the reason given is "an expedite above $50 is unusual"
     And the handover shows event.amount $50.01
     And the handover shows budget.remaining $100.00
+    And the handover shows order.amount $180.00
     And nothing is charged to a budget
     And ana can tell the customer "That upgrade needs a quick look from my team lead; I'll confirm within the hour."
     And the decision was made by rule "unusually-large" of policy "expedite-within-budget"

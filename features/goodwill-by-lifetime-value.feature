@@ -56,6 +56,7 @@ Feature: Goodwill credit by lifetime value
     And the reason given is "the credit asked for is above this tier's authority"
     And the handover shows customer.tier "<tier>"
     And the handover shows event.amount <credit>
+    And the handover shows customer.lifetime_value <spent>
     And <now> is charged to the goodwill budget of "north", leaving <left>
     And ana can tell the customer "I can credit <now> right now, and I've asked my team lead about the rest."
     And the decision was made by rule "<rule>" of policy "goodwill-by-lifetime-value"

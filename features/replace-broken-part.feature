@@ -72,6 +72,7 @@ Feature: Replace a broken part
     And the reason given is "several remedies in the last 90 days"
     And the handover shows customer.remedies_90d 3
     And the handover shows order.amount $180.00
+    And the handover shows customer.lifetime_value $2,580.00
     And ana can tell the customer "I can credit you $20 right now, and a colleague will look at the replacement with you today."
     And no follow-up is promised
     And the decision was made by rule "unusual-history" of policy "replace-broken-part"

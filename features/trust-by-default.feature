@@ -38,6 +38,7 @@ Feature: Trust customers by default
     And the reason given is "the amount asked for is more than the order's value"
     And the handover shows event.amount $150.00
     And the handover shows order.amount $120.00
+    And the handover shows order.known true
     And ana can tell the customer "I can put this right up to the order's value now, and a colleague will look at the rest with you today."
     And the decision was made by rule "more-than-the-order" of policy "trust-by-default"
 
@@ -93,6 +94,7 @@ Feature: Trust customers by default
     And the reason given is "far more remedies than usual in 90 days"
     And the handover shows customer.remedies_90d 3
     And the handover shows customer.order_count 15
+    And the handover shows customer.lifetime_value $2,520.00
     And ana can tell the customer "I can credit you $15 right now; a colleague is reviewing the rest and will contact you today."
     And the decision was made by rule "outlier-review" of policy "trust-by-default"
 
