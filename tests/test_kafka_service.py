@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -505,7 +506,10 @@ def test_a_reload_activates_a_valid_new_set_and_refuses_a_bad_one_while_deciding
 
         # Fixed, with a real change: activated between two batches, and recorded.
         text = recover.read_text().replace("order.delay_dayz", "order.delay_days")
-        recover.write_text(text.replace("version: 1", "version: 2", 1))
+        bump = re.compile(r"^version: (\d+)$", re.M)
+        bumped = bump.sub(lambda m: f"version: {int(m[1]) + 1}", text, count=1)
+        assert bumped != text
+        recover.write_text(bumped)
         service.request_reload()
         wait_for(lambda: reloads(service, "activated") == 1)
         new_hash = load(policies).hash

@@ -179,8 +179,8 @@ def test_unknown_field_points_at_it_with_a_suggestion(pdir: Path) -> None:
         ),
         (
             "trust-by-default.yaml",
-            "      say: That's done.",
-            "      charge: {budget: goodwill, amount: 5}\n      say: That's done.",
+            "      say: You can have a replacement",
+            "      charge: {budget: goodwill, amount: 5}\n      say: You can have a replacement",
             "this policy charges the goodwill budget but declares none",
             "declare `budget: goodwill` on the policy (one budget per policy)",
         ),
@@ -559,7 +559,9 @@ def test_an_overflow_to_a_field_is_refused_not_taken_as_a_name(pdir: Path) -> No
 def test_an_amount_that_is_no_amount_is_named_as_one(
     pdir: Path, up_to: str, message: str, hint: str | None
 ) -> None:
-    edit(pdir / "goodwill-by-lifetime-value.yaml", "up_to: 30\n", f"up_to: {up_to}\n")
+    path = pdir / "goodwill-by-lifetime-value.yaml"
+    line = path.read_text().split("up_to: 30\n")[0].count("\n") + 1
+    edit(path, "up_to: 30\n", f"up_to: {up_to}\n")
     [d] = refused(pdir).diagnostics
     assert (d.message, d.hint) == (message, hint)
-    assert d.span is not None and (d.span.line, d.span.col) == (44, 18)
+    assert d.span is not None and (d.span.line, d.span.col) == (line, 18)
