@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any, Literal, NamedTuple, Protocol
@@ -174,7 +174,10 @@ def event_fact(event: Envelope) -> dict[str, Scalar]:
 
 def period_key(period: str, at: datetime) -> str:
     # Formatted by hand: the same text as strftime("%Y-%m-%d") / ("%Y-%m"), at a third of
-    # the cost, and budget policies ask for it once or twice per event.
+    # the cost, and budget policies ask for it once or twice per event. Periods are UTC's:
+    # one moment falls in one period however its producer wrote the offset.
+    if at.utcoffset():
+        at = at.astimezone(UTC)
     if period == "day":
         return f"{at.year}-{at.month:02d}-{at.day:02d}"
     if period == "week":

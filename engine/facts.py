@@ -121,7 +121,7 @@ BUDGET_FIELDS: dict[str, Field] = _fields(
     [
         ("name", "text", "the budget the policy charges"),
         ("owner", "text", "the rep or team whose budget it is"),
-        ("period", "text", "the period in event time: 2026-11, 2026-W47 or 2026-11-23"),
+        ("period", "text", "the period in event time, in UTC: 2026-11, 2026-W47 or 2026-11-23"),
         ("allocated", "money", "allocation for the period"),
         ("charged", "money", "approved spend in the period so far"),
         ("remaining", "money", "allocated minus charged"),

@@ -37,7 +37,7 @@ BUDGETS_FILE_KEYS: dict[str, str] = {
 BUDGET_KEYS: dict[str, str] = {
     "name": "the budget's name, used by `charge: {budget: ...}`",
     "scope": "whose budget it is: rep or team",
-    "period": "day, week or month, in event time",
+    "period": "day, week or month, in event time (UTC)",
     "amount": "the allocation per period unless a budget.allocated event sets it",
     "overflow": "where a charge beyond the remaining amount goes: {to: team-lead, say: ...}",
 }

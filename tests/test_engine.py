@@ -587,3 +587,20 @@ def test_what_is_done_now_is_said_before_a_follow_up_is_promised(engine: Engine)
         "That's our mistake, and I'm sorry",
         "I'll follow up with you within 48 hours, even if it's just to tell you where things stand",
     ]
+
+
+def test_a_budget_period_is_the_utc_one_whatever_the_offset(engine: Engine) -> None:
+    # 2026-11-30T23:30:00-05:00 is December in UTC; 2026-12-01T05:00:00+14:00 is November.
+    late = sample(
+        "remedy.requested",
+        event_id="x-west",
+        rep_id="ana",
+        remedy="expedite",
+        amount="10.00",
+        occurred_at="2026-11-30T23:30:00-05:00",
+    )
+    early = dict(late, event_id="x-east", occurred_at="2026-12-01T05:00:00+14:00")
+    [december] = engine.decision(late).charges
+    [november] = engine.decision(early).charges
+    assert (december.period, str(december.allocated)) == ("2026-12", "100.00")
+    assert (november.period, str(november.allocated)) == ("2026-11", "30.00")
