@@ -57,7 +57,7 @@ class StateView(Protocol):
 
     def last_alert(self, sku: str) -> datetime | None: ...
 
-    def sku_reports(self, sku: str, since: datetime) -> tuple[int, list[str]]: ...
+    def sku_reports(self, sku: str, since: datetime, until: datetime) -> tuple[int, list[str]]: ...
 
 
 class ChargeEffect(NamedTuple):
@@ -618,7 +618,7 @@ class Decider:
         if last is not None and event.occurred_at - last < ALERT_WINDOW:
             return  # one alert per window
         since = event.occurred_at - ALERT_WINDOW
-        count, orders = view.sku_reports(sku, since)
+        count, orders = view.sku_reports(sku, since, event.occurred_at)
         alert = RootcauseAlert(
             sku=sku,
             reports=count,

@@ -861,13 +861,15 @@ class StateStore(Ledger):
             "INSERT OR REPLACE INTO alerts (sku, at) VALUES (?, ?)", (sku, micros(at))
         )
 
-    def sku_reports(self, sku: str, since: datetime) -> tuple[int, list[str]]:
-        """Defect reports for `sku` after `since` (exclusive, like `sku.reports_7d`): their
-        count and order ids (one per report, oldest first; an order reported twice appears
+    def sku_reports(self, sku: str, since: datetime, until: datetime) -> tuple[int, list[str]]:
+        """Defect reports for `sku` after `since` up to `until` (the window of
+        `sku.reports_7d`: a report folded earlier but made later is not in it): their count
+        and order ids (one per report, oldest first; an order reported twice appears
         twice)."""
         rows = self._cur.execute(
-            "SELECT order_id FROM defects WHERE sku = ? AND at > ? ORDER BY at, event_id",
-            (sku, micros(since)),
+            "SELECT order_id FROM defects WHERE sku = ? AND at > ? AND at <= ?"
+            " ORDER BY at, event_id",
+            (sku, micros(since), micros(until)),
         ).fetchall()
         return len(rows), [r[0] for r in rows]
 

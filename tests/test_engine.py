@@ -176,6 +176,31 @@ def test_one_root_cause_alert_per_window(engine: Engine) -> None:
     assert len(later) == 1  # a new window, a new alert
 
 
+def test_a_root_cause_alert_counts_only_the_reports_in_its_window(engine: Engine) -> None:
+    # A report made after the one that raises the alert, though read before it, is not
+    # in the alert's window (window_end is the alert's time), as it is not in sku.reports_7d.
+    def report(n: int, at: str) -> dict[str, Any]:
+        return sample(
+            "item.defect_reported",
+            event_id=f"d{n}",
+            customer_id=f"c{n}",
+            order_id=f"o{n}",
+            sku="SKU-9",
+            occurred_at=at,
+        )
+
+    days = ["2026-11-10", "2026-11-11", "2026-11-12", "2026-11-13", "2026-11-20"]
+    engine.feed(*(report(n, f"{day}T00:00:00Z") for n, day in enumerate(days)))
+    [alert] = [
+        o.data
+        for o in engine.feed(report(9, "2026-11-13T12:00:00Z"))
+        if o.type == "rootcause.alert"
+    ]
+    assert alert.context["sku.reports_7d"] == 5  # type: ignore[attr-defined]
+    assert alert.reports == 5  # type: ignore[attr-defined]
+    assert alert.orders == ("o0", "o1", "o2", "o3", "o9")  # type: ignore[attr-defined]
+
+
 def test_every_decision_that_does_not_authorize_routes_or_notes(engine: Engine) -> None:
     outs = engine.feed(
         sample("contact.transferred", event_id="tr", occurred_at="2026-11-02T12:00:00Z"),

@@ -464,9 +464,12 @@ def test_sku_reports_after_since_is_exclusive(store: StateStore) -> None:
         defect(order="o-2", at=T0 + 2 * DAY),
         defect(sku="SKU-2", order="o-9", at=T0 + DAY),
     )
-    assert store.sku_reports("SKU-1", T0) == (2, ["o-3", "o-2"])
-    assert store.sku_reports("SKU-1", T0 - SECOND) == (3, ["o-2", "o-3", "o-2"])
-    assert store.sku_reports("SKU-3", T0) == (0, [])
+    later = T0 + 7 * DAY
+    assert store.sku_reports("SKU-1", T0, later) == (2, ["o-3", "o-2"])
+    assert store.sku_reports("SKU-1", T0 - SECOND, later) == (3, ["o-2", "o-3", "o-2"])
+    assert store.sku_reports("SKU-3", T0, later) == (0, [])
+    # and up to `until` inclusive: a report made later, though folded already, is not in it
+    assert store.sku_reports("SKU-1", T0 - SECOND, T0 + DAY) == (2, ["o-2", "o-3"])
 
 
 # ---------------------------------------------------------------- cases and reps
