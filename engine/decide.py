@@ -46,6 +46,8 @@ from events.models import (
 )
 
 ALERT_WINDOW = timedelta(days=7)
+_FIRST_MOMENT = datetime.min.replace(tzinfo=UTC)
+_LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
 _SAY_LIMIT = 4000  # events.models.Text
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 
@@ -184,6 +186,19 @@ def period_key(period: str, at: datetime) -> str:
         year, week, _ = at.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{at.year}-{at.month:02d}"
+
+
+def due_at(at: datetime, within: timedelta) -> datetime:
+    """`at + within`; a promise that would fall past year 9999 is due at the last moment
+    there is, so that a valid event near the end of the calendar is still decided."""
+    if at.year < 9989:  # a follow-up is at most ten years (engine.policy)
+        return at + within
+    try:
+        due = at + within
+        due.astimezone(UTC)  # within the calendar in UTC too
+    except OverflowError:
+        return _LAST_MOMENT
+    return due
 
 
 def money_text(cents: int, currency: str) -> str:
@@ -522,7 +537,7 @@ class Decider:
                         "kind": "follow_up",
                         "obligation_id": f"{decision_id}:{policy.id}:{i}",
                         "case_id": case_id,
-                        "due_at": event.occurred_at + within,
+                        "due_at": due_at(event.occurred_at, within),
                     }
                 )
         if rule.route is not None:
@@ -617,7 +632,10 @@ class Decider:
         last = view.last_alert(sku)
         if last is not None and event.occurred_at - last < ALERT_WINDOW:
             return  # one alert per window
-        since = event.occurred_at - ALERT_WINDOW
+        try:
+            since = event.occurred_at - ALERT_WINDOW
+        except OverflowError:  # in the first week of year 1, the window starts with it
+            since = _FIRST_MOMENT
         count, orders = view.sku_reports(sku, since, event.occurred_at)
         alert = RootcauseAlert(
             sku=sku,

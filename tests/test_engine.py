@@ -201,6 +201,36 @@ def test_a_root_cause_alert_counts_only_the_reports_in_its_window(engine: Engine
     assert alert.orders == ("o0", "o1", "o2", "o3", "o9")  # type: ignore[attr-defined]
 
 
+def test_a_follow_up_past_the_end_of_the_calendar_is_due_at_its_last_moment(
+    engine: Engine,
+) -> None:
+    # 48 hours after 9999-12-30T12:00Z is past year 9999: the event is decided all the same
+    opened = sample(
+        "contact.opened", event_id="k-end", case_id="case-end", occurred_at="9999-12-30T12:00:00Z"
+    )
+    decision = engine.decision(opened)
+    assert [o.due_at.isoformat() for o in decision.obligations] == [
+        "9999-12-31T23:59:59.999999+00:00"
+    ]
+
+
+def test_a_root_cause_alert_in_the_first_week_of_the_calendar_is_raised(engine: Engine) -> None:
+    reports = [
+        sample(
+            "item.defect_reported",
+            event_id=f"d{n}",
+            customer_id=f"c{n}",
+            order_id=f"o{n}",
+            sku="SKU-9",
+            occurred_at=f"0001-01-0{n + 2}T00:00:00Z",
+        )
+        for n in range(5)
+    ]
+    [alert] = [o.data for o in engine.feed(*reports) if o.type == "rootcause.alert"]
+    assert alert.reports == 5  # type: ignore[attr-defined]
+    assert alert.window_start.isoformat() == "0001-01-01T00:00:00+00:00"  # type: ignore[attr-defined]
+
+
 def test_every_decision_that_does_not_authorize_routes_or_notes(engine: Engine) -> None:
     outs = engine.feed(
         sample("contact.transferred", event_id="tr", occurred_at="2026-11-02T12:00:00Z"),
