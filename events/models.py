@@ -7,6 +7,7 @@ retype a field — bump `schema_version` and add an upcaster in `events.upcast` 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
@@ -90,8 +91,25 @@ _RFC3339 = (
     r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
     r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
+
+
+_DATE_FIRST = re.compile(r"\d{4}-")
+
+
+def _not_a_number(value: Any) -> Any:
+    """A time is RFC 3339 text, which starts with its year: pydantic would read
+    1700000000, "1700000000000" or "1.7e9" as seconds or milliseconds since 1970,
+    guessing which by the size."""
+    if isinstance(value, (int, float)) or (
+        isinstance(value, str) and _DATE_FIRST.match(value) is None
+    ):
+        raise ValueError("must be an RFC 3339 time with an offset such as 2026-11-02T08:00:00Z")
+    return value
+
+
 Instant = Annotated[
     AwareDatetime,
+    BeforeValidator(_not_a_number),
     AfterValidator(_in_utc_range),
     Field(json_schema_extra={"pattern": _RFC3339}),
 ]

@@ -377,6 +377,9 @@ def test_read_events_reports_a_broken_document_once_and_a_lone_surrogate_as_not_
         ({"period": "2026-02-31"}, "2026-02-31 is not a month, ISO week or day on the calendar"),
         ({"period": "٢٠٢٦-11"}, "must match pattern"),
         ({"occurred_at": "9999-12-31T23:59:59-01:00"}, "within the years 1 to 9999 in UTC"),
+        # read as milliseconds or seconds since 1970, by their size, were they taken
+        ({"occurred_at": "1700000000000"}, "must be an RFC 3339 time with an offset"),
+        ({"occurred_at": "1.7e9"}, "must be an RFC 3339 time with an offset"),
     ],
 )
 def test_times_and_periods_that_do_not_exist_are_refused(
@@ -402,3 +405,13 @@ def test_minus_zero_money_is_zero_and_owner_events_are_keyed_by_owner() -> None:
     assert event_key(decode(json.dumps(owners).encode())) == owners["data"]["owner"].encode()
     remedy = sample("remedy.requested")
     assert event_key(decode(json.dumps(remedy).encode())) == remedy["customer_id"].encode()
+
+
+@pytest.mark.parametrize("number", [1700000000, 1700000000000, 0, 1.5])
+def test_a_time_sent_as_a_number_is_refused(number: float) -> None:
+    from tests.samples import sample
+
+    with pytest.raises(DecodeError) as refused:
+        decode(json.dumps(sample("order.shipped", promised_by=number)).encode())
+    assert refused.value.reason == "schema_invalid"
+    assert "RFC 3339" in refused.value.detail
