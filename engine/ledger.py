@@ -183,9 +183,14 @@ class Ledger:
         return conn
 
     @staticmethod
-    def _connect_readonly(path: Path) -> sqlite3.Connection:
+    def _connect_readonly(
+        path: Path, columns: tuple[tuple[str, str, str], ...] = ()
+    ) -> sqlite3.Connection:
         """An existing store, read only: no write lock is taken, so it can be read beside a
-        running service (each statement sees the last committed batch)."""
+        running service (each statement sees the last committed batch). A file of an older
+        build, not yet opened for writing by this one, lacks the `columns` (table, column,
+        type) added since: a temporary view of each such table reads them as NULL, the value
+        `_connect` gives them (`goodwill status` and `explain` before the first run)."""
         if path.is_dir():
             path = path / STATE_FILE
         if not path.is_file():
@@ -197,6 +202,14 @@ class Ledger:
                 raise StateVersionError(
                     f"{path}: state schema version {found}, this build reads {STATE_SCHEMA_VERSION}"
                 )
+            lacking: dict[str, list[str]] = {}
+            for table, column, _ in (*_ADDED_COLUMNS, *columns):
+                known = {row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")}
+                if column not in known:
+                    lacking.setdefault(table, []).append(column)
+            for table, names in lacking.items():  # the temp schema is read before main
+                nulls = ", ".join(f"NULL AS {name}" for name in names)
+                conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {nulls} FROM main.{table}")
         except BaseException:
             conn.close()
             raise

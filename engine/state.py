@@ -374,8 +374,9 @@ class StateStore(Ledger):
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore:
         """An existing store at `path` (or `path/state.db`) for reading beside a running
-        service: no write lock, no checkpoints; writing raises sqlite3.OperationalError."""
-        return cls(cls._connect_readonly(path), checkpoints=False)
+        service: no write lock, no checkpoints; writing raises sqlite3.OperationalError. A
+        file of an older build reads the columns it lacks as NULL, as opening it adds them."""
+        return cls(cls._connect_readonly(path, _ADDED_COLUMNS), checkpoints=False)
 
     def rollback(self) -> None:
         super().rollback()

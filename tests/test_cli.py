@@ -404,6 +404,32 @@ def test_a_group_without_its_command_shows_its_help(capsys: pytest.CaptureFixtur
     assert "Usage: goodwill topics" in capsys.readouterr().out
 
 
+def test_status_and_explain_read_a_data_dir_an_older_build_left(tmp_path: Path) -> None:
+    # A build from before follow-up lanes, seen times and partition times wrote none of
+    # those columns; an operator who upgrades looks at the data dir before running.
+    data = tmp_path / "data"
+    assert goodwill("run", EXAMPLE, "--data-dir", data, "--quiet").returncode == 0
+    before = goodwill("status", "--data-dir", data, "--json")
+    with closing(sqlite3.connect(data / "state.db", isolation_level=None)) as old:
+        old.execute("DROP INDEX followups_due_by_lane")
+        for table, column in (("followups", "lane"), ("seen", "at"), ("positions", "event_time")):
+            old.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    event_id = json.loads(EXAMPLE.read_bytes().splitlines()[164])["event_id"]
+
+    status = goodwill("status", "--data-dir", data, "--json")
+    explain = goodwill("explain", event_id, "--data-dir", data)
+
+    assert status.returncode == 0, status.stderr
+    found, expected = json.loads(status.stdout), json.loads(before.stdout)
+    assert found["positions"][0]["event_time"] is None  # not known to the older build
+    found["positions"][0]["event_time"] = expected["positions"][0]["event_time"]
+    assert found == expected
+    assert explain.returncode == 0, explain.stderr
+    assert explain.stdout.startswith("decision ") and "caused by" in explain.stdout
+    with closing(sqlite3.connect(data / "state.db")) as old:  # read, not changed
+        assert "lane" not in {r[1] for r in old.execute("PRAGMA table_info(followups)")}
+
+
 def test_explain_says_why_an_event_has_no_decision(first_run: tuple[Path, str]) -> None:
     data, _ = first_run
     # The example's line with a schema version from the future (examples/README.md).
