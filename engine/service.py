@@ -258,14 +258,15 @@ class Processor:
         except DecodeError as err:
             self._deadletter(record, err.reason, err.detail)
             return
+        # A decision on record is a fact, even where this build would refuse its event
+        # (money in another currency, decided as dollars by a build before that rule).
+        outcome = self.recall.outcome(event) if self.recall is not None else None
         currency = event.data.__dict__.get("currency")
-        if currency is not None and currency != self.decider.policy_set.currency:
+        if outcome is None and currency not in (None, self.decider.policy_set.currency):
             self._deadletter(record, WRONG_CURRENCY, self._wrong_currency(currency))
             return
         store = self.store
-        if store.late(event.occurred_at) and (
-            self.recall is None or self.recall.outcome(event) is None  # decided live: a fact
-        ):
+        if store.late(event.occurred_at) and outcome is None:  # decided live: a fact
             # Before the duplicate check: whether an id older than the retention is still
             # on record depends on where batches ended, lateness only on the log.
             self._deadletter(record, LATE, self._late(event.occurred_at))
@@ -290,7 +291,6 @@ class Processor:
             self.store.apply_event(event)
         if split and event.type in FORWARDED:
             self._forward(b"event", encode(event), event.customer_id, event.event_id)
-        outcome = self.recall.outcome(event) if self.recall is not None else None
         if outcome is None:
             if self.decider.listens(event.type):
                 state = self.store.enrich(event)

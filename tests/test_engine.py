@@ -587,6 +587,53 @@ def test_money_in_another_currency_is_dead_lettered_never_counted(engine: Engine
     assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 0)  # nothing charged
 
 
+def test_a_rebuild_folds_a_recorded_decision_on_money_in_another_currency(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A build from before the currency rule decided 20 EUR as $20 and charged it; a
+    # rebuild by this build must fold that recorded decision, as it does an event that
+    # now looks late, not dead-letter the event and lose the charge.
+    from engine.decide import Outcome
+
+    euros = expedite(7, "20.00")
+    euros["data"]["currency"] = "EUR"
+    as_then = expedite(7, "20.00")  # what the older build read: the amount, as dollars
+    [recorded] = [o for o in engine.feed(as_then) if isinstance(o.data, DecisionData)]
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2000)
+
+    class Recorded:
+        def outcome(self, event: Any) -> Outcome | None:
+            return Outcome.recorded(recorded) if event.event_id == "x7" else None
+
+        def raw(self, ident: str) -> bytes | None:
+            return None
+
+    rebuilt = Engine(tmp_path / "rebuilt")
+    try:
+        rebuilt.feed(
+            ana_joins_east(),
+            sample(
+                "budget.allocated",
+                event_id="b1",
+                owner="ana",
+                budget="expedite",
+                amount="30.00",
+                period="2026-11",
+                occurred_at="2026-11-02T08:00:00Z",
+            ),
+        )
+        rebuilt.processor.recall = Recorded()
+        rebuilt.feed(euros)
+        assert rebuilt.processor.tally.recalled == 1
+        assert not rebuilt.processor.tally.deadlettered
+        assert rebuilt.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2000)
+        rebuilt.processor.recall = None
+        rebuilt.feed(expedite(8, "20.00"))  # $10 left, as on the live store
+        assert rebuilt.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2000)
+    finally:
+        rebuilt.store.close()
+
+
 def test_two_policies_granting_one_remedy_give_the_larger_amount() -> None:
     from decimal import Decimal
 
