@@ -24,7 +24,11 @@ from typing import Final, ParamSpec, Self
 STATE_FILE: Final = "state.db"
 OUTBOX_KEEP_SENT: Final = 10_000
 """Published outputs the outbox keeps (the most recent ones), e.g. for `goodwill explain`."""
-STATE_SCHEMA_VERSION: Final = 2
+# 3 since retention, follow-up lanes and the budget-stage mode: a build that reads only 2
+# refuses a file this build has written instead of misreading it (it would decide again
+# an event whose id retention forgot). A file at 2 is raised to 3 when opened to write.
+STATE_SCHEMA_VERSION: Final = 3
+_READS: Final = (2, 3)
 """Bump with a migration when a table changes; a file with another version is refused."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -155,12 +159,25 @@ class Ledger:
             conn.execute("BEGIN IMMEDIATE")
             # executescript() would commit on its own; create the tables statement by
             # statement so a half-created schema can never be left behind.
-            if _version(conn) is None:
+            found = _version(conn)
+            if found is None:
                 for statement in (_LEDGER_SCHEMA + schema).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_version (version) VALUES (?)", (STATE_SCHEMA_VERSION,)
+                )
+            elif found not in _READS:  # before touching it
+                conn.execute("ROLLBACK")
+                raise StateVersionError(
+                    f"{path}: state schema version {found}, this build reads"
+                    f" {' or '.join(map(str, _READS))}; "
+                    + (
+                        "it was written by a newer build: run that one, or rebuild the state"
+                        " with this one by replaying the log into a new data directory"
+                        if found > STATE_SCHEMA_VERSION
+                        else "rebuild the state by replaying the log into a new data directory"
+                    )
                 )
             for table, column, kind in (*_ADDED_COLUMNS, *columns):
                 known = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -169,14 +186,9 @@ class Ledger:
             for statement in added.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            if found is not None and found < STATE_SCHEMA_VERSION:
+                conn.execute("UPDATE schema_version SET version = ?", (STATE_SCHEMA_VERSION,))
             conn.execute("COMMIT")
-            found = _version(conn)
-            if found != STATE_SCHEMA_VERSION:
-                raise StateVersionError(
-                    f"{path}: state schema version {found}, this build reads"
-                    f" {STATE_SCHEMA_VERSION}; rebuild the state by replaying the log into a new"
-                    " data directory"
-                )
         except BaseException:
             conn.close()
             raise
@@ -198,9 +210,10 @@ class Ledger:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         try:
             found = _version(conn)
-            if found != STATE_SCHEMA_VERSION:
+            if found not in _READS:
                 raise StateVersionError(
-                    f"{path}: state schema version {found}, this build reads {STATE_SCHEMA_VERSION}"
+                    f"{path}: state schema version {found}, this build reads"
+                    f" {' or '.join(map(str, _READS))}"
                 )
             lacking: dict[str, list[str]] = {}
             for table, column, _ in (*_ADDED_COLUMNS, *columns):

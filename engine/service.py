@@ -157,6 +157,10 @@ class Processor:
         # The how-manyth activation of this store, after the first: a set reloaded back
         # before any event moved the watermark is a new activation, not a copy of the old.
         count = int(self.store.meta(_ACTIVATIONS) or 0)
+        if not count and self.store.meta("policy_set") is not None:
+            # A store of a build that did not count: it may hold this very id from an
+            # earlier activation of this set, and builds that did not count wrote no suffix.
+            count = 1
         event = make_output(
             "policy_set.activated",
             f"policy-set:{ps.hash}:{at.isoformat()}" + (f":{count + 1}" if count else ""),

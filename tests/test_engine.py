@@ -706,3 +706,21 @@ def test_a_budget_period_is_the_utc_one_whatever_the_offset(engine: Engine) -> N
     [november] = engine.decision(early).charges
     assert (december.period, str(december.allocated)) == ("2026-12", "100.00")
     assert (november.period, str(november.allocated)) == ("2026-11", "30.00")
+
+
+def test_the_first_activation_on_a_store_of_a_build_that_did_not_count_has_an_id_of_its_own(
+    engine: Engine,
+) -> None:
+    # Such a build activated A, B, then A again at one watermark; this one activates B: the
+    # id `policy-set:B:<watermark>` was taken by the first B, and the outbox dropped the
+    # new one, so the trail said A was active.
+    first = engine.processor.activate()
+    assert first is not None
+    engine.store.begin()
+    engine.store._cur.execute("DELETE FROM meta WHERE key = 'activations'")
+    engine.store.set_meta("policy_set", "a-set-before")
+    engine.store.commit()
+    again = engine.processor.activate()
+    assert again is not None and again.event_id == f"{first.event_id}:2"
+    recorded = [json.loads(row[3])["event_id"] for row in engine.store.outbox_pending(100)]
+    assert recorded.count(again.event_id) == 1 and first.event_id in recorded

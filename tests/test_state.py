@@ -6,6 +6,7 @@ import itertools
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -1058,3 +1059,25 @@ def test_the_log_is_copied_into_the_database_file_off_the_engines_thread(tmp_pat
 def test_a_store_in_memory_has_no_checkpointer() -> None:
     with StateStore.open(Path(":memory:")) as store:
         assert store._checkpointer is None
+
+
+def test_a_file_at_version_2_is_read_and_raised_to_3_when_written(tmp_path: Path) -> None:
+    # Builds that read only version 2 refuse a file at 3 instead of misreading what this
+    # build keeps (retention, follow-up lanes, the budget-stage mode).
+    with StateStore.open(tmp_path) as s:
+        s.begin()
+        s.set_meta("policy_set", "ps-1")
+        s.commit()
+    with closing(sqlite3.connect(tmp_path / STATE_FILE)) as conn, conn:
+        conn.execute("UPDATE schema_version SET version = 2")
+
+    def version() -> int:
+        with closing(sqlite3.connect(tmp_path / STATE_FILE)) as conn:
+            return int(conn.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+
+    with StateStore.open_readonly(tmp_path) as s:  # status, explain: read, not changed
+        assert s.meta("policy_set") == "ps-1"
+    assert version() == 2
+    with StateStore.open(tmp_path) as s:
+        assert s.meta("policy_set") == "ps-1"
+    assert version() == 3 == STATE_SCHEMA_VERSION
