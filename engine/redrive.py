@@ -26,11 +26,12 @@ from engine.service import (
     LATE,
     PROCESSING_FAILED,
     WRONG_CURRENCY,
+    WRONG_PERIOD,
 )
 from events.codec import REASONS
 from events.log import EventLog, Record
 
-REDRIVE_REASONS: Final = (*REASONS, PROCESSING_FAILED, LATE, WRONG_CURRENCY)
+REDRIVE_REASONS: Final = (*REASONS, PROCESSING_FAILED, LATE, WRONG_CURRENCY, WRONG_PERIOD)
 _READ: Final = 500
 
 

@@ -25,6 +25,7 @@ from events.codec import DecodeError, decode, encode
 from events.log import EventLog, Record
 from events.models import (
     OUTPUT_ADAPTER,
+    BudgetAllocated,
     Envelope,
     FollowupOverdue,
     PolicyFile,
@@ -46,6 +47,10 @@ LATE = "late"
 WRONG_CURRENCY = "wrong_currency"
 """The dead-letter reason for money in another currency than the policy set decides in:
 amounts are compared and summed as they are, so 20 EUR must never count as 20 USD."""
+WRONG_PERIOD = "wrong_period"
+"""The dead-letter reason for a `budget.allocated` whose period is not the kind its budget
+is kept by (a month for a weekly budget): no charge would ever read that allocation."""
+_PERIOD_KINDS = {7: "month", 8: "week", 10: "day"}  # 2026-11, 2026-W47, 2026-11-23
 DEADLETTER_HEADERS = frozenset(
     (
         "goodwill.reason",
@@ -269,6 +274,19 @@ class Processor:
         if outcome is None and currency not in (None, self.decider.policy_set.currency):
             self._deadletter(record, WRONG_CURRENCY, self._wrong_currency(currency))
             return
+        if outcome is None and isinstance(event.data, BudgetAllocated):
+            budget = self.decider.policy_set.budgets.get(event.data.budget)
+            kind = _PERIOD_KINDS[len(event.data.period)]
+            if budget is not None and kind != budget.period:
+                # it would set an allocation no charge ever reads
+                self._deadletter(
+                    record,
+                    WRONG_PERIOD,
+                    f"a {kind} ({event.data.period}) for budget {budget.name}, which is kept"
+                    f" per {budget.period} (policies/budgets.yaml): allocate it per"
+                    f" {budget.period}",
+                )
+                return
         store = self.store
         if store.late(event.occurred_at) and outcome is None:  # decided live: a fact
             # Before the duplicate check: whether an id older than the retention is still

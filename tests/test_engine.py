@@ -724,3 +724,28 @@ def test_the_first_activation_on_a_store_of_a_build_that_did_not_count_has_an_id
     assert again is not None and again.event_id == f"{first.event_id}:2"
     recorded = [json.loads(row[3])["event_id"] for row in engine.store.outbox_pending(100)]
     assert recorded.count(again.event_id) == 1 and first.event_id in recorded
+
+
+def test_an_allocation_for_another_kind_of_period_is_dead_lettered(engine: Engine) -> None:
+    # policies/budgets.yaml keeps expedite per month: a week's allocation was folded where no
+    # charge ever reads it, and the month went on at the default $100 without a word.
+    week = sample(
+        "budget.allocated",
+        event_id="b-week",
+        owner="ana",
+        budget="expedite",
+        amount="5.00",
+        period="2026-W45",
+        occurred_at="2026-11-02T08:30:00Z",
+    )
+    assert engine.feed(week) == []
+    assert engine.processor.tally.deadlettered["wrong_period"] == 1
+    [letter] = [r for r in engine.store.outbox_pending(100) if r[1] == "goodwill.deadletter"]
+    assert dict(letter[4])["goodwill.detail"].decode() == (
+        "a week (2026-W45) for budget expedite, which is kept per month"
+        " (policies/budgets.yaml): allocate it per month"
+    )
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 0)  # as before
+    month = dict(week, event_id="b-month", data=dict(week["data"], period="2026-11"))
+    engine.feed(month)
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (500, 0)
