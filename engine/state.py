@@ -519,6 +519,22 @@ class StateStore(Ledger):
             ).fetchone()
             row = [d.case_id, customer, d.rep_id, d.topic, d.channel, t, "open", None, None]
             row += [d.order_id, 0, fulfilled, 0]
+            # Resolved at or after this opening, but read before it: the case is born
+            # resolved (its follow-ups park), not escalated for want of a resolution.
+            early = self._cur.execute(
+                "SELECT at, remedy FROM case_remedies WHERE case_id = ? AND kind = 'resolved'"
+                " AND at >= ? ORDER BY at DESC LIMIT 1",
+                (d.case_id, t),
+            ).fetchone()
+            if early is not None:
+                resolved_at, resolution = early
+                row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = (
+                    "resolved",
+                    resolved_at,
+                    resolution,
+                )
+                self._cases.put(d.case_id, row)
+                return
         elif row[_K_STATUS] == "resolved":
             row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = "open", None, None
             row[_K_REP] = d.rep_id
@@ -584,8 +600,13 @@ class StateStore(Ledger):
     def _case_resolved(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(CaseResolved, event.data)
         row = self._cases.get(d.case_id)
-        if row is None or row[_K_STATUS] != "open":
-            return  # unknown or already resolved
+        if row is None:  # read before its opening (producers may race): kept for it
+            self._cur.execute(
+                _ADD_CASE_REMEDY, (d.case_id, event.event_id, "resolved", d.resolution, 0, t)
+            )
+            return
+        if row[_K_STATUS] != "open":
+            return  # already resolved
         row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = "resolved", t, d.resolution
         self._cases.put(d.case_id, row)
         owner = self._customers.get(row[_K_CUSTOMER])

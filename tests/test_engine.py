@@ -749,3 +749,33 @@ def test_an_allocation_for_another_kind_of_period_is_dead_lettered(engine: Engin
     month = dict(week, event_id="b-month", data=dict(week["data"], period="2026-11"))
     engine.feed(month)
     assert engine.store.budget_usage("expedite", "ana", "2026-11") == (500, 0)
+
+
+@pytest.mark.parametrize(
+    ("resolved_at", "escalated"),
+    [
+        ("2026-11-05T11:00:00Z", False),  # an hour after it opened, read first
+        ("2026-11-05T09:00:00Z", True),  # before it opened: an earlier life of the case
+    ],
+)
+def test_a_resolution_read_before_its_cases_opening_counts_by_time(
+    engine: Engine, resolved_at: str, escalated: bool
+) -> None:
+    # The resolution was dropped as "unknown case", and two days later the lead was told
+    # a case resolved an hour after it opened was overdue.
+    resolved = sample("case.resolved", event_id="r9", case_id="k9", occurred_at=resolved_at)
+    opened = sample(
+        "contact.opened",
+        event_id="k9",
+        case_id="k9",
+        rep_id="ana",
+        topic="question",
+        occurred_at="2026-11-05T10:00:00Z",
+    )
+    tick = sample("clock.tick", event_id="t9", occurred_at="2026-11-08T10:00:00Z")
+    outs = engine.feed(resolved, opened, tick)
+    overdue = [o for o in outs if o.type == "followup.overdue" and o.data.case_id == "k9"]  # type: ignore[attr-defined]
+    assert len(overdue) == (1 if escalated else 0)
+    asking = decode(json.dumps(sample("case.resolved", case_id="k9", event_id="q")).encode())
+    facts = engine.store.enrich(asking)
+    assert facts["case.status"] == ("open" if escalated else "resolved")
