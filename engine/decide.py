@@ -497,10 +497,7 @@ class Decider:
         }
         if rule.index:  # first match wins: say what kept each earlier rule from matching
             why["passed_over"] = [
-                {
-                    "rule": earlier.name,
-                    "clauses": [c for c in self._clauses(policy, earlier, fact) if not c["result"]],
-                }
+                {"rule": earlier.name, "clauses": self._clauses(policy, earlier, fact, False)}
                 for earlier in policy.rules[: rule.index]
             ]
         draft.why.append(why)
@@ -653,21 +650,24 @@ class Decider:
             make_output("rootcause.alert", event_id, event.occurred_at, alert, event.customer_id)
         )
 
-    def _clauses(self, policy: Policy, rule: Rule, fact: dict[str, Scalar]) -> list[Doc]:
+    def _clauses(
+        self, policy: Policy, rule: Rule, fact: dict[str, Scalar], shown: bool | None = None
+    ) -> list[Doc]:
+        """Each clause of `rule`'s condition with its result and the values it read; only
+        those whose result is `shown`, when given (False: what kept a rule from matching)."""
         parts = self._parts.get((policy.id, rule.name))
         if parts is None:
             when = rule.when
             conds: tuple[Cond, ...] = when.items if isinstance(when, All) else (when,)
             parts = tuple((clause_text(c), c, tuple(sorted(paths(c)))) for c in conds)
             self._parts[(policy.id, rule.name)] = parts
-        return [
-            {
-                "text": text,
-                "result": evaluate(cond, fact),
-                "values": {p: self._shown(p, fact) for p in cond_paths},
-            }
-            for text, cond, cond_paths in parts
-        ]
+        out = []
+        for text, cond, cond_paths in parts:
+            result = evaluate(cond, fact)
+            if shown is None or result is shown:
+                values = {p: self._shown(p, fact) for p in cond_paths}
+                out.append({"text": text, "result": result, "values": values})
+        return out
 
     def _shown(self, path: str, fact: Mapping[str, Scalar]) -> str | int | bool | None:
         value = fact.get(path)

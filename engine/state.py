@@ -513,19 +513,20 @@ class StateStore(Ledger):
         d = cast(ContactOpened, event.data)
         row = self._cases.get(d.case_id)
         if row is None:
-            (fulfilled,) = self._cur.execute(
-                "SELECT count(*) FROM case_remedies WHERE case_id = ? AND kind = 'fulfilled'",
-                (d.case_id,),
-            ).fetchone()
+            # What was read about the case before its opening: remedies fulfilled on it,
+            # and a resolution (producers may race). One query, usually no row.
+            fulfilled, early = 0, None
+            for kind, at, what in self._cur.execute(
+                "SELECT kind, at, remedy FROM case_remedies WHERE case_id = ?", (d.case_id,)
+            ):
+                if kind == "fulfilled":
+                    fulfilled += 1
+                elif kind == "resolved" and at >= t and (early is None or at > early[0]):
+                    early = (at, what)
             row = [d.case_id, customer, d.rep_id, d.topic, d.channel, t, "open", None, None]
             row += [d.order_id, 0, fulfilled, 0]
             # Resolved at or after this opening, but read before it: the case is born
             # resolved (its follow-ups park), not escalated for want of a resolution.
-            early = self._cur.execute(
-                "SELECT at, remedy FROM case_remedies WHERE case_id = ? AND kind = 'resolved'"
-                " AND at >= ? ORDER BY at DESC LIMIT 1",
-                (d.case_id, t),
-            ).fetchone()
             if early is not None:
                 resolved_at, resolution = early
                 row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = (
