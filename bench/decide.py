@@ -99,9 +99,10 @@ class _Answers:
     def last_alert(self, sku: str) -> datetime | None:
         return cast(datetime | None, self._ask(("alert", sku), lambda s: s.last_alert(sku)))
 
-    def sku_reports(self, sku: str, since: datetime) -> tuple[int, list[str]]:
-        key = ("reports", sku, since)
-        return cast(tuple[int, list[str]], self._ask(key, lambda s: s.sku_reports(sku, since)))
+    def sku_reports(self, sku: str, since: datetime, until: datetime) -> tuple[int, list[str]]:
+        key = ("reports", sku, since, until)
+        reports = self._ask(key, lambda s: s.sku_reports(sku, since, until))
+        return cast(tuple[int, list[str]], reports)
 
 
 @dataclasses.dataclass(frozen=True)
