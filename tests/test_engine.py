@@ -47,20 +47,24 @@ class Engine:
         return outs[-1]
 
 
+def ana_gets_30_for_expedite() -> dict[str, Any]:
+    return sample(
+        "budget.allocated",
+        event_id="b1",
+        owner="ana",
+        budget="expedite",
+        amount="30.00",
+        period="2026-11",
+        occurred_at="2026-11-02T08:00:00Z",
+    )
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     e = Engine(tmp_path)
     e.feed(
         ana_joins_east(),
-        sample(
-            "budget.allocated",
-            event_id="b1",
-            owner="ana",
-            budget="expedite",
-            amount="30.00",
-            period="2026-11",
-            occurred_at="2026-11-02T08:00:00Z",
-        ),
+        ana_gets_30_for_expedite(),
         sample("order.placed", event_id="o1", occurred_at="2026-11-02T09:00:00Z"),
         sample("contact.opened", event_id="k1", rep_id="ana", occurred_at="2026-11-02T10:00:00Z"),
     )
@@ -139,16 +143,21 @@ def test_a_resolved_case_never_goes_overdue(engine: Engine) -> None:
     assert [o.type for o in outs] == ["decision.made"]
 
 
+def defect(n: int, at: str) -> dict[str, Any]:
+    """Customer c<n> reports a defect in SKU-9 on order o<n> at `at`."""
+    return sample(
+        "item.defect_reported",
+        event_id=f"d{n}",
+        customer_id=f"c{n}",
+        order_id=f"o{n}",
+        sku="SKU-9",
+        occurred_at=at,
+    )
+
+
 def test_one_root_cause_alert_per_window(engine: Engine) -> None:
     def report(n: int, day: int) -> dict[str, Any]:
-        return sample(
-            "item.defect_reported",
-            event_id=f"d{n}",
-            customer_id=f"c{n}",
-            order_id=f"o{n}",
-            sku="SKU-9",
-            occurred_at=f"2026-11-{day:02d}T12:00:00Z",
-        )
+        return defect(n, f"2026-11-{day:02d}T12:00:00Z")
 
     alerts = [
         o
@@ -179,21 +188,11 @@ def test_one_root_cause_alert_per_window(engine: Engine) -> None:
 def test_a_root_cause_alert_counts_only_the_reports_in_its_window(engine: Engine) -> None:
     # A report made after the one that raises the alert, though read before it, is not
     # in the alert's window (window_end is the alert's time), as it is not in sku.reports_7d.
-    def report(n: int, at: str) -> dict[str, Any]:
-        return sample(
-            "item.defect_reported",
-            event_id=f"d{n}",
-            customer_id=f"c{n}",
-            order_id=f"o{n}",
-            sku="SKU-9",
-            occurred_at=at,
-        )
-
     days = ["2026-11-10", "2026-11-11", "2026-11-12", "2026-11-13", "2026-11-20"]
-    engine.feed(*(report(n, f"{day}T00:00:00Z") for n, day in enumerate(days)))
+    engine.feed(*(defect(n, f"{day}T00:00:00Z") for n, day in enumerate(days)))
     [alert] = [
         o.data
-        for o in engine.feed(report(9, "2026-11-13T12:00:00Z"))
+        for o in engine.feed(defect(9, "2026-11-13T12:00:00Z"))
         if o.type == "rootcause.alert"
     ]
     assert alert.context["sku.reports_7d"] == 5  # type: ignore[attr-defined]
@@ -215,17 +214,7 @@ def test_a_follow_up_past_the_end_of_the_calendar_is_due_at_its_last_moment(
 
 
 def test_a_root_cause_alert_in_the_first_week_of_the_calendar_is_raised(engine: Engine) -> None:
-    reports = [
-        sample(
-            "item.defect_reported",
-            event_id=f"d{n}",
-            customer_id=f"c{n}",
-            order_id=f"o{n}",
-            sku="SKU-9",
-            occurred_at=f"0001-01-0{n + 2}T00:00:00Z",
-        )
-        for n in range(5)
-    ]
+    reports = [defect(n, f"0001-01-0{n + 2}T00:00:00Z") for n in range(5)]
     [alert] = [o.data for o in engine.feed(*reports) if o.type == "rootcause.alert"]
     assert alert.reports == 5  # type: ignore[attr-defined]
     assert alert.window_start.isoformat() == "0001-01-01T00:00:00+00:00"  # type: ignore[attr-defined]
@@ -612,15 +601,7 @@ def test_a_rebuild_folds_a_recorded_decision_on_money_in_another_currency(
     try:
         rebuilt.feed(
             ana_joins_east(),
-            sample(
-                "budget.allocated",
-                event_id="b1",
-                owner="ana",
-                budget="expedite",
-                amount="30.00",
-                period="2026-11",
-                occurred_at="2026-11-02T08:00:00Z",
-            ),
+            ana_gets_30_for_expedite(),
         )
         rebuilt.processor.recall = Recorded()
         rebuilt.feed(euros)

@@ -114,6 +114,16 @@ def test_on_the_example_each_shown_clause_gives_its_result_on_the_values_beside_
     assert checked[True] > 100 and checked[False] > 50  # both kinds were read
 
 
+# A $75 credit for a customer of the standard tier: beyond its authority of $30.
+CREDIT_75 = sample(
+    "remedy.requested",
+    event_id="r1",
+    remedy="credit",
+    amount="75.00",
+    occurred_at="2026-11-02T10:00:00Z",
+)
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> Any:
     e = Engine(tmp_path)
@@ -130,14 +140,7 @@ def test_a_rule_after_the_first_names_each_earlier_rule_and_the_clauses_it_faile
     # policies/goodwill-by-lifetime-value.yaml tries gold, silver, standard (up to 30), gold's
     # and silver's above-authority rules, then above-tier-authority; a $75 credit for a
     # standard-tier customer reaches the last.
-    ask = sample(
-        "remedy.requested",
-        event_id="r1",
-        remedy="credit",
-        amount="75.00",
-        occurred_at="2026-11-02T10:00:00Z",
-    )
-    (why,) = [w for w in engine.decision(ask).why if w.policy == "goodwill-by-lifetime-value"]
+    (why,) = [w for w in engine.decision(CREDIT_75).why if w.policy == "goodwill-by-lifetime-value"]
     assert why.rule == "above-tier-authority"
     failed = {p.rule: [(c.text, c.result, c.values) for c in p.clauses] for p in why.passed_over}
     assert failed == {
@@ -162,14 +165,7 @@ def test_a_policys_first_rule_writes_no_passed_over_and_old_decisions_keep_their
 
 
 def test_explain_shows_the_earlier_rules_that_did_not_match(engine: Any) -> None:
-    ask = sample(
-        "remedy.requested",
-        event_id="r1",
-        remedy="credit",
-        amount="75.00",
-        occurred_at="2026-11-02T10:00:00Z",
-    )
-    (decision,) = [o for o in engine.feed(ask) if o.type == "decision.made"]
+    (decision,) = [o for o in engine.feed(CREDIT_75) if o.type == "decision.made"]
     text = explain_text(decision.model_dump(mode="json"))
     assert (
         "  rule 'standard', before it, did not match:\n"
