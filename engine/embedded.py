@@ -55,7 +55,8 @@ def _resume_at(store: StateStore, source: Path, topic: str) -> int:
     start = store.position(topic, 0) or 1
     head, lines = _head_and_lines(source)
     before = store.source_head(topic)
-    if start > 1 and ((before is not None and before != head) or lines < start - 1):
+    restart = start > 1 and ((before is not None and before != head) or lines < start - 1)
+    if restart:
         log.warning(
             "%s is not the file read before under that name (%s): reading it from line 1;"
             " events already decided are skipped as duplicates",
@@ -65,8 +66,8 @@ def _resume_at(store: StateStore, source: Path, topic: str) -> int:
             else f"{lines} lines, not {start - 1}",
         )
         start = 1
-    if before != head:
-        store.note_source(topic, head)
+    if before != head or restart:
+        store.note_source(topic, head, restart)
     return start
 
 

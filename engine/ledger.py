@@ -572,11 +572,18 @@ class Ledger:
                 f" --data-dir with {flag} {value})"
             )
 
-    def note_source(self, source: str, head: str) -> None:
+    def note_source(self, source: str, head: str, restart: bool = False) -> None:
         """Remember the first line's digest of a file `source` read by line number, to
         tell later whether the file under that name is still the one read (delivery
-        progress like its position: not part of the state's digest)."""
-        self._autocommit(self.set_meta, _SOURCE_HEAD + source, head)
+        progress like its position: not part of the state's digest). `restart`: it is
+        read from line 1, and its position goes back there with the digest, so that a run
+        stopped before its first batch does not resume the new file at the old one's line."""
+        self._autocommit(self._note_source, source, head, restart)
+
+    def _note_source(self, source: str, head: str, restart: bool) -> None:
+        self.set_meta(_SOURCE_HEAD + source, head)
+        if restart:
+            self.set_position(source, 0, 1)
 
     def source_head(self, source: str) -> str | None:
         return self.meta(_SOURCE_HEAD + source)

@@ -593,6 +593,30 @@ def test_a_new_file_under_a_name_already_read_is_read_from_its_first_line(tmp_pa
     assert fourth == alone(lines[120:130]) and fourth
 
 
+def test_a_new_file_is_read_from_line_1_after_a_run_stopped_before_its_first_batch(
+    tmp_path: Path,
+) -> None:
+    # The new file's first line was noted before any of it was decided: a run stopped
+    # there (a crash, a second Ctrl-C, a full disk) left the old file's line number, and
+    # the next run took the new file for the one read and skipped its first 50 lines.
+    from engine.embedded import _resume_at
+    from engine.state import StateStore
+
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    today, data = tmp_path / "today.jsonl", tmp_path / "data"
+    today.write_bytes(b"".join(lines[:50]))
+    assert goodwill("run", today, "--data-dir", data, "--quiet").returncode == 0
+    today.write_bytes(b"".join(lines[50:120]))
+    with StateStore.open(data / "state.db") as store:  # the stopped run's start
+        assert _resume_at(store, today, f"file:{today.resolve()}") == 1
+
+    again = run_json(data, today)
+
+    decided = {d["data"]["caused_by"] for d in again if d["type"] == "decision.made"}
+    alone = run_json(tmp_path / "alone", today)
+    assert decided == {d["data"]["caused_by"] for d in alone if d["type"] == "decision.made"}
+
+
 def test_a_pipe_or_device_is_refused_in_one_line(tmp_path: Path) -> None:
     for given in ("/dev/null", "-"):
         done = goodwill("run", given, "--data-dir", tmp_path / "data")
