@@ -302,6 +302,9 @@ def _read_yaml(path: Path) -> tuple[_File, Any]:
                 )
                 return f, None
         return f, YAML(typ="rt").load(text)
+    except RecursionError:  # `[[[[...` a few hundred deep: the YAML reader recurses per level
+        f.error(None, "not valid YAML: nested too deeply", "write it flatter")
+        return f, None
     except ReaderError as err:  # a NUL or another control character
         line = text.count("\n", 0, err.position) + 1
         col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1

@@ -506,6 +506,14 @@ def test_bytes_that_are_not_text_are_refused_with_their_position(pdir: Path) -> 
     assert d.span is not None and (d.span.line, d.span.col) == (8, 12)
 
 
+def test_a_file_nested_past_what_the_yaml_reader_can_follow_is_refused(pdir: Path) -> None:
+    # a few hundred `[` are well under 1 MB; the YAML reader recursed per level and
+    # goodwill check printed a RecursionError traceback
+    (pdir / "odd.yaml").write_text(_HEAD + "rules: " + "[" * 3000 + "]" * 3000 + "\n")
+    [d] = refused(pdir).diagnostics
+    assert (d.file, d.message) == (relpath(pdir / "odd.yaml"), "not valid YAML: nested too deeply")
+
+
 def test_a_file_that_is_no_policy_text_is_refused_without_reading_it(pdir: Path) -> None:
     (pdir / "zero.yaml").symlink_to("/dev/zero")  # read_text ran out of memory
     (pdir / "huge.yaml").write_text(_HEAD + "#" * (1 << 20))
