@@ -188,6 +188,12 @@ def period_key(period: str, at: datetime) -> str:
     return f"{at.year}-{at.month:02d}"
 
 
+def period_kind(key: str) -> str:
+    """ "month", "week" or "day": the kind of a period key `period_key` writes (2026-11,
+    2026-W47, 2026-11-23), as `budget.allocated` carries it."""
+    return "week" if "W" in key else "day" if len(key) > 8 else "month"
+
+
 def due_at(at: datetime, within: timedelta) -> datetime:
     """`at + within`; a promise that would fall past year 9999 is due at the last moment
     there is, so that a valid event near the end of the calendar is still decided."""
@@ -801,7 +807,7 @@ def _threshold(policy: Policy) -> int:
     return min(values, default=0)
 
 
-def promised_by(obligation_id: str) -> str | None:
+def promising_policy(obligation_id: str) -> str | None:
     """The policy whose rule made a follow-up: obligation ids are
     `<decision id>:<policy id>:<index>` (`Decider._apply`)."""
     parts = obligation_id.split(":")
@@ -826,7 +832,7 @@ def overdue(
                 "customer_id": customer_id,
                 "rep_id": rep_id,
                 "due_at": due_at.isoformat(),
-                "promised_by": promised_by(obligation_id),
+                "policy": promising_policy(obligation_id),
             },
         )
         data = FollowupOverdue(

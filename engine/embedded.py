@@ -3,7 +3,8 @@
 State and positions live in `<data-dir>/state.db`; decisions and dead letters are
 published to a file log in `<data-dir>/log/` (one JSON-lines file per topic). A file
 source is read like a one-partition topic whose offsets are line numbers, so running
-the same file again resumes after the last line it decided — nothing twice.
+the same file again resumes after the last line it decided — nothing twice — unless the
+file under that name is another one (`_resume_at`), which is read from line 1.
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ from typing import Final, ParamSpec, Self
 STATE_FILE: Final = "state.db"
 OUTBOX_KEEP_SENT: Final = 10_000
 """Published outputs the outbox keeps (the most recent ones), e.g. for `goodwill explain`."""
-# 3 since retention, follow-up lanes and the budget-stage mode: a build that reads only 2
-# refuses a file this build has written instead of misreading it (it would decide again
-# an event whose id retention forgot). A file at 2 is raised to 3 when opened to write.
 STATE_SCHEMA_VERSION: Final = 3
+"""Bump when an older build would misread what is stored; a file of a version not in
+`_READS` is refused. 3 since retention, follow-up lanes and the budget-stage mode: a build
+that reads only 2 refuses a file this build has written instead of misreading it (it would
+decide again an event whose id retention forgot). A file at 2 is raised to 3 by the first
+batch this build commits to it."""
 _READS: Final = (2, 3)
-"""Bump with a migration when a table changes; a file with another version is refused."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -113,6 +114,10 @@ class Ledger:
         # Outbox rows of the open batch, inserted together before it commits.
         self._outbox_rows: list[tuple[str, str, str, bytes | None, bytes, str]] = []
         self._checkpointer = _Checkpointer.start_for(conn) if checkpoints else None
+        # A file at an older schema version is raised to this one by the first batch it
+        # commits (`commit`), not when opened: a run refused before deciding anything
+        # (lost state, another budget-stage mode) leaves it for the build it came from.
+        self._stale_version = (_version(conn) or STATE_SCHEMA_VERSION) < STATE_SCHEMA_VERSION
         # Retention (see `retain`): the horizon in microseconds of event time, or None to
         # keep everything; and the cutoff the history was last pruned to.
         stored = self.meta(_RETAIN)
@@ -186,8 +191,6 @@ class Ledger:
             for statement in added.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            if found is not None and found < STATE_SCHEMA_VERSION:
-                conn.execute("UPDATE schema_version SET version = ?", (STATE_SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
             conn.close()
@@ -272,8 +275,11 @@ class Ledger:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 (_WATERMARK, self._watermark),
             )
+        if self._stale_version:
+            self._cur.execute("UPDATE schema_version SET version = ?", (STATE_SCHEMA_VERSION,))
         self._conn.execute("COMMIT")
         self._watermark_dirty = False
+        self._stale_version = False
 
     def rollback(self) -> None:
         self._outbox_rows.clear()

@@ -38,11 +38,11 @@ class Printer:
                 typer.echo(self.decision(event, data))
         elif isinstance(data, FollowupOverdue):
             lead = data.escalate_to.person or "the team lead"
-            promise = data.escalate_to.context.get("promised_by")
+            promise = data.escalate_to.context.get("policy")
             by = f", promised by {promise}" if promise else ""
             typer.echo(
                 f"{_when(event.occurred_at.isoformat())}"
-                f"  FOLLOW-UP OVERDUE  case {data.case_id} (customer {event.customer_id}, "
+                f"  FOLLOW-UP OVERDUE  case {data.case_id} (customer {event.customer_id or '?'}, "
                 f"rep {data.rep_id or '?'}{by}), "
                 f"due {_when(data.due_at.isoformat())} → escalated to {lead}\n"
             )

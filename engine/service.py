@@ -18,7 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from engine.decide import Decider, Effects, ObligationEffect, Outcome, Partial, overdue
+from engine.decide import (
+    Decider,
+    Effects,
+    ObligationEffect,
+    Outcome,
+    Partial,
+    overdue,
+    period_kind,
+)
 from engine.errors import relpath
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
@@ -50,7 +58,6 @@ amounts are compared and summed as they are, so 20 EUR must never count as 20 US
 WRONG_PERIOD = "wrong_period"
 """The dead-letter reason for a `budget.allocated` whose period is not the kind its budget
 is kept by (a month for a weekly budget): no charge would ever read that allocation."""
-_PERIOD_KINDS = {7: "month", 8: "week", 10: "day"}  # 2026-11, 2026-W47, 2026-11-23
 DEADLETTER_HEADERS = frozenset(
     (
         "goodwill.reason",
@@ -276,7 +283,7 @@ class Processor:
             return
         if outcome is None and isinstance(event.data, BudgetAllocated):
             budget = self.decider.policy_set.budgets.get(event.data.budget)
-            kind = _PERIOD_KINDS[len(event.data.period)]
+            kind = period_kind(event.data.period)
             if budget is not None and kind != budget.period:
                 # it would set an allocation no charge ever reads
                 self._deadletter(

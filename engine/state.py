@@ -509,7 +509,8 @@ class StateStore(Ledger):
     def _contact_opened(self, event: Envelope, customer: str, t: int) -> None:
         # Opening a resolved case reopens it (keeping opened_at, transfers and remedies);
         # opening an open case again changes nothing. A new case counts the remedies
-        # fulfilled on it before it was opened (producers may race).
+        # fulfilled on it before it was opened, and opens resolved if a resolution no
+        # earlier than its opening was read first (producers may race).
         d = cast(ContactOpened, event.data)
         row = self._cases.get(d.case_id)
         if row is None:

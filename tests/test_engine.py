@@ -114,7 +114,7 @@ def test_an_escalation_names_the_customer_and_the_policy_that_made_the_promise(
     ]
     context = escalation.data.escalate_to.context  # type: ignore[attr-defined]
     assert context["customer_id"] == escalation.customer_id
-    assert context["promised_by"] == "follow-through"
+    assert context["policy"] == "follow-through"
 
 
 def test_a_follow_up_goes_overdue_exactly_once(engine: Engine) -> None:

@@ -1061,7 +1061,7 @@ def test_a_store_in_memory_has_no_checkpointer() -> None:
         assert store._checkpointer is None
 
 
-def test_a_file_at_version_2_is_read_and_raised_to_3_when_written(tmp_path: Path) -> None:
+def test_a_file_at_version_2_is_read_and_raised_to_3_by_its_first_batch(tmp_path: Path) -> None:
     # Builds that read only version 2 refuse a file at 3 instead of misreading what this
     # build keeps (retention, follow-up lanes, the budget-stage mode).
     with StateStore.open(tmp_path) as s:
@@ -1078,6 +1078,16 @@ def test_a_file_at_version_2_is_read_and_raised_to_3_when_written(tmp_path: Path
     with StateStore.open_readonly(tmp_path) as s:  # status, explain: read, not changed
         assert s.meta("policy_set") == "ps-1"
     assert version() == 2
-    with StateStore.open(tmp_path) as s:
+    with StateStore.open(tmp_path) as s:  # opened and refused before any batch: as it was
         assert s.meta("policy_set") == "ps-1"
+    assert version() == 2
+    with StateStore.open(tmp_path) as s:
+        s.begin()
+        s.set_meta("policy_set", "ps-2")
+        s.rollback()
+    assert version() == 2
+    with StateStore.open(tmp_path) as s:
+        s.begin()
+        s.set_meta("policy_set", "ps-2")
+        s.commit()
     assert version() == 3 == STATE_SCHEMA_VERSION
