@@ -25,13 +25,21 @@ from engine.service import (
     DEADLETTER_TOPIC,
     LATE,
     PROCESSING_FAILED,
+    UNKNOWN_BUDGET,
     WRONG_CURRENCY,
     WRONG_PERIOD,
 )
 from events.codec import REASONS
 from events.log import EventLog, Record
 
-REDRIVE_REASONS: Final = (*REASONS, PROCESSING_FAILED, LATE, WRONG_CURRENCY, WRONG_PERIOD)
+REDRIVE_REASONS: Final = (
+    *REASONS,
+    PROCESSING_FAILED,
+    LATE,
+    WRONG_CURRENCY,
+    WRONG_PERIOD,
+    UNKNOWN_BUDGET,
+)
 _READ: Final = 500
 
 

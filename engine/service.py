@@ -58,6 +58,9 @@ amounts are compared and summed as they are, so 20 EUR must never count as 20 US
 WRONG_PERIOD = "wrong_period"
 """The dead-letter reason for a `budget.allocated` whose period is not the kind its budget
 is kept by (a month for a weekly budget): no charge would ever read that allocation."""
+UNKNOWN_BUDGET = "unknown_budget"
+"""The dead-letter reason for a `budget.allocated` of a budget policies/budgets.yaml does
+not define (a misspelt name): no charge would ever read it either."""
 DEADLETTER_HEADERS = frozenset(
     (
         "goodwill.reason",
@@ -282,9 +285,19 @@ class Processor:
             self._deadletter(record, WRONG_CURRENCY, self._wrong_currency(currency))
             return
         if outcome is None and isinstance(event.data, BudgetAllocated):
-            budget = self.decider.policy_set.budgets.get(event.data.budget)
+            budgets = self.decider.policy_set.budgets
+            budget = budgets.get(event.data.budget)
+            if budget is None:
+                known = ", ".join(sorted(budgets)) or "none"
+                self._deadletter(
+                    record,
+                    UNKNOWN_BUDGET,
+                    f"no budget {event.data.budget!r} in policies/budgets.yaml (policy set"
+                    f" {self.decider.policy_set.hash}; defined: {known})",
+                )
+                return
             kind = period_kind(event.data.period)
-            if budget is not None and kind != budget.period:
+            if kind != budget.period:
                 # it would set an allocation no charge ever reads
                 self._deadletter(
                     record,
@@ -367,7 +380,8 @@ class Processor:
         days = self.store.retain_days
         assert watermark is not None and days is not None
         return (
-            f"occurred_at {at.isoformat()} is more than {days} days before the watermark"
+            f"occurred_at {at.isoformat()} is more than {days} day{'s' if days != 1 else ''}"
+            " before the watermark"
             f" {watermark.isoformat()}, and history that old is no longer kept; to accept"
             " such events, raise --retain-days"
         )

@@ -760,3 +760,18 @@ def test_a_resolution_read_before_its_cases_opening_counts_by_time(
     asking = decode(json.dumps(sample("case.resolved", case_id="k9", event_id="q")).encode())
     facts = engine.store.enrich(asking)
     assert facts["case.status"] == ("open" if escalated else "resolved")
+
+
+def test_an_allocation_of_a_budget_the_policies_do_not_define_is_dead_lettered(
+    engine: Engine,
+) -> None:
+    # A misspelt budget name was folded and shown in the summary, and no charge read it.
+    typo = dict(ana_gets_30_for_expedite(), event_id="b-typo")
+    typo["data"] = dict(typo["data"], budget="expedit")
+    assert engine.feed(typo) == []
+    assert engine.processor.tally.deadlettered["unknown_budget"] == 1
+    [letter] = [r for r in engine.store.outbox_pending(100) if r[1] == "goodwill.deadletter"]
+    detail = dict(letter[4])["goodwill.detail"].decode()
+    assert detail.startswith("no budget 'expedit' in policies/budgets.yaml (policy set ")
+    assert detail.endswith("; defined: expedite, goodwill)")
+    assert engine.store.budgets() == [("expedite", "ana", "2026-11", 3000, 0)]

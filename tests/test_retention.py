@@ -143,7 +143,7 @@ def test_a_late_event_is_dead_lettered_and_a_forgotten_one_is_never_decided_agai
         headers = dict(dead[1][4])
         assert headers["goodwill.reason"] == b"late"
         detail = headers["goodwill.detail"].decode()
-        assert "more than 1 days before the watermark 2026-11-05T12:00:00+00:00" in detail
+        assert "more than 1 day before the watermark 2026-11-05T12:00:00+00:00" in detail
         assert "--retain-days" in detail
         assert processor.tally.deadlettered == {"late": 2}
     finally:
