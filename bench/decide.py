@@ -670,7 +670,10 @@ def write_policies(directory: Path, n: int, seed: int, *, catch_alls: bool = Tru
     """`n` valid policies with 1-3 rules of 2-3 comparisons each, mostly not matching;
     about one in fifty ends with a rule that always applies. Without `catch_alls`, only
     the first `BASE` policies may have one, so a larger set does the same work per event
-    plus its extra policies' matching. The first `BASE` policies are the same either way."""
+    plus its extra policies' matching. The first `BASE` policies are the same either way.
+    Beside them, the library's budgets.yaml: the workload allocates its budgets (an
+    allocation of a budget the set does not define is dead-lettered)."""
+    (directory / "budgets.yaml").write_bytes((POLICIES / "budgets.yaml").read_bytes())
     rng = random.Random(seed)
     then = "    then:\n      authorize: [{remedy: credit, up_to: 5}]\n      say: Generated.\n"
     for i, on in enumerate(_spread(n)):
