@@ -215,7 +215,7 @@ def test_a_clause_shows_the_text_ast_gives_it(text: str) -> None:
             assert src.segment(node) == ast.get_source_segment(text, node), ast.dump(node)
 
 
-def test_a_long_condition_is_split_into_lines_once() -> None:
+def test_a_long_condition_is_split_into_lines_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # ast.get_source_segment splits the whole text on every call: a condition of 20,000
     # clauses took hours to check
     import engine.expr
@@ -229,9 +229,6 @@ def test_a_long_condition_is_split_into_lines_once() -> None:
             calls += 1
             return findall(text)
 
-    engine.expr._LINES = Counting()  # type: ignore[assignment]
-    try:
-        when = cond(" and ".join(f"event.amount > {i}" for i in range(20_000)))
-    finally:
-        engine.expr._LINES = findall.__self__  # type: ignore[attr-defined]
+    monkeypatch.setattr(engine.expr, "_LINES", Counting())
+    when = cond(" and ".join(f"event.amount > {i}" for i in range(20_000)))
     assert isinstance(when, All) and len(when.items) == 20_000 and calls == 1

@@ -183,15 +183,16 @@ def _case(world: World) -> str:
 
 
 @phrase("transfer")
-def _transfer(world: World, rep: str, team: str) -> None:
+def _transfer(world: World, rep: str, team: str, note: str | None = None) -> None:
     data = {"case_id": _case(world), "from_rep": rep, "to_team": team}
+    if note is not None:
+        data["note"] = note
     world.send("contact.transferred", data, world.who())
 
 
 @phrase("transfer-note")
 def _transfer_note(world: World, rep: str, team: str, note: str) -> None:
-    data = {"case_id": _case(world), "from_rep": rep, "to_team": team, "note": note}
-    world.send("contact.transferred", data, world.who())
+    _transfer(world, rep, team, note)
 
 
 @phrase("resolve")
