@@ -22,6 +22,12 @@ Feature: Alert the product team to a spike in defect reports
     And the decision was made by policy "replace-broken-part"
     And ana may send a free replacement worth up to $45
 
+  Scenario: A report about an order not in our records counts toward a spike too
+    Given 4 customers have reported product "KETTLE-2" as broken
+    When the customer reports product "KETTLE-2" from order "Z-9" as broken
+    Then "product-team" is alerted that "KETTLE-2" had 5 defect reports in 7 days
+    And the decision was made by rule "defect-spike" of policy "root-cause-alert"
+
   Scenario: The fourth report is not yet a spike
     Given 3 customers have reported product "KETTLE-2" as broken
     When the customer reports product "KETTLE-2" from order "A-1" as broken
