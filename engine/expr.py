@@ -18,6 +18,7 @@ from typing import Literal, Union
 
 from engine.errors import Span, did_you_mean
 from engine.facts import Field, FieldType, Scalar
+from events.models import MONEY_LIMIT
 
 Op = Literal["==", "!=", "<", "<=", ">", ">="]
 _OPS: dict[type[ast.cmpop], Op] = {
@@ -467,8 +468,8 @@ def amount_value(expr: Amount, fact: dict[str, Scalar]) -> Decimal:
     return min(values) if expr.fn == "min" else max(values)
 
 
-MAX_CENTS = 10**17 - 1
-"""The largest amount a decision carries (events.models: money below 1E15 units)."""
+MAX_CENTS = int(MONEY_LIMIT.scaleb(2)) - 1
+"""The largest amount a decision carries, in cents (money is below `MONEY_LIMIT` units)."""
 
 
 def amount_cents(expr: Amount, fact: dict[str, Scalar]) -> int:

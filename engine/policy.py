@@ -36,7 +36,7 @@ from engine.policy_schema import (
     RULE_KEYS,
     THEN_KEYS,
 )
-from events.models import CATALOG
+from events.models import CATALOG, MONEY_LIMIT
 
 BUDGETS_FILE = "budgets.yaml"
 _MAX_FILE_BYTES = 1 << 20
@@ -51,7 +51,7 @@ _MAX_FOLLOW_UP_MINUTES = 3650 * 24 * 60
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 _BRACED = re.compile(r"\{([^{}]*)\}|[{}]")  # a braced part, or a brace on its own
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_MONEY_CENTS = Decimal("1E17")  # events.models: money below 1E15 units
+_MONEY_CENTS = MONEY_LIMIT.scaleb(2)  # money is below MONEY_LIMIT units
 # Any field of some policy: an overflow's words, read before the policies that charge it.
 _ANY_FIELD: dict[str, Field] = {
     path: known for on in CATALOG for path, known in vocabulary(on, True).items()

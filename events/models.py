@@ -36,7 +36,8 @@ def _refuse_float(value: Any) -> Any:
     return value
 
 
-_MONEY_LIMIT = Decimal("1E15")
+MONEY_LIMIT = Decimal("1E15")
+"""Money is below this many units: what every amount in an event or a decision fits."""
 
 
 def _cents_exact(value: Decimal) -> Decimal:
@@ -49,7 +50,7 @@ def _cents_exact(value: Decimal) -> Decimal:
         raise ValueError("money must not be negative")
     if value.is_zero():
         value = value.copy_abs()  # "-0" is 0, and is written back as "0"
-    if value >= _MONEY_LIMIT:
+    if value >= MONEY_LIMIT:
         # The matcher carries money as integer minor units, which must fit in 64 bits; the
         # bound also stops "1E+999999999" from expanding to a gigabyte string when encoded.
         raise ValueError("money must be less than 1000000000000000")
