@@ -294,10 +294,12 @@ VOCABULARY: Final[tuple[Phrase, ...]] = (
        "The decision routes to that team or desk."),
     _p("reason", "then", 'the reason given is "{reason:Text}"',
        'the reason given is "several remedies in the last 90 days"',
-       "A route carries exactly that reason."),
+       "The route the routing step before it named (else any route) carries exactly that"
+       " reason."),
     _p("handover", "then", "the handover shows {field:Field} {value:Value}",
        "the handover shows customer.remedies_90d 3",
-       "A route's context shows that value (money as `$180.00`, text in quotes)."),
+       "The context of the route the routing steps before it named (else of any route)"
+       " shows that value (money as `$180.00`, text in quotes)."),
     _p("charged", "then",
        '{amount:Money} is charged to the {budget:Name} budget of "{owner:Text}", leaving '
        "{left:Money}",

@@ -316,11 +316,24 @@ def _no_manager(world: World) -> None:
         world.fail("no manager involved", but, envelope)
 
 
-def _routed(world: World, expected: str, ok: Callable[[Any], bool]) -> None:
+def _focused(world: World, d: DecisionData) -> list[Any]:
+    """The routes a routing step of this decision matched, else all of its routes."""
+    if world.focus is not None and world.focus[0] == d.decision_id:
+        return world.focus[1]
+    return list(d.routes)
+
+
+def _routed(
+    world: World, expected: str, ok: Callable[[Any], bool], *, focused: bool = False
+) -> None:
+    """A route of the decision that is `ok` (of the routes in focus, when `focused`); the
+    routes that are become the focus."""
     envelope, d = _decided(world)
-    if not any(ok(r) for r in d.routes):
+    matched = [r for r in (_focused(world, d) if focused else d.routes) if ok(r)]
+    if not matched:
         routed = f"routed to {world.routes(d)}" if d.routes else "routed to no one"
         world.fail(expected, f"the decision {routed} ({world.rules(d)})", envelope)
+    world.focus = (d.decision_id, matched)
 
 
 @phrase("routed-lead")
@@ -336,7 +349,8 @@ def _routed_to(world: World, to: str) -> None:
 
 @phrase("reason")
 def _reason(world: World, reason: str) -> None:
-    _routed(world, f'a route with the reason "{reason}"', lambda r: r.reason == reason)
+    expected = f'a route with the reason "{reason}"'
+    _routed(world, expected, lambda r: r.reason == reason, focused=True)
 
 
 def _same(shown: object, expected: object) -> bool:
@@ -352,7 +366,7 @@ def _same(shown: object, expected: object) -> bool:
 @phrase("handover")
 def _handover(world: World, field: str, value: object) -> None:
     envelope, d = _decided(world)
-    shown = [r.context[field] for r in d.routes if field in r.context]
+    shown = [r.context[field] for r in _focused(world, d) if field in r.context]
     if not any(_same(s, value) for s in shown):
         said = dollars(value) if isinstance(value, Decimal) else repr(value)
         but = f"the handover shows {field} = {shown[0]!r}" if shown else f"no route shows {field}"

@@ -156,3 +156,27 @@ def test_we_is_a_decision_no_rep_acts_on(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stdout
     assert "the decision is for rep ana (say `ana`)" in done.stdout, done.stdout
+
+
+def test_a_reason_is_read_from_the_route_the_routing_step_matched(tmp_path: Path) -> None:
+    # Two routes: the review desk (an outlier) and the team lead (over the budget). "The
+    # reason given" passed with the team lead's reason under "routed to review-desk".
+    done = _run_features(
+        tmp_path,
+        "@policy:replace-broken-part\nFeature: two routes\n  Scenario: an outlier over budget\n"
+        "    Given it is Monday 2 November 2026, 09:00\n"
+        '    And rep "ana" works in team "north", led by "lee"\n'
+        '    And a customer "c-7" who has spent $2,400 with us over 14 orders\n'
+        '    And the customer placed order "A-1" for $180 today\n'
+        '    And the customer contacts ana about "late_delivery" on order "A-1"\n'
+        "    And the customer has received 3 remedies in the last 90 days\n"
+        '    And rep "ana" has $10 left in her expedite budget this month\n'
+        '    When ana asks to upgrade shipping on order "A-1" for $40\n'
+        '    Then it is routed to team lead "lee"\n'
+        '    And the reason given is "over the expedite budget"\n'
+        '    And it is routed to "review-desk"\n'
+        '    And the reason given is "over the expedite budget"\n',
+    )
+    assert done.returncode == 1, done.stdout
+    # the first reason step passes (the team lead's route); the second fails
+    assert 'step: And the reason given is "over the expedite budget" (line 15)' in done.stdout

@@ -79,6 +79,9 @@ class World:
         self.case_order: dict[str, str] = {}
         self.skus: dict[str, str] = {}  # order → the part it holds
         self.promised: dict[str, datetime] = {}  # order → delivery promised by
+        # The routes the last routing step of a decision matched (its decision id, them):
+        # later reason and handover steps read those, not any route of the decision.
+        self.focus: tuple[str, list[Any]] | None = None
         self._events = itertools.count(1)
         self._names = itertools.count(1)
         self.sent = 0
