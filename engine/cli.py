@@ -7,7 +7,6 @@ import inspect
 import itertools
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -285,7 +284,7 @@ def run(
     """
     import sqlite3
 
-    from engine.embedded import StateLost, run_embedded
+    from engine.embedded import StateLost, run_embedded, stop_after_batch
     from engine.ledger import StateVersionError
     from engine.report import Printer
     from events.log import LogCorrupted, LogError
@@ -333,21 +332,11 @@ def run(
             " log, which `goodwill run` with no file reads"
         )
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
-    # SIGTERM or Ctrl-C: the batch under way is decided, published and printed, then the
-    # run stops with its summary; a second signal stops at once (the batch is dropped, as
-    # a crash would drop it, and done again by the next run).
-    signals: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        if signals:
-            raise KeyboardInterrupt
-        signals.append(signum)
-
-    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        summary = run_embedded(
-            compiled, data_dir, source, batch, printer.output, retain_days, lambda: bool(signals)
-        )
+        with stop_after_batch() as stopping:
+            summary = run_embedded(
+                compiled, data_dir, source, batch, printer.output, retain_days, stopping
+            )
     except KeyboardInterrupt:
         raise fail(
             f"interrupted; what was decided is kept in {data_dir}: run the same command again"
@@ -362,9 +351,6 @@ def run(
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file, a full disk, ...
         raise fail(f"the state in {data_dir}: {err}", 1) from None
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
     printer.summary(summary)
     if summary.stopped:
         raise fail(

@@ -194,7 +194,7 @@ def period_kind(key: str) -> str:
     return "week" if "W" in key else "day" if len(key) > 8 else "month"
 
 
-def due_at(at: datetime, within: timedelta) -> datetime:
+def due_time(at: datetime, within: timedelta) -> datetime:
     """`at + within`; a promise that would fall past year 9999 is due at the last moment
     there is, so that a valid event near the end of the calendar is still decided."""
     if at.year < 9989:  # a follow-up is at most ten years (engine.policy)
@@ -540,7 +540,7 @@ class Decider:
                         "kind": "follow_up",
                         "obligation_id": f"{decision_id}:{policy.id}:{i}",
                         "case_id": case_id,
-                        "due_at": due_at(event.occurred_at, within),
+                        "due_at": due_time(event.occurred_at, within),
                     }
                 )
         if rule.route is not None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,27 @@ def _file_records(path: Path, start: int) -> Iterator[Record]:
     for line_no, raw in read_jsonl_source(path):
         if line_no >= start:
             yield Record(topic=topic, partition=0, offset=line_no, key=None, value=raw)
+
+
+@contextmanager
+def stop_after_batch() -> Iterator[Callable[[], bool]]:
+    """While open, SIGTERM and Ctrl-C ask `run_embedded` (through the callable it yields)
+    to stop once the batch under way is decided, published and printed; a second signal
+    raises KeyboardInterrupt at once (that batch is dropped, as a crash drops it, and
+    decided by the next run)."""
+    signals: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if signals:
+            raise KeyboardInterrupt
+        signals.append(signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(signals)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _resume_at(store: StateStore, source: Path, topic: str) -> int:

@@ -502,7 +502,7 @@ def rounded_cents(value: Decimal) -> int:
     return min(MAX_CENTS, max(0, int(value.scaleb(2))))
 
 
-_MAX_UNITS = Decimal(MAX_CENTS + 1).scaleb(-2)
+_MAX_UNITS = MONEY_LIMIT  # in currency units: above MAX_CENTS
 _LITERAL_CENTS: dict[Decimal, int] = {}
 
 

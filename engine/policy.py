@@ -275,6 +275,13 @@ class _File:
         return value
 
 
+def _after(prefix: str) -> Span:
+    """The character that follows `prefix`, the text of a file up to it."""
+    line = prefix.count("\n") + 1
+    col = len(prefix) - (prefix.rfind("\n") + 1) + 1
+    return Span(line, col, col + 1)
+
+
 def _read_yaml(path: Path) -> tuple[_File, Any]:
     if not path.is_file() or path.stat().st_size > _MAX_FILE_BYTES:
         f = _File(relpath(path), "")
@@ -286,9 +293,9 @@ def _read_yaml(path: Path) -> tuple[_File, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         f = _File(relpath(path), raw.decode("utf-8", "replace"))
-        line = raw.count(b"\n", 0, err.start) + 1
-        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        f.error(Span(line, col, col + 1), "not UTF-8 text", "save the file as UTF-8")
+        f.error(
+            _after(raw[: err.start].decode("utf-8")), "not UTF-8 text", "save the file as UTF-8"
+        )
         return f, None
     f = _File(relpath(path), text)
     try:
@@ -306,9 +313,9 @@ def _read_yaml(path: Path) -> tuple[_File, Any]:
         f.error(None, "not valid YAML: nested too deeply", "write it flatter")
         return f, None
     except ReaderError as err:  # a NUL or another control character
-        line = text.count("\n", 0, err.position) + 1
-        col = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
-        f.error(Span(line, col, col + 1), f"not valid YAML: {err.reason}", "remove the character")
+        f.error(
+            _after(text[: err.position]), f"not valid YAML: {err.reason}", "remove the character"
+        )
         return f, None
     except MarkedYAMLError as err:
         mark = err.problem_mark

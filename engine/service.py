@@ -280,33 +280,10 @@ class Processor:
         # A decision on record is a fact, even where this build would refuse its event
         # (money in another currency, decided as dollars by a build before that rule).
         outcome = self.recall.outcome(event) if self.recall is not None else None
-        currency = event.data.__dict__.get("currency")
-        if outcome is None and currency not in (None, self.decider.policy_set.currency):
-            self._deadletter(record, WRONG_CURRENCY, self._wrong_currency(currency))
+        refused = self._refused(event) if outcome is None else None
+        if refused is not None:
+            self._deadletter(record, *refused)
             return
-        if outcome is None and isinstance(event.data, BudgetAllocated):
-            budgets = self.decider.policy_set.budgets
-            budget = budgets.get(event.data.budget)
-            if budget is None:
-                known = ", ".join(sorted(budgets)) or "none"
-                self._deadletter(
-                    record,
-                    UNKNOWN_BUDGET,
-                    f"no budget {event.data.budget!r} in policies/budgets.yaml (policy set"
-                    f" {self.decider.policy_set.hash}; defined: {known})",
-                )
-                return
-            kind = period_kind(event.data.period)
-            if kind != budget.period:
-                # it would set an allocation no charge ever reads
-                self._deadletter(
-                    record,
-                    WRONG_PERIOD,
-                    f"a {kind} ({event.data.period}) for budget {budget.name}, which is kept"
-                    f" per {budget.period} (policies/budgets.yaml): allocate it per"
-                    f" {budget.period}",
-                )
-                return
         store = self.store
         if store.late(event.occurred_at) and outcome is None:  # decided live: a fact
             # Before the duplicate check: whether an id older than the retention is still
@@ -368,12 +345,33 @@ class Processor:
             assert watermark is not None
             self._overdue(watermark, None)
 
-    def _wrong_currency(self, currency: str) -> str:
+    def _refused(self, event: Envelope) -> tuple[str, str] | None:
+        """Why the policy set cannot take `event` though it is valid (its dead-letter
+        reason and detail), or None: money in another currency, an allocation of a budget
+        it does not define or for another kind of period than the budget's."""
         ps = self.decider.policy_set
-        return (
-            f"amounts in {currency}, and the policy set {ps.hash} decides in {ps.currency}"
-            " (`currency` in policies/budgets.yaml); convert them before sending"
-        )
+        currency = event.data.__dict__.get("currency")
+        if currency not in (None, ps.currency):
+            return WRONG_CURRENCY, (
+                f"amounts in {currency}, and the policy set {ps.hash} decides in {ps.currency}"
+                " (`currency` in policies/budgets.yaml); convert them before sending"
+            )
+        if not isinstance(event.data, BudgetAllocated):
+            return None
+        budget = ps.budgets.get(event.data.budget)
+        if budget is None:
+            known = ", ".join(sorted(ps.budgets)) or "none"
+            return UNKNOWN_BUDGET, (
+                f"no budget {event.data.budget!r} in policies/budgets.yaml (policy set"
+                f" {ps.hash}; defined: {known})"
+            )
+        kind = period_kind(event.data.period)
+        if kind != budget.period:  # it would set an allocation no charge ever reads
+            return WRONG_PERIOD, (
+                f"a {kind} ({event.data.period}) for budget {budget.name}, which is kept per"
+                f" {budget.period} (policies/budgets.yaml): allocate it per {budget.period}"
+            )
+        return None
 
     def _late(self, at: datetime) -> str:
         watermark = self.store.watermark()
