@@ -96,7 +96,12 @@ def test_create_topics_is_idempotent(
     with caplog.at_level(logging.INFO, logger="events.kafka"):
         assert create_topics(kafka_config, partitions=2) == []
         assert create_topics(kafka_config, partitions=3) == []
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Only ours: the client's own selector warns of a slow task when the machine is busy.
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "events.kafka" and r.levelno == logging.WARNING
+    ]
     assert len(warnings) == 3
     assert all("exists with 2 partition(s), asked for 3" in w for w in warnings)
     with closing(make_consumer(kafka_config, group=False)) as consumer:
