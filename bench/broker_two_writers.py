@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kafka import TopicPartition
-from kafka_pipe import bench_broker
 
+from bench.kafka_pipe import bench_broker
 from engine.kafka_service import first_gap
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 

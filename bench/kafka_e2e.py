@@ -38,12 +38,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kafka import TopicPartition
-from kafka_pipe import bench_broker, bench_config, raw_pipe
-from workload import generate
 
+from bench.kafka_pipe import bench_broker, bench_config, raw_pipe
+from bench.workload import generate
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 
 ROOT = Path(__file__).resolve().parent.parent

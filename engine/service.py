@@ -30,7 +30,7 @@ from engine.decide import (
 from engine.errors import relpath
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
-from events.log import EventLog, Record
+from events.log import Record, Sink
 from events.models import (
     OUTPUT_ADAPTER,
     BudgetAllocated,
@@ -525,7 +525,7 @@ class Processor:
             log.info("was dead-lettered %s: %s: %s", where, reason, detail)
 
 
-def relay(store: StateStore, out: EventLog, batch: int = 500) -> int:
+def relay(store: StateStore, out: Sink, batch: int = 500) -> int:
     """Publish pending outputs in order; mark them sent only after the log has them."""
     sent = 0
     while True:

@@ -52,7 +52,17 @@ class Record:
 
 
 @runtime_checkable
-class EventLog(Protocol):
+class Sink(Protocol):
+    """Where outputs go: `flush` returns only when every appended record is durable."""
+
+    def append(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()
+    ) -> object: ...
+
+    def flush(self) -> None: ...
+
+
+class EventLog(Sink, Protocol):
     """Topics of partitions of records numbered by offset, as the engine needs them.
 
     `read` returns records with offset >= `offset`, at most `limit`, in order;

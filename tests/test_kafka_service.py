@@ -725,8 +725,7 @@ def test_with_two_instances_every_partition_knows_every_rep(
 def test_sigterm_finishes_the_batch_exits_0_and_a_restart_goes_on(
     kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from workload import generate
+    from bench.workload import generate
 
     create_topics(kafka_config, partitions=2)
     events = list(generate(3000, 300))
