@@ -281,10 +281,13 @@ class Processor:
         # (money in another currency, decided as dollars by a build before that rule).
         outcome = self.recall.outcome(event) if self.recall is not None else None
         refused = self._refused(event) if outcome is None else None
+        store = self.store
         if refused is not None:
+            if store.seen(event.event_id):  # decided before the rule that refuses it
+                self.tally.duplicates += 1
+                return
             self._deadletter(record, *refused)
             return
-        store = self.store
         if store.late(event.occurred_at) and outcome is None:  # decided live: a fact
             # Before the duplicate check: whether an id older than the retention is still
             # on record depends on where batches ended, lateness only on the log.

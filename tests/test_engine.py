@@ -576,6 +576,21 @@ def test_money_in_another_currency_is_dead_lettered_never_counted(engine: Engine
     assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 0)  # nothing charged
 
 
+def test_a_copy_of_an_event_decided_before_the_currency_rule_is_a_duplicate(
+    engine: Engine,
+) -> None:
+    # A build from before the currency rule decided 20 EUR as $20. A copy re-sent now is
+    # the event already decided: counted as a duplicate, not dead-lettered as news.
+    as_then = expedite(7, "20.00")
+    assert [o for o in engine.feed(as_then) if isinstance(o.data, DecisionData)]
+    euros = expedite(7, "20.00")
+    euros["data"]["currency"] = "EUR"
+    assert engine.feed(euros) == []
+    assert engine.processor.tally.duplicates == 1
+    assert not engine.processor.tally.deadlettered
+    assert engine.store.budget_usage("expedite", "ana", "2026-11") == (3000, 2000)  # once
+
+
 def test_a_rebuild_folds_a_recorded_decision_on_money_in_another_currency(
     engine: Engine, tmp_path: Path
 ) -> None:
