@@ -10,14 +10,14 @@ The store is one SQLite file in WAL mode. The caller batches: everything between
 `begin()` and `commit()` — state, delivery bookkeeping (`engine.ledger`) and the outbox —
 is one transaction, so a crash loses a whole batch or nothing. Per-entity state stays in
 SQLite. The rows the hot folds touch (customers, orders, cases, reps) are read through a
-bounded write-behind cache (`_Rows`): a batch changes them in memory and writes them in
-one executemany before its COMMIT, and a rollback drops the cache. Memory stays bounded
-by `_CACHE_ROWS` per table plus SQLite's page cache, whatever the number of customers.
+bounded write-behind cache (`engine.row_cache`): a batch changes them in memory and writes
+them in one executemany before its COMMIT, and a rollback drops the cache. Memory stays
+bounded by the rows it keeps per table plus SQLite's page cache, whatever the number of
+customers. The tables, and the layout of a cached row, are `engine.state_schema`'s.
 """
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +27,51 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from engine.facts import Scalar, to_minor
 from engine.ledger import Ledger, datetime_of, micros
+from engine.row_cache import Rows
+from engine.state_schema import (
+    ADDED,
+    ADDED_COLUMNS,
+    C_FIRST_ORDER,
+    C_LAST_REMEDY,
+    C_OPEN_CASES,
+    C_ORDER_COUNT,
+    C_ORDERED,
+    C_REFUNDED,
+    CASE_COLUMNS,
+    CUSTOMER_COLUMNS,
+    K_CHANNEL,
+    K_CUSTOMER,
+    K_OPENED_AT,
+    K_ORDER,
+    K_REMEDIES,
+    K_REOPENS,
+    K_REP,
+    K_RESOLUTION,
+    K_RESOLVED_AT,
+    K_STATUS,
+    K_TOPIC,
+    K_TRANSFERS,
+    O_AMOUNT,
+    O_CHANNEL,
+    O_CUSTOMER,
+    O_DELAYED,
+    O_ITEMS,
+    O_LEVEL,
+    O_LOST,
+    O_NEW_ETA,
+    O_PLACED,
+    O_PLACED_AT,
+    O_PROMISED,
+    O_SHIPPED,
+    ORDER_COLUMNS,
+    OVERDUE,
+    PARKED,
+    PENDING,
+    REP_COLUMNS,
+    SCHEMA,
+    new_customer,
+    new_order,
+)
 from events.models import (
     BudgetAllocated,
     CaseResolved,
@@ -52,76 +97,10 @@ _REPORT_WINDOW: Final = 7 * _DAY
 _GOLD: Final = 200_000  # cents of lifetime value
 _SILVER: Final = 50_000
 
-# Follow-up states. A follow-up on a resolved case is parked rather than deleted, so a
-# reopened case brings it back; parking keeps the partial "due" index to live promises,
-# so `due_followups` never rescans the history of resolved cases.
-_PENDING: Final = 0
-_OVERDUE: Final = 1
-_PARKED: Final = 2
 _NEVER: Final = 2**63 - 1  # the due bound when nothing is pending
 
-# Times are integer microseconds since the epoch; money is integer cents.
-_SCHEMA: Final = """
-CREATE TABLE customers (
-    id TEXT PRIMARY KEY, ordered INTEGER NOT NULL DEFAULT 0,
-    refunded INTEGER NOT NULL DEFAULT 0, order_count INTEGER NOT NULL DEFAULT 0,
-    open_cases INTEGER NOT NULL DEFAULT 0, first_order_at INTEGER, last_remedy_at INTEGER
-) WITHOUT ROWID;
-CREATE TABLE orders (
-    id TEXT PRIMARY KEY, customer TEXT NOT NULL, placed INTEGER NOT NULL DEFAULT 0,
-    amount INTEGER NOT NULL DEFAULT 0, placed_at INTEGER, channel TEXT NOT NULL DEFAULT '',
-    item_count INTEGER NOT NULL DEFAULT 0, service_level TEXT NOT NULL DEFAULT '',
-    shipped INTEGER NOT NULL DEFAULT 0, promised_by INTEGER,
-    delayed INTEGER NOT NULL DEFAULT 0, new_eta INTEGER, lost INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE cases (
-    id TEXT PRIMARY KEY, customer TEXT NOT NULL, rep TEXT NOT NULL, topic TEXT NOT NULL,
-    channel TEXT NOT NULL, opened_at INTEGER NOT NULL, status TEXT NOT NULL,
-    resolved_at INTEGER, resolution TEXT, order_id TEXT,
-    transfers INTEGER NOT NULL DEFAULT 0, remedies INTEGER NOT NULL DEFAULT 0,
-    reopens INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE case_remedies (
-    case_id TEXT NOT NULL, event_id TEXT NOT NULL, kind TEXT NOT NULL, remedy TEXT NOT NULL,
-    amount INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (case_id, event_id)
-) WITHOUT ROWID;
-CREATE TABLE defects (
-    sku TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL, order_id TEXT NOT NULL,
-    customer TEXT NOT NULL, PRIMARY KEY (sku, at, event_id)
-) WITHOUT ROWID;
-CREATE TABLE remedies (
-    customer TEXT NOT NULL, at INTEGER NOT NULL, event_id TEXT NOT NULL, remedy TEXT NOT NULL,
-    cost INTEGER NOT NULL, case_id TEXT NOT NULL, PRIMARY KEY (customer, at, event_id)
-) WITHOUT ROWID;
-CREATE TABLE applied (decision_id TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE budgets (
-    budget TEXT NOT NULL, owner TEXT NOT NULL, period TEXT NOT NULL, allocated INTEGER,
-    charged INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (budget, owner, period)
-) WITHOUT ROWID;
-CREATE TABLE reps (id TEXT PRIMARY KEY, team TEXT NOT NULL, lead TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE followups (
-    obligation_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, customer TEXT, rep TEXT,
-    due_at INTEGER NOT NULL, state INTEGER NOT NULL, lane INTEGER
-) WITHOUT ROWID;
-CREATE INDEX followups_by_case ON followups (case_id);
-CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
-"""
 # With the budget stage, the folds of state spanning customers that only it makes.
 _SHARED_FOLDS: Final = frozenset(("budget.allocated", "item.defect_reported"))
-
-# Tables, columns and indexes added after version 2; checked on every open
-# (engine.ledger._connect). A follow-up's `lane` is the input partition its case is read
-# from, whose watermark it falls due by; NULL for those made before lanes, which fall
-# due by the store's watermark as they did.
-_ADDED_COLUMNS: Final = (("followups", "lane", "INTEGER"),)
-_ADDED: Final = f"""
-CREATE TABLE IF NOT EXISTS stage_reps (
-    id TEXT PRIMARY KEY, team TEXT NOT NULL, lead TEXT NOT NULL
-) WITHOUT ROWID;
-DROP INDEX IF EXISTS followups_due;
-CREATE INDEX IF NOT EXISTS followups_due_by_lane ON followups (lane, due_at, obligation_id)
-    WHERE state = {_PENDING};
-"""
 
 _ADD_CASE_REMEDY: Final = """
 INSERT OR IGNORE INTO case_remedies (case_id, event_id, kind, remedy, amount, at)
@@ -136,180 +115,14 @@ INSERT INTO budgets (budget, owner, period, charged) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (budget, owner, period) DO UPDATE SET charged = charged + ?4
 """
 
-# The columns of the cached tables, in table order (see _Rows); the key comes first.
-_CUSTOMER_COLUMNS: Final = (
-    "id",
-    "ordered",
-    "refunded",
-    "order_count",
-    "open_cases",
-    "first_order_at",
-    "last_remedy_at",
-)
-_ORDER_COLUMNS: Final = (
-    "id",
-    "customer",
-    "placed",
-    "amount",
-    "placed_at",
-    "channel",
-    "item_count",
-    "service_level",
-    "shipped",
-    "promised_by",
-    "delayed",
-    "new_eta",
-    "lost",
-)
-_CASE_COLUMNS: Final = (
-    "id",
-    "customer",
-    "rep",
-    "topic",
-    "channel",
-    "opened_at",
-    "status",
-    "resolved_at",
-    "resolution",
-    "order_id",
-    "transfers",
-    "remedies",
-    "reopens",
-)
-_REP_COLUMNS: Final = ("id", "team", "lead")
-_CACHE_ROWS: Final = 50_000  # rows kept per cached table between batches
 # Lifetime sums saturate below 2**63 so they stay SQLite integers and matcher facts (it
 # takes ~92 orders at the contract's largest amount to get there).
 _SUM_LIMIT: Final = 2**63 - 1
-
-
-def _positions(columns: tuple[str, ...], *names: str) -> tuple[int, ...]:
-    """Where each named column sits in a cached row (a name not in `columns` fails here)."""
-    return tuple(columns.index(name) for name in names)
-
-
-# Row positions, named for the folds and enrich().
-_C_ORDERED, _C_REFUNDED, _C_ORDER_COUNT, _C_OPEN_CASES, _C_FIRST_ORDER, _C_LAST_REMEDY = _positions(
-    _CUSTOMER_COLUMNS,
-    "ordered",
-    "refunded",
-    "order_count",
-    "open_cases",
-    "first_order_at",
-    "last_remedy_at",
-)
-(
-    _O_CUSTOMER,
-    _O_PLACED,
-    _O_AMOUNT,
-    _O_PLACED_AT,
-    _O_CHANNEL,
-    _O_ITEMS,
-    _O_LEVEL,
-    _O_SHIPPED,
-    _O_PROMISED,
-    _O_DELAYED,
-    _O_NEW_ETA,
-    _O_LOST,
-) = _positions(
-    _ORDER_COLUMNS,
-    "customer",
-    "placed",
-    "amount",
-    "placed_at",
-    "channel",
-    "item_count",
-    "service_level",
-    "shipped",
-    "promised_by",
-    "delayed",
-    "new_eta",
-    "lost",
-)
-(
-    _K_CUSTOMER,
-    _K_REP,
-    _K_TOPIC,
-    _K_CHANNEL,
-    _K_OPENED_AT,
-    _K_STATUS,
-    _K_RESOLVED_AT,
-    _K_RESOLUTION,
-    _K_ORDER,
-    _K_TRANSFERS,
-    _K_REMEDIES,
-    _K_REOPENS,
-) = _positions(
-    _CASE_COLUMNS,
-    "customer",
-    "rep",
-    "topic",
-    "channel",
-    "opened_at",
-    "status",
-    "resolved_at",
-    "resolution",
-    "order_id",
-    "transfers",
-    "remedies",
-    "reopens",
-)
 
 # Only customers with a remedy in the window pay for the range count.
 _REMEDIES_IN_WINDOW: Final = (
     "SELECT count(*) FROM remedies WHERE customer = ? AND at > ? AND at <= ?"
 )
-
-
-def _new_customer(customer_id: str) -> list[Any]:
-    return [customer_id, 0, 0, 0, 0, None, None]
-
-
-def _new_order(order_id: str, customer: str) -> list[Any]:
-    return [order_id, customer, 0, 0, None, "", 0, "", 0, None, 0, None, 0]
-
-
-class _Rows:
-    """A bounded write-behind cache of one table's rows by primary key.
-
-    `get` reads a row (as a list to change in place) or None; `put` stores a new or changed
-    row. Changed rows are written by `flush` with INSERT OR REPLACE, inside the batch's
-    transaction. `forget` drops everything (a rollback may have undone what is cached).
-    """
-
-    def __init__(self, cur: sqlite3.Cursor, table: str, columns: tuple[str, ...]) -> None:
-        self._cur = cur
-        names = ", ".join(columns)
-        self._select = f"SELECT {names} FROM {table} WHERE {columns[0]} = ?"
-        marks = ", ".join("?" * len(columns))
-        self._write = f"INSERT OR REPLACE INTO {table} ({names}) VALUES ({marks})"
-        self._rows: dict[str, list[Any] | None] = {}
-        self._dirty: dict[str, list[Any]] = {}
-
-    def get(self, key: str) -> list[Any] | None:
-        try:
-            return self._rows[key]
-        except KeyError:
-            found = self._cur.execute(self._select, (key,)).fetchone()
-            row = None if found is None else list(found)
-            self._rows[key] = row
-            return row
-
-    def put(self, key: str, row: list[Any]) -> None:
-        self._rows[key] = row
-        self._dirty[key] = row
-
-    def flush(self) -> None:
-        if self._dirty:
-            self._cur.executemany(self._write, self._dirty.values())
-            self._dirty.clear()
-        if len(self._rows) > _CACHE_ROWS:  # oldest first: dicts keep insertion order
-            for key in list(itertools.islice(self._rows, len(self._rows) - _CACHE_ROWS * 3 // 4)):
-                del self._rows[key]
-
-    def forget(self) -> None:
-        self._rows.clear()
-        self._dirty.clear()
 
 
 @dataclass(frozen=True)
@@ -342,10 +155,10 @@ class StateStore(Ledger):
             "rep.assigned": self._rep_assigned,
         }
         cur = self._cur
-        self._customers = _Rows(cur, "customers", _CUSTOMER_COLUMNS)
-        self._orders = _Rows(cur, "orders", _ORDER_COLUMNS)
-        self._cases = _Rows(cur, "cases", _CASE_COLUMNS)
-        self._reps = _Rows(cur, "reps", _REP_COLUMNS)
+        self._customers = Rows(cur, "customers", CUSTOMER_COLUMNS)
+        self._orders = Rows(cur, "orders", ORDER_COLUMNS)
+        self._cases = Rows(cur, "cases", CASE_COLUMNS)
+        self._reps = Rows(cur, "reps", REP_COLUMNS)
         self._cached = (self._customers, self._orders, self._cases, self._reps)
         # Split mode: the defect reports are the budget stage's, which may replay its topic
         # from far behind this store's event time, so retention keeps them (see _prune).
@@ -369,14 +182,14 @@ class StateStore(Ledger):
         (synchronous=NORMAL) a commit survives a process crash but the last batches may
         be lost on power failure — and are then re-read from the stored positions.
         """
-        return cls(cls._connect(path, full_sync, _SCHEMA, _ADDED, _ADDED_COLUMNS))
+        return cls(cls._connect(path, full_sync, SCHEMA, ADDED, ADDED_COLUMNS))
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore:
         """An existing store at `path` (or `path/state.db`) for reading beside a running
         service: no write lock, no checkpoints; writing raises sqlite3.OperationalError. A
         file of an older build reads the columns it lacks as NULL, as opening it adds them."""
-        return cls(cls._connect_readonly(path, _ADDED_COLUMNS), checkpoints=False)
+        return cls(cls._connect_readonly(path, ADDED_COLUMNS), checkpoints=False)
 
     def rollback(self) -> None:
         super().rollback()
@@ -396,7 +209,7 @@ class StateStore(Ledger):
             "CREATE INDEX IF NOT EXISTS defects_by_time ON defects (at)",
             "CREATE INDEX IF NOT EXISTS case_remedies_by_time ON case_remedies (at)",
             f"CREATE INDEX IF NOT EXISTS followups_overdue ON followups (due_at)"
-            f" WHERE state = {_OVERDUE}",
+            f" WHERE state = {OVERDUE}",
         )
 
     def _prune(self, cutoff: int) -> None:
@@ -417,11 +230,11 @@ class StateStore(Ledger):
             "DELETE FROM case_remedies WHERE at < ? AND case_id IN (SELECT id FROM cases)",
             (cutoff,),
         )
-        cur.execute(f"DELETE FROM followups WHERE state = {_OVERDUE} AND due_at < ?", (cutoff,))
+        cur.execute(f"DELETE FROM followups WHERE state = {OVERDUE} AND due_at < ?", (cutoff,))
 
     def _customer(self, customer_id: str) -> list[Any]:
         """The customer's row to change (created if new); the caller `put`s it back."""
-        return self._customers.get(customer_id) or _new_customer(customer_id)
+        return self._customers.get(customer_id) or new_customer(customer_id)
 
     # ---------------------------------------------------------------- folding events
 
@@ -465,37 +278,37 @@ class StateStore(Ledger):
     def _order_placed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(OrderPlaced, event.data)
         amount = to_minor(d.amount)
-        row = self._orders.get(d.order_id) or _new_order(d.order_id, customer)
-        if row[_O_PLACED]:
+        row = self._orders.get(d.order_id) or new_order(d.order_id, customer)
+        if row[O_PLACED]:
             return  # a second order.placed for the same order (new event id) counts once
-        row[_O_CUSTOMER], row[_O_PLACED], row[_O_AMOUNT], row[_O_PLACED_AT] = customer, 1, amount, t
-        row[_O_CHANNEL], row[_O_ITEMS] = d.channel, sum(item.qty for item in d.items)
+        row[O_CUSTOMER], row[O_PLACED], row[O_AMOUNT], row[O_PLACED_AT] = customer, 1, amount, t
+        row[O_CHANNEL], row[O_ITEMS] = d.channel, sum(item.qty for item in d.items)
         self._orders.put(d.order_id, row)
         c = self._customer(customer)
-        c[_C_ORDERED] = min(_SUM_LIMIT, c[_C_ORDERED] + amount)
-        c[_C_ORDER_COUNT] += 1
-        first = c[_C_FIRST_ORDER]
-        c[_C_FIRST_ORDER] = t if first is None else min(first, t)
+        c[C_ORDERED] = min(_SUM_LIMIT, c[C_ORDERED] + amount)
+        c[C_ORDER_COUNT] += 1
+        first = c[C_FIRST_ORDER]
+        c[C_FIRST_ORDER] = t if first is None else min(first, t)
         self._customers.put(customer, c)
 
     # Shipping events may overtake order.placed (different producers); the row they create
     # stays `placed = 0` (order.known false) until the order itself arrives.
     def _order_shipped(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(OrderShipped, event.data)
-        row = self._orders.get(d.order_id) or _new_order(d.order_id, customer)
-        row[_O_SHIPPED], row[_O_LEVEL], row[_O_PROMISED] = 1, d.service_level, micros(d.promised_by)
+        row = self._orders.get(d.order_id) or new_order(d.order_id, customer)
+        row[O_SHIPPED], row[O_LEVEL], row[O_PROMISED] = 1, d.service_level, micros(d.promised_by)
         self._orders.put(d.order_id, row)
 
     def _shipment_delayed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(ShipmentDelayed, event.data)
-        row = self._orders.get(d.order_id) or _new_order(d.order_id, customer)
-        row[_O_DELAYED], row[_O_NEW_ETA] = 1, micros(d.new_eta)
+        row = self._orders.get(d.order_id) or new_order(d.order_id, customer)
+        row[O_DELAYED], row[O_NEW_ETA] = 1, micros(d.new_eta)
         self._orders.put(d.order_id, row)
 
     def _shipment_lost(self, event: Envelope, customer: str, t: int) -> None:
         order_id = event.data.__dict__["order_id"]
-        row = self._orders.get(order_id) or _new_order(order_id, customer)
-        row[_O_LOST] = 1
+        row = self._orders.get(order_id) or new_order(order_id, customer)
+        row[O_LOST] = 1
         self._orders.put(order_id, row)
 
     def _defect_reported(self, event: Envelope, customer: str, t: int) -> None:
@@ -530,21 +343,21 @@ class StateStore(Ledger):
             # resolved (its follow-ups park), not escalated for want of a resolution.
             if early is not None:
                 resolved_at, resolution = early
-                row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = (
+                row[K_STATUS], row[K_RESOLVED_AT], row[K_RESOLUTION] = (
                     "resolved",
                     resolved_at,
                     resolution,
                 )
                 self._cases.put(d.case_id, row)
                 return
-        elif row[_K_STATUS] == "resolved":
-            row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = "open", None, None
-            row[_K_REP] = d.rep_id
+        elif row[K_STATUS] == "resolved":
+            row[K_STATUS], row[K_RESOLVED_AT], row[K_RESOLUTION] = "open", None, None
+            row[K_REP] = d.rep_id
             if d.order_id is not None:
-                row[_K_ORDER] = d.order_id
-            row[_K_REOPENS] += 1
+                row[K_ORDER] = d.order_id
+            row[K_REOPENS] += 1
             self._cur.execute(
-                f"UPDATE followups SET state = {_PENDING} WHERE case_id = ? AND state = {_PARKED}",
+                f"UPDATE followups SET state = {PENDING} WHERE case_id = ? AND state = {PARKED}",
                 (d.case_id,),
             )
             self._due_bounds.clear()
@@ -552,16 +365,16 @@ class StateStore(Ledger):
         else:
             return  # already open
         self._cases.put(d.case_id, row)
-        owner = row[_K_CUSTOMER]
+        owner = row[K_CUSTOMER]
         c = self._customer(owner)
-        c[_C_OPEN_CASES] += 1
+        c[C_OPEN_CASES] += 1
         self._customers.put(owner, c)
 
     def _contact_transferred(self, event: Envelope, customer: str, t: int) -> None:
         case_id = event.data.__dict__["case_id"]
         row = self._cases.get(case_id)
         if row is not None:
-            row[_K_TRANSFERS] += 1
+            row[K_TRANSFERS] += 1
             self._cases.put(case_id, row)
 
     def _remedy_requested(self, event: Envelope, customer: str, t: int) -> None:
@@ -588,15 +401,15 @@ class StateStore(Ledger):
         )
         case = self._cases.get(d.case_id)
         if case is not None:
-            case[_K_REMEDIES] += 1
+            case[K_REMEDIES] += 1
             self._cases.put(d.case_id, case)
         # Lifetime value is orders minus refunds, floored at 0 when read: kept as two sums,
         # it does not depend on whether a refund is folded before or after its orders.
         c = self._customer(customer)
         if d.remedy == "refund":
-            c[_C_REFUNDED] = min(_SUM_LIMIT, c[_C_REFUNDED] + cost)
-        last = c[_C_LAST_REMEDY]
-        c[_C_LAST_REMEDY] = t if last is None else max(last, t)
+            c[C_REFUNDED] = min(_SUM_LIMIT, c[C_REFUNDED] + cost)
+        last = c[C_LAST_REMEDY]
+        c[C_LAST_REMEDY] = t if last is None else max(last, t)
         self._customers.put(customer, c)
 
     def _case_resolved(self, event: Envelope, customer: str, t: int) -> None:
@@ -607,16 +420,16 @@ class StateStore(Ledger):
                 _ADD_CASE_REMEDY, (d.case_id, event.event_id, "resolved", d.resolution, 0, t)
             )
             return
-        if row[_K_STATUS] != "open":
+        if row[K_STATUS] != "open":
             return  # already resolved
-        row[_K_STATUS], row[_K_RESOLVED_AT], row[_K_RESOLUTION] = "resolved", t, d.resolution
+        row[K_STATUS], row[K_RESOLVED_AT], row[K_RESOLUTION] = "resolved", t, d.resolution
         self._cases.put(d.case_id, row)
-        owner = self._customers.get(row[_K_CUSTOMER])
+        owner = self._customers.get(row[K_CUSTOMER])
         if owner is not None:
-            owner[_C_OPEN_CASES] -= 1
+            owner[C_OPEN_CASES] -= 1
             self._customers.put(owner[0], owner)
         self._cur.execute(
-            f"UPDATE followups SET state = {_PARKED} WHERE case_id = ? AND state = {_PENDING}",
+            f"UPDATE followups SET state = {PARKED} WHERE case_id = ? AND state = {PENDING}",
             (d.case_id,),
         )
 
@@ -669,11 +482,11 @@ class StateStore(Ledger):
                 # a resolved case waits parked for a reopening.
                 case = self._cases.get(o.case_id)
                 if case is None:
-                    owner, rep, state = customer_id, data.rep_id, _PENDING
+                    owner, rep, state = customer_id, data.rep_id, PENDING
                 else:
-                    owner = customer_id if customer_id is not None else case[_K_CUSTOMER]
-                    rep = case[_K_REP]
-                    state = _PARKED if case[_K_STATUS] == "resolved" else _PENDING
+                    owner = customer_id if customer_id is not None else case[K_CUSTOMER]
+                    rep = case[K_REP]
+                    state = PARKED if case[K_STATUS] == "resolved" else PENDING
                 due = micros(o.due_at)
                 rows.append((o.obligation_id, o.case_id, owner, rep, due, state, lane))
             cur.executemany(_ADD_FOLLOWUP, rows)
@@ -695,13 +508,13 @@ class StateStore(Ledger):
         customer_id: str | None = event.customer_id
         c_known, ltv, orders, remedies_90d, tier, open_cases, tenure = 0, 0, 0, 0, "standard", 0, 0
         if customer_id is not None and (c := self._customers.get(customer_id)) is not None:
-            net = c[_C_ORDERED] - c[_C_REFUNDED]
-            orders, open_cases = c[_C_ORDER_COUNT], c[_C_OPEN_CASES]
+            net = c[C_ORDERED] - c[C_REFUNDED]
+            orders, open_cases = c[C_ORDER_COUNT], c[C_OPEN_CASES]
             c_known, ltv = orders > 0, max(0, net)
             tier = "gold" if net >= _GOLD else "silver" if net >= _SILVER else "standard"
-            first = c[_C_FIRST_ORDER]
+            first = c[C_FIRST_ORDER]
             tenure = 0 if first is None else max(0, (t - first) // _DAY)
-            last = c[_C_LAST_REMEDY]
+            last = c[C_LAST_REMEDY]
             # Only customers with a remedy in the window pay for the range count.
             if last is not None and last > t - _REMEDY_WINDOW:
                 (remedies_90d,) = cur.execute(
@@ -714,24 +527,24 @@ class StateStore(Ledger):
             case_remedies = 0
         else:
             status, case_rep, topic, case_channel = (
-                case[_K_STATUS],
-                case[_K_REP],
-                case[_K_TOPIC],
-                case[_K_CHANNEL],
+                case[K_STATUS],
+                case[K_REP],
+                case[K_TOPIC],
+                case[K_CHANNEL],
             )
-            transfers, case_remedies = case[_K_TRANSFERS], case[_K_REMEDIES]
-            age_hours = max(0, (t - case[_K_OPENED_AT]) // _HOUR)
+            transfers, case_remedies = case[K_TRANSFERS], case[K_REMEDIES]
+            age_hours = max(0, (t - case[K_OPENED_AT]) // _HOUR)
 
         order = None if order_id is None else self._orders.get(order_id)
         if order is None:
             o_known, amount, age_days, channel, items, level = 0, 0, 0, "", 0, ""
             shipped, delayed, lost, delay_days = 0, 0, 0, 0
         else:
-            o_known, amount = order[_O_PLACED], order[_O_AMOUNT]
-            age_days = max(0, (t - order[_O_PLACED_AT]) // _DAY) if o_known else 0
-            channel, items, level = order[_O_CHANNEL], order[_O_ITEMS], order[_O_LEVEL]
-            shipped, delayed, lost = order[_O_SHIPPED], order[_O_DELAYED], order[_O_LOST]
-            eta, promised = order[_O_NEW_ETA], order[_O_PROMISED]
+            o_known, amount = order[O_PLACED], order[O_AMOUNT]
+            age_days = max(0, (t - order[O_PLACED_AT]) // _DAY) if o_known else 0
+            channel, items, level = order[O_CHANNEL], order[O_ITEMS], order[O_LEVEL]
+            shipped, delayed, lost = order[O_SHIPPED], order[O_DELAYED], order[O_LOST]
+            eta, promised = order[O_NEW_ETA], order[O_PROMISED]
             delay_days = 0 if eta is None or promised is None else max(0, (eta - promised) // _DAY)
 
         rep = self._reps.get(rep_id) if rep_id else None
@@ -792,8 +605,8 @@ class StateStore(Ledger):
         case = None if case_id is None else self._cases.get(case_id)
         if case is None:
             return case_id, None, data.get("order_id") or None, data.get("rep_id") or ""
-        order_id = data.get("order_id") or case[_K_ORDER]
-        return case_id, case, order_id, data.get("rep_id") or case[_K_REP]
+        order_id = data.get("order_id") or case[K_ORDER]
+        return case_id, case, order_id, data.get("rep_id") or case[K_REP]
 
     def reports_7d(self, sku: str, at: datetime) -> int:
         """`sku.reports_7d`: the defect reports for `sku` in the 7 days up to `at`."""
@@ -841,7 +654,7 @@ class StateStore(Ledger):
 
     def _laneless(self) -> bool:
         row = self._cur.execute(
-            f"SELECT 1 FROM followups WHERE lane IS NULL AND state != {_OVERDUE} LIMIT 1"
+            f"SELECT 1 FROM followups WHERE lane IS NULL AND state != {OVERDUE} LIMIT 1"
         ).fetchone()
         return row is not None
 
@@ -859,13 +672,13 @@ class StateStore(Ledger):
         cur = self._cur
         rows = cur.execute(
             "SELECT obligation_id, case_id, customer, rep, due_at FROM followups"
-            f" WHERE state = {_PENDING} AND lane IS ? AND due_at <= ?"
+            f" WHERE state = {PENDING} AND lane IS ? AND due_at <= ?"
             " ORDER BY due_at, obligation_id",
             (lane, t),
         ).fetchall()
         if not rows:
             (earliest,) = cur.execute(
-                f"SELECT min(due_at) FROM followups WHERE state = {_PENDING} AND lane IS ?",
+                f"SELECT min(due_at) FROM followups WHERE state = {PENDING} AND lane IS ?",
                 (lane,),
             ).fetchone()
             self._due_bounds[lane] = _NEVER if earliest is None else earliest
@@ -873,7 +686,7 @@ class StateStore(Ledger):
 
     def mark_overdue(self, obligation_id: str) -> None:
         self._cur.execute(
-            f"UPDATE followups SET state = {_OVERDUE} WHERE obligation_id = ?", (obligation_id,)
+            f"UPDATE followups SET state = {OVERDUE} WHERE obligation_id = ?", (obligation_id,)
         )
 
     def last_alert(self, sku: str) -> datetime | None:
@@ -907,7 +720,7 @@ class StateStore(Ledger):
             "cases_open": "SELECT count(*) FROM cases WHERE status = 'open'",
             "cases_resolved": "SELECT count(*) FROM cases WHERE status = 'resolved'",
             "followups_created": "SELECT count(*) FROM followups",
-            "followups_overdue": f"SELECT count(*) FROM followups WHERE state = {_OVERDUE}",
+            "followups_overdue": f"SELECT count(*) FROM followups WHERE state = {OVERDUE}",
             "events_seen": "SELECT count(*) FROM seen",
             "outputs": "SELECT count(*) FROM outbox",
             "outputs_pending": "SELECT count(*) FROM outbox WHERE sent = 0",

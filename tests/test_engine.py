@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine import state
+from engine import row_cache
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
 from engine.service import Processor
@@ -300,7 +300,7 @@ def test_a_row_cache_of_any_size_gives_the_same_decisions_and_state(
     # The hot tables are read through a bounded write-behind cache; evicting rows between
     # batches (here down to a handful) must not change a single byte.
     full = _example_run(tmp_path / "full", 500)
-    monkeypatch.setattr(state, "_CACHE_ROWS", 4)
+    monkeypatch.setattr(row_cache, "_CACHE_ROWS", 4)
     tiny = _example_run(tmp_path / "tiny", 7)
     assert len(full[0]) > 600
     assert tiny == full
