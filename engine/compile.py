@@ -22,7 +22,8 @@ from typing import Any
 
 from engine.expr import All, Cond, Leaf, leaves
 from engine.facts import fact_key
-from engine.policy import Policy, PolicySet, load_policy_set
+from engine.load import load_policy_set
+from engine.policy import Policy, PolicySet
 from engine.policy_schema import MAX_CONDITIONS
 from engine.rules import RuleHost
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.handbook_assets import index_html, policy_html, tally_statuses
-from engine.policy import Policy, load_policy_set
+from engine.load import load_policy_set
+from engine.policy import Policy
 
 if TYPE_CHECKING:
     from pytest_bdd.parser import Feature, Scenario, ScenarioTemplate

@@ -35,7 +35,7 @@ from engine.handbook import (
     record_run_meta,
     summary_lines,
 )
-from engine.policy import load_policy_set
+from engine.load import load_policy_set
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

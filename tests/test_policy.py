@@ -9,7 +9,7 @@ import pytest
 
 from engine.compile import load
 from engine.errors import PolicyError, Span, relpath
-from engine.policy import load_policy_set
+from engine.load import load_policy_set
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from engine.cli import app
-from engine.policy import load_policy_set
+from engine.load import load_policy_set
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -454,7 +454,7 @@ def test_compile_packs_at_most_64_distinct_conditions_per_shared_ruleset(
     tmp_path: Path,
 ) -> None:
     from engine.compile import compile_set
-    from engine.policy import load_policy_set
+    from engine.load import load_policy_set
     from engine.policy_schema import MAX_CONDITIONS
 
     for i in range(7):  # 7 policies of 20 distinct conditions each: 3 + 3 + 1 per ruleset

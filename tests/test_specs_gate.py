@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from engine import specs
-from engine.policy import load_policy_set
+from engine.load import load_policy_set
 
 REPO = specs.REPO
 GOODWILL = Path(sys.executable).with_name("goodwill")

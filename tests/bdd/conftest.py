@@ -28,7 +28,7 @@ from pytest_bdd.parser import Feature, Scenario, Step
 from engine import specs
 from engine.compile import CompiledSet, load
 from engine.errors import PolicyError, relpath
-from engine.policy import load_policy_set
+from engine.load import load_policy_set
 from tests.bdd.steps import *  # noqa: F403  (pytest-bdd keeps step definitions as fixtures of their module)
 from tests.bdd.world import World, features_dir, policies_dir
 
