@@ -15,7 +15,6 @@ from functools import cached_property
 from typing import Any, Literal
 
 from engine.expr import Amount, Cond, leaves
-from engine.facts import fact_key
 
 SHARED_FACT = "sku.reports_7d"  # besides budget.*, the fact other customers' events change
 
@@ -142,7 +141,3 @@ class PolicySet:
 def digest(obj: Any) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def fact_keys(policy: Policy) -> tuple[str, ...]:
-    return tuple(fact_key(p) for p in policy.reads)
