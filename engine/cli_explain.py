@@ -1,0 +1,102 @@
+"""`goodwill explain`: why a decision was made, for whoever is asked about one.
+
+It looks in the places a decision may still be, nearest first: the state's outbox, the
+embedded decisions log, the decisions topic (only the customer's partition when it is
+given); an event that was dead-lettered instead is said so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.cli_options import DataDir, fail, kafka_config, kafka_options, wants_kafka
+
+
+@kafka_options("decisions_topic")
+def explain(
+    ident: Annotated[str, typer.Argument(help="a decision id or the id of the event it decided")],
+    data_dir: DataDir = Path("goodwill-data"),
+    customer: Annotated[
+        str | None,
+        typer.Option(
+            "--customer",
+            help="with Kafka: the decision's customer id, so only its partition is read",
+            show_default=False,
+        ),
+    ] = None,
+    kafka: dict[str, Any] | None = None,
+) -> None:
+    """Show why a decision was made: the rules that fired and the values they saw.
+
+    Looks in the state's outbox (unpublished and recent outputs) and the embedded decisions
+    log; with Kafka settings, then on the decisions topic (every decision), reading only
+    the customer's partition when --customer is given.
+    """
+    from engine.ledger import OUTBOX_KEEP_SENT
+    from engine.report import explain_text
+    from engine.service import DECISIONS_TOPIC
+    from engine.state import StateStore
+    from events.log import scan_topic
+
+    flags = kafka or {}
+    db = data_dir / "state.db"
+    if db.exists():
+        store = StateStore.open_readonly(db)  # beside a running service too
+        try:
+            # The outbox keeps unpublished and recent outputs; the embedded decisions log
+            # has every published one.
+            recorded = (r.value for r in scan_topic(data_dir / "log", DECISIONS_TOPIC))
+            for value in itertools.chain(store.outputs("decision.made"), recorded):
+                doc = json.loads(value)
+                if doc.get("type") == "decision.made" and ident in (
+                    doc["event_id"],
+                    doc["data"]["caused_by"],
+                ):
+                    typer.echo(explain_text(doc))
+                    return
+        finally:
+            store.close()
+    elif not wants_kafka(flags):
+        raise fail(f"no state in {data_dir} (run `goodwill run` first, or give --kafka)")
+    if wants_kafka(flags):
+        from engine.lookup import find_decision
+        from events.kafka import KafkaUnavailable
+
+        cfg = kafka_config(flags)
+        where = cfg.decisions_topic + (f" (customer {customer}'s partition)" if customer else "")
+        typer.echo(f"not in {data_dir}; reading {where} on {cfg.bootstrap_servers}", err=True)
+
+        def progress(read: int) -> None:
+            typer.echo(f"  {read:,} records read", err=True)
+
+        try:
+            found = find_decision(cfg, ident, customer, progress)
+        except KafkaUnavailable as err:
+            raise fail(str(err), 1) from None
+        if found is not None:
+            typer.echo(explain_text(found))
+            return
+        raise fail(f"no decision with id or cause '{ident}' on {where}", 1)
+    from engine.redrive import find_dead_letter
+    from engine.service import DEADLETTER_TOPIC
+
+    letter = find_dead_letter(scan_topic(data_dir / "log", DEADLETTER_TOPIC), ident)
+    if letter is not None:
+        detail = " ".join(letter.detail.split())
+        raise fail(
+            f"no decision for '{ident}': the event was dead-lettered ({letter.reason}: {detail};"
+            f" read from {letter.source}); fix it and send it again, see `goodwill redrive`",
+            1,
+        )
+    raise fail(
+        f"no decision with id or cause '{ident}' in {data_dir} (searched its outbox, which"
+        f" keeps the last {OUTBOX_KEEP_SENT:,} published outputs, and its embedded decisions"
+        f" log; with Kafka, give --kafka to search the {DECISIONS_TOPIC} topic, and"
+        " --customer to read only that customer's partition)",
+        1,
+    )

@@ -1,0 +1,178 @@
+"""What every `goodwill` command may share: the --data-dir, --policies and --embedded
+options, the Kafka flags (`kafka_options`) and the settings they make, how a command refuses
+(`fail`), and how it loads a policy set or shows why it is refused (`compile`).
+
+The commands live in one module per audience (`engine.cli_policy`, `engine.cli_events`,
+`engine.cli_service`, `engine.cli_explain`) and `engine.cli` puts them on the one `app`;
+what they all take is here, so a flag reads and fails the same in every command.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from engine.errors import PolicyError
+
+if TYPE_CHECKING:
+    from events.kafka import KafkaConfig
+
+
+def directory(path: Path) -> Path:
+    """A directory option: refused at once if it names something that is not a directory
+    (one that does not exist yet is created where it is needed)."""
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} exists and is not a directory")
+    return path
+
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        help="where state and the embedded log live",
+        envvar="GOODWILL_DATA_DIR",
+        callback=directory,
+    ),
+]
+
+
+Policies = Annotated[
+    Path, typer.Option("--policies", help="policy directory", envvar="GOODWILL_POLICIES")
+]
+
+
+Embedded = Annotated[
+    bool, typer.Option("--embedded", help="ignore Kafka settings in the environment")
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"goodwill: {message}", err=True)
+    return typer.Exit(code)
+
+
+# Kafka settings every Kafka command takes; each also reads GOODWILL_KAFKA_<FIELD> (see
+# events.kafka.KafkaConfig.from_env), and a flag wins over its variable.
+KAFKA_FLAGS: dict[str, tuple[str, type, str]] = {
+    "bootstrap_servers": (
+        "--kafka",
+        str,
+        "Kafka brokers HOST:PORT[,...] (env GOODWILL_KAFKA_BOOTSTRAP_SERVERS or "
+        "KAFKA_BOOTSTRAP_SERVERS)",
+    ),
+    "events_topic": ("--events-topic", str, "input topic [goodwill.events]"),
+    "decisions_topic": ("--decisions-topic", str, "output topic [goodwill.decisions]"),
+    "deadletter_topic": ("--deadletter-topic", str, "rejected records [goodwill.deadletter]"),
+    "budget_topic": (
+        "--budget-topic",
+        str,
+        "with --budget-stage kafka: decisions the budget stage finishes [goodwill.budget]",
+    ),
+    "group_id": ("--group-id", str, "consumer group [goodwill]"),
+    "client_id": ("--client-id", str, "client id [goodwill]"),
+    "security_protocol": (
+        "--security-protocol",
+        str,
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [PLAINTEXT]",
+    ),
+    "sasl_mechanism": ("--sasl-mechanism", str, "e.g. PLAIN, SCRAM-SHA-512"),
+    "sasl_plain_username": ("--sasl-username", str, "SASL user"),
+    "sasl_plain_password": (
+        "--sasl-password",
+        str,
+        "SASL password (prefer env GOODWILL_KAFKA_SASL_PLAIN_PASSWORD)",
+    ),
+    "ssl_cafile": ("--ssl-cafile", str, "CA certificate (PEM)"),
+    "ssl_certfile": ("--ssl-certfile", str, "client certificate (PEM)"),
+    "ssl_keyfile": ("--ssl-keyfile", str, "client key (PEM)"),
+    "session_timeout_ms": ("--session-timeout-ms", int, "group session timeout [10000]"),
+    "heartbeat_interval_ms": ("--heartbeat-interval-ms", int, "group heartbeat [3000]"),
+    "max_message_bytes": ("--max-message-bytes", int, "largest record produced [1048576]"),
+}
+
+
+# What every Kafka client needs: where the brokers are, who it is, how it authenticates.
+_CONNECTION: tuple[str, ...] = (
+    "bootstrap_servers",
+    "client_id",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
+
+
+def kafka_options(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Add the Kafka flags to a command, which receives the ones given as `kafka: dict`.
+    Its --help shows the connection's and `names` (no names: every flag); it accepts the
+    others too, unlisted, so one set of flags can be passed to every command."""
+    unknown = set(names) - KAFKA_FLAGS.keys()
+    if unknown:
+        raise ValueError(f"no such Kafka flag: {sorted(unknown)}")
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        added = []
+        for name, (flag, kind, text) in KAFKA_FLAGS.items():
+            shown = not names or name in names or name in _CONNECTION
+            option = typer.Option(flag, help=text, show_default=False, hidden=not shown)
+            added.append(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=Annotated[kind | None, option],
+                )
+            )
+        kept = [p for p in signature.parameters.values() if p.name != "kafka"]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            flags = {name: kwargs.pop(name, None) for name in KAFKA_FLAGS}
+            command(kafka={k: v for k, v in flags.items() if v is not None}, **kwargs)
+
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + added
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        del wrapper.__wrapped__  # typer must see the new signature, not the original one
+        return wrapper
+
+    return add
+
+
+def wants_kafka(flags: dict[str, Any]) -> bool:
+    return bool(
+        flags.get("bootstrap_servers")
+        or os.environ.get("GOODWILL_KAFKA_BOOTSTRAP_SERVERS", "").strip()
+        or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    )
+
+
+def kafka_config(flags: dict[str, Any]) -> KafkaConfig:
+    from events.kafka import KafkaConfig
+
+    try:
+        return KafkaConfig.from_env(os.environ, **flags)
+    except ValueError as err:
+        raise fail(str(err)) from None
+
+
+def compile(policies: Path):  # type: ignore[no-untyped-def]
+    from engine.compile import load
+
+    try:
+        return load(policies)
+    except PolicyError as err:
+        typer.echo(err.render(), err=True)
+        typer.echo(f"goodwill: policy set refused ({len(err.diagnostics)} problem(s))", err=True)
+        raise typer.Exit(1) from None
