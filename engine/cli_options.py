@@ -1,6 +1,6 @@
 """What every `goodwill` command may share: the --data-dir, --policies and --embedded
 options, the Kafka flags (`kafka_options`) and the settings they make, how a command refuses
-(`fail`), and how it loads a policy set or shows why it is refused (`compile`).
+(`fail`), and how it loads a policy set or shows why it is refused (`compile_policies`).
 
 The commands live in one module per audience (`engine.cli_policy`, `engine.cli_events`,
 `engine.cli_service`, `engine.cli_explain`) and `engine.cli` puts them on the one `app`;
@@ -21,6 +21,7 @@ import typer
 from engine.errors import PolicyError
 
 if TYPE_CHECKING:
+    from engine.compile import CompiledSet
     from events.kafka import KafkaConfig
 
 
@@ -167,7 +168,7 @@ def kafka_config(flags: dict[str, Any]) -> KafkaConfig:
         raise fail(str(err)) from None
 
 
-def compile(policies: Path):  # type: ignore[no-untyped-def]
+def compile_policies(policies: Path) -> CompiledSet:
     from engine.compile import load
 
     try:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli_options import Policies, compile, fail
+from engine.cli_options import Policies, compile_policies, fail
 from engine.errors import Diagnostic, PolicyError
 
 
@@ -42,7 +42,7 @@ def check(
 ) -> None:
     """Validate a policy set; print positioned errors and exit 1 if it is refused."""
     if output is CheckFormat.text:
-        compiled = compile(directory)
+        compiled = compile_policies(directory)
     else:
         from engine.compile import load
 
@@ -144,7 +144,7 @@ def simulate(
 
     if not source.is_file():
         raise fail(f"no such input file: {source}")
-    baseline, changed = compile(policies), compile(candidate)
+    baseline, changed = compile_policies(policies), compile_policies(candidate)
     typer.echo(f"policy set {baseline.hash} (current) vs {changed.hash} (candidate)")
     for line in report(compare(baseline, changed, source), show):
         typer.echo(line)

@@ -19,7 +19,7 @@ from engine.cli_options import (
     DataDir,
     Embedded,
     Policies,
-    compile,
+    compile_policies,
     fail,
     kafka_config,
     kafka_options,
@@ -138,7 +138,7 @@ def run(
         raise fail(
             "--kafka reads the events topic; a FILE or --embedded is for the embedded backend"
         )
-    compiled = compile(policies)
+    compiled = compile_policies(policies)
     if source is None and not embedded and wants_kafka(flags):
         _run_kafka(
             compiled,
@@ -356,7 +356,7 @@ def rebuild(
         with StateStore.open(data_dir / "state.db") as store:
             if store.stats()["events_seen"] or store.meta("policy_set"):
                 raise fail(f"{data_dir} already holds state; rebuild into an empty --data-dir")
-    compiled = compile(policies)
+    compiled = compile_policies(policies)
     setup_logging(_log_level("WARNING"))
     options = ServiceOptions(
         data_dir=data_dir,
