@@ -57,9 +57,10 @@ from durable.engine import Host, MessageNotHandledException
 
 from bench.workload import generate
 from engine.compile import CompiledSet, load
-from engine.decide import Decider, Outcome, StateView
+from engine.decide import Decider, StateView
 from engine.errors import PolicyError
 from engine.facts import Scalar, vocabulary
+from engine.outcome import Outcome
 from engine.rules import RuleHost, verbatim_rule
 from engine.service import Processor, relay
 from engine.state import StateStore

@@ -24,7 +24,7 @@ order in which the customer stages forwarded, and in one process that is the log
 
 from __future__ import annotations
 
-from engine.decide import Partial
+from engine.draft import Partial
 from engine.service import Processor
 from events.codec import DecodeError, decode
 from events.log import Record

@@ -7,49 +7,21 @@ view, policies are visited in id order. The same inputs give byte-identical outp
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from functools import cache
-from typing import Any, Literal, NamedTuple, Protocol
+from datetime import datetime
+from typing import Protocol
 
-from pydantic_core import to_json
-
+from engine.alerts import alert
 from engine.compile import CompiledSet
-from engine.expr import All, Cond, Leaf, amount_cents, amount_paths, evaluate, leaves, paths
-from engine.facts import (
-    BUDGET_FIELDS,
-    STATE_FIELDS,
-    ZERO,
-    Field,
-    Scalar,
-    event_fields,
-    fact_key,
-    from_minor,
-    to_minor,
-)
+from engine.draft import Doc, Draft, Partial
+from engine.expr import Cond, amount_cents, amount_paths
+from engine.facts import Scalar, event_fact, fact_key, from_minor
+from engine.outcome import Outcome, finish
+from engine.periods import due_time, period_key
 from engine.policy import Budget, Policy, RouteSpec, Rule
-from events.codec import decode, encode
-from events.models import (
-    CATALOG,
-    SCHEMA_VERSION,
-    DecisionData,
-    Envelope,
-    FollowupOverdue,
-    PolicyRef,
-    RootcauseAlert,
-    Route,
-    make_output,
-)
-
-ALERT_WINDOW = timedelta(days=7)
-_FIRST_MOMENT = datetime.min.replace(tzinfo=UTC)
-_LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
-_SAY_LIMIT = 4000  # events.models.Text
-_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
+from engine.say import fill, money_text, shown
+from engine.why import clauses
+from events.models import Envelope, PolicyRef
 
 
 class StateView(Protocol):
@@ -62,237 +34,7 @@ class StateView(Protocol):
     def sku_reports(self, sku: str, since: datetime, until: datetime) -> tuple[int, list[str]]: ...
 
 
-class ChargeEffect(NamedTuple):
-    budget: str
-    owner: str
-    period: str
-    amount: Decimal
-
-
-class ObligationEffect(NamedTuple):
-    obligation_id: str
-    case_id: str
-    due_at: datetime
-
-
-class Effects(NamedTuple):
-    """What the engine folds and counts of a decision (see `StateStore.apply_decision`).
-
-    Tuples, not frozen dataclasses, for this and `Outcome`: built once per event, and a
-    frozen dataclass's `__init__` cost ~4 us of the pair (measured), a tuple's ~0.5.
-    """
-
-    decision_id: str
-    outcome: str
-    rep_id: str | None
-    policies: tuple[str, ...]
-    routes: tuple[tuple[str, str], ...]  # (to, reason)
-    charges: tuple[ChargeEffect, ...]
-    obligations: tuple[ObligationEffect, ...]
-
-    @classmethod
-    def of(cls, data: DecisionData) -> Effects:
-        return cls(
-            decision_id=data.decision_id,
-            outcome=data.outcome,
-            rep_id=data.rep_id,
-            policies=tuple(p.id for p in data.policies),
-            routes=tuple((r.to, r.reason) for r in data.routes),
-            charges=tuple(
-                ChargeEffect(c.budget, c.owner, c.period, c.amount) for c in data.charges
-            ),
-            obligations=tuple(
-                ObligationEffect(o.obligation_id, o.case_id, o.due_at) for o in data.obligations
-            ),
-        )
-
-
-class Outcome(NamedTuple):
-    """Everything one input event produced: its decision and any alerts.
-
-    `raw` is the decision's canonical bytes, as published; `effects` is what the engine
-    folds. The validated model (`decision`, `data`) is built from `raw` when asked for
-    only: validating every decision cost about a third of a decision, and the engine's own
-    values need no checking (tests check the bytes decode to the same model and back).
-    """
-
-    raw: bytes
-    effects: Effects
-    occurred_at: datetime
-    customer_id: str | None
-    alerts: tuple[Envelope, ...] = ()
-
-    @classmethod
-    def recorded(cls, decision: Envelope, alerts: tuple[Envelope, ...] = ()) -> Outcome:
-        """The outcome of a decision read back from the log."""
-        assert isinstance(decision.data, DecisionData)
-        effects = Effects.of(decision.data)
-        return cls(encode(decision), effects, decision.occurred_at, decision.customer_id, alerts)
-
-    @property
-    def decision(self) -> Envelope:
-        """The decision as a validated model (decoded from `raw` on every call)."""
-        return decode(self.raw, outputs=True)
-
-    @property
-    def data(self) -> DecisionData:
-        data = self.decision.data
-        assert isinstance(data, DecisionData)
-        return data
-
-
 _NO_STAGED: tuple[dict[str, Policy], dict[str, None]] = ({}, {})
-_ENVELOPE_PATHS = ("event.type", "event.customer_id", "event.source")
-
-
-@cache
-def _payload_fields(event_type: str) -> tuple[tuple[str, str, Scalar], ...]:
-    """(path, payload attribute, zero value) for each payload field of `event_fact`."""
-    fields: dict[str, Field] = event_fields(event_type)
-    return tuple(
-        (path, path[6:], ZERO[f.type]) for path, f in fields.items() if path not in _ENVELOPE_PATHS
-    )
-
-
-def event_fact(event: Envelope) -> dict[str, Scalar]:
-    """The `event.` part of a fact: scalar payload fields, money in cents, None as zero."""
-    payload = event.data
-    fact: dict[str, Scalar] = {
-        "event.type": event.type,
-        "event.customer_id": event.customer_id or "",
-        "event.source": event.source,
-    }
-    # Measured hot (once per event): the field list is worked out once per event type.
-    for path, name, zero in _payload_fields(event.type):
-        raw = getattr(payload, name, None)
-        if raw is None:
-            fact[path] = zero
-        elif isinstance(raw, Decimal):
-            fact[path] = to_minor(raw)
-        else:
-            fact[path] = raw
-    return fact
-
-
-def period_key(period: str, at: datetime) -> str:
-    # Formatted by hand: the same text as strftime("%Y-%m-%d") / ("%Y-%m"), at a third of
-    # the cost, and budget policies ask for it once or twice per event. Periods are UTC's:
-    # one moment falls in one period however its producer wrote the offset.
-    if at.utcoffset():
-        at = at.astimezone(UTC)
-    if period == "day":
-        return f"{at.year}-{at.month:02d}-{at.day:02d}"
-    if period == "week":
-        year, week, _ = at.isocalendar()
-        return f"{year}-W{week:02d}"
-    return f"{at.year}-{at.month:02d}"
-
-
-def period_kind(key: str) -> str:
-    """ "month", "week" or "day": the kind of a period key `period_key` writes (2026-11,
-    2026-W47, 2026-11-23), as `budget.allocated` carries it."""
-    return "week" if "W" in key else "day" if len(key) > 8 else "month"
-
-
-def due_time(at: datetime, within: timedelta) -> datetime:
-    """`at + within`; a promise that would fall past year 9999 is due at the last moment
-    there is, so that a valid event near the end of the calendar is still decided."""
-    if at.year < 9989:  # a follow-up is at most ten years (engine.policy)
-        return at + within
-    try:
-        due = at + within
-        due.astimezone(UTC)  # within the calendar in UTC too
-    except OverflowError:
-        return _LAST_MOMENT
-    return due
-
-
-def money_text(cents: int, currency: str) -> str:
-    amount = from_minor(cents)
-    return f"${amount:,}" if currency == "USD" else f"{amount:,} {currency}"
-
-
-Doc = dict[str, Any]
-"""A part of the decision as plain data, in the shape of its model in `events.models`."""
-
-
-@dataclass
-class _Draft:
-    """The decision being assembled across the policies that apply to one event.
-
-    Its parts are plain dicts shaped like `Grant`, `Charge`, `Obligation`, `Route`,
-    `PolicyRef` and `Why`, keys in model order; `_finish` serializes them as they are.
-    """
-
-    grants: list[Doc] = field(default_factory=list)
-    charges: list[Doc] = field(default_factory=list)
-    obligations: list[Doc] = field(default_factory=list)
-    routes: list[Doc] = field(default_factory=list)
-    say: list[str] = field(default_factory=list)
-    # Words of rules that only promise a follow-up: said after what is done now.
-    later: list[str] = field(default_factory=list)
-    fired: list[Doc] = field(default_factory=list)
-    why: list[Doc] = field(default_factory=list)
-    alerts: list[Envelope] = field(default_factory=list)
-    pending: dict[tuple[str, str, str], int] = field(default_factory=dict)
-
-    def add(self, part: _Draft) -> None:
-        """Append one policy's part (it charges nothing: no budget, no pending)."""
-        self.grants += part.grants
-        self.charges += part.charges
-        self.obligations += part.obligations
-        self.routes += part.routes
-        self.say += part.say
-        self.later += part.later
-        self.fired += part.fired
-        self.why += part.why
-        self.alerts += part.alerts
-
-
-@dataclass
-class Partial:
-    """A decision with the policies that read only the customer's state applied
-    (`Decider.decide_customer`):
-    the event, its fact, the decision id and each fired policy's part, by policy id."""
-
-    event: Envelope
-    fact: dict[str, Scalar]
-    decision_id: str
-    parts: dict[str, _Draft]
-    # Staged policies without a budget as matched where `parts` were made; None once
-    # sent to the budget stage, which matches them again on its own counts.
-    matched: dict[str, Rule | None] | None = None
-
-    _PARTS = ("grants", "charges", "obligations", "routes", "say", "later", "fired", "why")
-
-    def dump(self) -> bytes:
-        """As JSON, for the budget stage (`load` reads it back to the same bytes of the
-        decision). Alerts are not in it: the customer stage emits them."""
-        return to_json(
-            {
-                "decision_id": self.decision_id,
-                "event": encode(self.event).decode(),
-                "fact": self.fact,
-                "parts": {
-                    policy: {name: getattr(part, name) for name in self._PARTS}
-                    for policy, part in self.parts.items()
-                },
-            }
-        )
-
-    @classmethod
-    def load(cls, raw: bytes) -> Partial:
-        doc = json.loads(raw)
-        parts = {}
-        for policy, found in doc["parts"].items():
-            # `later` is absent from a part an older build dumped
-            part = _Draft(**{name: found.get(name, []) for name in cls._PARTS})
-            for g in part.grants:  # compared by amount when grants are merged
-                g["up_to"] = Decimal(g["up_to"])
-            for o in part.obligations:  # folded as times
-                o["due_at"] = datetime.fromisoformat(o["due_at"])
-            parts[policy] = part
-        return cls(decode(doc["event"].encode()), doc["fact"], doc["decision_id"], parts)
 
 
 class Decider:
@@ -350,7 +92,7 @@ class Decider:
             # No policy listens (about half of a shop's events: orders placed, shipped,
             # cases resolved): the decision notes the event, and of the state it reads only
             # what `StateStore.references` gives.
-            return self._finish(event, state, self._decision_id(event), _Draft())
+            return finish(event, state, self._decision_id(event), Draft(), self.policy_set.hash)
         return self.decide_budget(self.decide_customer(event, state, view), view)
 
     def listens(self, event_type: str) -> bool:
@@ -387,7 +129,7 @@ class Decider:
                 won = first.get(policy_id)
                 if won is None or rule.index < won.index:
                     first[policy_id] = rule
-        parts: dict[str, _Draft] = {}
+        parts: dict[str, Draft] = {}
         matched: dict[str, Rule | None] = {}
         for policy in self.policy_set.on(event.type):
             found = first.get(policy.id)
@@ -395,7 +137,7 @@ class Decider:
                 if policy.budget is None:
                     matched[policy.id] = found  # on this store's counts; see decide_budget
             elif found is not None:
-                part = parts[policy.id] = _Draft()
+                part = parts[policy.id] = Draft()
                 self._apply(policy, found, fact, None, event, decision_id, view, part)
         return Partial(event, fact, decision_id, parts, matched)
 
@@ -404,7 +146,7 @@ class Decider:
         every customer (budgets' ledgers, defect reports, alert windows), and assemble the
         decision, every policy's part in policy order."""
         event, fact, decision_id = partial.event, partial.fact, partial.decision_id
-        draft = _Draft()
+        draft = Draft()
         host = self.compiled.host
         staged, order = self._staged_on.get(event.type, _NO_STAGED)
         parts = partial.parts
@@ -435,7 +177,7 @@ class Decider:
             if name is not None:
                 rule = self._rules[(policy.id, name)]
                 self._apply(policy, rule, fact, budget, event, decision_id, view, draft)
-        return self._finish(event, fact, decision_id, draft)
+        return finish(event, fact, decision_id, draft, self.policy_set.hash)
 
     def _match_packed(self, policy: Policy, fact: Mapping[str, Scalar]) -> Rule | None:
         """The first rule of `policy` (without a budget) that `fact` fires, posting the
@@ -457,7 +199,7 @@ class Decider:
         fact: dict[str, Scalar],
         at: datetime,
         view: StateView,
-        draft: _Draft,
+        draft: Draft,
     ) -> Budget:
         """Put the `budget.*` values of budget `name` into `fact`."""
         budget = self.policy_set.budgets[name]
@@ -487,7 +229,7 @@ class Decider:
         event: Envelope,
         decision_id: str,
         view: StateView,
-        draft: _Draft,
+        draft: Draft,
     ) -> None:
         ref = self._refs.get((policy.id, rule.name))
         if ref is None:
@@ -499,11 +241,14 @@ class Decider:
         why: Doc = {
             "policy": policy.id,
             "rule": rule.name,
-            "clauses": self._clauses(policy, rule, fact),
+            "clauses": clauses(self._parts, policy, rule, fact),
         }
         if rule.index:  # first match wins: say what kept each earlier rule from matching
             why["passed_over"] = [
-                {"rule": earlier.name, "clauses": self._clauses(policy, earlier, fact, False)}
+                {
+                    "rule": earlier.name,
+                    "clauses": clauses(self._parts, policy, earlier, fact, False),
+                }
                 for earlier in policy.rules[: rule.index]
             ]
         draft.why.append(why)
@@ -546,16 +291,16 @@ class Decider:
         if rule.route is not None:
             draft.routes.append(self._route(rule.route, fact))
         if rule.alert is not None:
-            self._alert(policy, rule.alert, fact, event, view, draft)
+            alert(policy, rule.alert, fact, event, view, draft)
         if say:
             # a rule that only promises a follow-up speaks after those that act now
             acts = rule.grants or rule.charges or rule.route or rule.alert
             (draft.later if rule.follow_ups and not acts else draft.say).append(
-                self._fill(say, fact)
+                fill(say, fact, self.currency)
             )
 
     def _charge(
-        self, name: str, cents: int, fact: dict[str, Scalar], event: Envelope, draft: _Draft
+        self, name: str, cents: int, fact: dict[str, Scalar], event: Envelope, draft: Draft
     ) -> str | None:
         """Charge within budget, or route the overflow; returns the overflow words if routed."""
         budget = self.policy_set.budgets[name]
@@ -617,235 +362,5 @@ class Decider:
             "to": to,
             "person": person,
             "reason": reason,
-            "context": {p: self._shown(p, fact) for p in spec.context},
+            "context": {p: shown(p, fact) for p in spec.context},
         }
-
-    def _alert(
-        self,
-        policy: Policy,
-        spec: RouteSpec,
-        fact: dict[str, Scalar],
-        event: Envelope,
-        view: StateView,
-        draft: _Draft,
-    ) -> None:
-        sku = str(fact["sku.id"])
-        if not sku:
-            return
-        last = view.last_alert(sku)
-        if last is not None and event.occurred_at - last < ALERT_WINDOW:
-            return  # one alert per window
-        try:
-            since = event.occurred_at - ALERT_WINDOW
-        except OverflowError:  # in the first week of year 1, the window starts with it
-            since = _FIRST_MOMENT
-        count, orders = view.sku_reports(sku, since, event.occurred_at)
-        alert = RootcauseAlert(
-            sku=sku,
-            reports=count,
-            threshold=_threshold(policy),
-            window_start=since,
-            window_end=event.occurred_at,
-            notify=spec.to,
-            orders=tuple(sorted(set(orders))),
-            reason=spec.reason,
-            context={p: self._shown(p, fact) for p in spec.context},
-        )
-        event_id = f"alert:{sku}:{event.event_id}"
-        draft.alerts.append(
-            make_output("rootcause.alert", event_id, event.occurred_at, alert, event.customer_id)
-        )
-
-    def _clauses(
-        self, policy: Policy, rule: Rule, fact: dict[str, Scalar], shown: bool | None = None
-    ) -> list[Doc]:
-        """Each clause of `rule`'s condition with its result and the values it read; only
-        those whose result is `shown`, when given (False: what kept a rule from matching)."""
-        parts = self._parts.get((policy.id, rule.name))
-        if parts is None:
-            when = rule.when
-            conds: tuple[Cond, ...] = when.items if isinstance(when, All) else (when,)
-            parts = tuple((clause_text(c), c, tuple(sorted(paths(c)))) for c in conds)
-            self._parts[(policy.id, rule.name)] = parts
-        out = []
-        for text, cond, cond_paths in parts:
-            result = evaluate(cond, fact)
-            if shown is None or result is shown:
-                values = {p: self._shown(p, fact) for p in cond_paths}
-                out.append({"text": text, "result": result, "values": values})
-        return out
-
-    def _shown(self, path: str, fact: Mapping[str, Scalar]) -> str | int | bool | None:
-        value = fact.get(path)
-        if _is_money(path) and isinstance(value, int):
-            return str(from_minor(value))
-        return value
-
-    def _fill(self, text: str, fact: Mapping[str, Scalar]) -> str:
-        def one(m: re.Match[str]) -> str:
-            path, value = m.group(1), fact.get(m.group(1))
-            if _is_money(path) and isinstance(value, int):
-                return money_text(value, self.currency)
-            return str(value)
-
-        filled = _PLACEHOLDER.sub(one, text)
-        # The contract's limit for words (`Text`); decisions are not validated one by one.
-        return filled if len(filled) <= _SAY_LIMIT else filled[: _SAY_LIMIT - 1] + "…"
-
-    def _finish(
-        self, event: Envelope, fact: Mapping[str, Scalar], decision_id: str, draft: _Draft
-    ) -> Outcome:
-        outcome: Literal["authorized", "routed", "noted"] = (
-            "routed" if draft.routes else "authorized" if draft.grants else "noted"
-        )
-        rep_id = str(fact.get("rep.id") or "") or None
-        data = {
-            "decision_id": decision_id,
-            "caused_by": event.event_id,
-            "cause_type": event.type,
-            "rep_id": rep_id,
-            "case_id": str(fact.get("case.id") or "") or None,
-            "order_id": str(fact.get("order.id") or "") or None,
-            "outcome": outcome,
-            "grants": _merged(draft.grants),
-            "charges": draft.charges,
-            "obligations": draft.obligations,
-            "routes": draft.routes,
-            "say": draft.say + draft.later if draft.later else draft.say,
-            "policies": draft.fired,
-            "policy_set": self.policy_set.hash,
-            "why": draft.why,
-        }
-        # The envelope as make_output builds it, fields in model order: pydantic's
-        # serializer writes the same bytes as `encode` of the validated model.
-        raw = to_json(
-            {
-                "type": "decision.made",
-                "data": data,
-                "event_id": decision_id,
-                "occurred_at": event.occurred_at,
-                "customer_id": event.customer_id,
-                "schema_version": SCHEMA_VERSION,
-                "source": "goodwill",
-            }
-        )
-        # Positional, and no generator for an empty part: most decisions charge nothing,
-        # oblige nothing and route nowhere.
-        effects = Effects(
-            decision_id,
-            outcome,
-            rep_id,
-            tuple([ref["id"] for ref in draft.fired]) if draft.fired else (),
-            tuple([(r["to"], r["reason"]) for r in draft.routes]) if draft.routes else (),
-            tuple(
-                [
-                    ChargeEffect(c["budget"], c["owner"], c["period"], c["amount"])
-                    for c in draft.charges
-                ]
-            )
-            if draft.charges
-            else (),
-            tuple(
-                [
-                    ObligationEffect(o["obligation_id"], o["case_id"], o["due_at"])
-                    for o in draft.obligations
-                ]
-            )
-            if draft.obligations
-            else (),
-        )
-        alerts = tuple(draft.alerts) if draft.alerts else ()
-        return Outcome(raw, effects, event.occurred_at, event.customer_id, alerts)
-
-
-def _merged(grants: list[Doc]) -> list[Doc]:
-    """One grant per remedy: where several policies authorize the same remedy, the rep
-    may give up to the largest amount (in the order remedies were first authorized)."""
-    if len(grants) < 2:
-        return grants
-    best: dict[str, Doc] = {}
-    for g in grants:
-        if g["remedy"] not in best or g["up_to"] > best[g["remedy"]]["up_to"]:
-            best[g["remedy"]] = g
-    return list(best.values())
-
-
-def clause_text(cond: Cond, inside_and: bool = False) -> str:
-    """The words of a condition as its `why` shows them: read as a condition, they test
-    what `cond` tests (an `or` inside an `and` keeps its parentheses)."""
-    if isinstance(cond, Leaf):
-        return cond.text
-    conj = isinstance(cond, All)
-    texts = list(dict.fromkeys(clause_text(c, conj) for c in cond.items))
-    if len(texts) == 1:
-        return texts[0]
-    text = (" and " if conj else " or ").join(texts)
-    return f"({text})" if inside_and and not conj else text
-
-
-_MONEY_PATHS = frozenset(
-    path
-    for fields in (STATE_FIELDS, BUDGET_FIELDS, *(event_fields(t) for t in CATALOG))
-    for path, f in fields.items()
-    if f.type == "money"
-)
-
-
-def _is_money(path: str) -> bool:
-    return path in _MONEY_PATHS
-
-
-def _threshold(policy: Policy) -> int:
-    """The smallest reports count an alerting rule compares with, shown in the alert."""
-    values = [
-        leaf.value
-        for rule in policy.rules
-        if rule.alert is not None
-        for leaf in leaves(rule.when)
-        if leaf.path == "sku.reports_7d" and isinstance(leaf.value, int)
-    ]
-    return min(values, default=0)
-
-
-def promising_policy(obligation_id: str) -> str | None:
-    """The policy whose rule made a follow-up: obligation ids are
-    `<decision id>:<policy id>:<index>` (`Decider._apply`)."""
-    parts = obligation_id.split(":")
-    return parts[-2] if len(parts) >= 3 else None
-
-
-def overdue(
-    due: list[tuple[str, str, str | None, str | None, datetime]],
-    watermark: datetime,
-    leads: Mapping[str, str],
-) -> list[Envelope]:
-    """`followup.overdue` for each obligation past the watermark, in (due_at, id) order."""
-    out = []
-    for obligation_id, case_id, customer_id, rep_id, due_at in due:
-        lead = leads.get(rep_id or "")
-        route = Route(
-            to="team-lead",
-            person=lead,
-            reason="follow-up is overdue",
-            context={
-                "case_id": case_id,
-                "customer_id": customer_id,
-                "rep_id": rep_id,
-                "due_at": due_at.isoformat(),
-                "policy": promising_policy(obligation_id),
-            },
-        )
-        data = FollowupOverdue(
-            obligation_id=obligation_id,
-            case_id=case_id,
-            rep_id=rep_id,
-            due_at=due_at,
-            watermark=watermark,
-            escalate_to=route,
-        )
-        out.append(
-            make_output(
-                "followup.overdue", f"overdue:{obligation_id}", watermark, data, customer_id
-            )
-        )
-    return out

@@ -33,9 +33,10 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.compile import CompiledSet
-from engine.decide import Decider, Outcome
+from engine.decide import Decider
 from engine.kafka_service import ServiceOptions
 from engine.ledger import StateModeError
+from engine.outcome import Outcome
 from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
 from events.codec import DecodeError, decode

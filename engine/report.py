@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from engine.decide import money_text
 from engine.embedded import Summary
 from engine.facts import to_minor
+from engine.say import money_text
 from events.codec import encode
 from events.models import DecisionData, Envelope, FollowupOverdue, RootcauseAlert
 

@@ -18,16 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from engine.decide import (
-    Decider,
-    Effects,
-    ObligationEffect,
-    Outcome,
-    Partial,
-    overdue,
-    period_kind,
-)
+from engine.decide import Decider
+from engine.draft import Partial
 from engine.errors import relpath
+from engine.outcome import Effects, ObligationEffect, Outcome
+from engine.overdue import overdue
+from engine.periods import period_kind
 from engine.state import StateStore
 from events.codec import DecodeError, decode, encode
 from events.log import Record, Sink

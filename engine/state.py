@@ -88,7 +88,7 @@ from events.models import (
 )
 
 if TYPE_CHECKING:
-    from engine.decide import Effects
+    from engine.outcome import Effects
 
 _HOUR: Final = 3_600_000_000  # microseconds
 _DAY: Final = 24 * _HOUR

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from engine.budget_stage import BudgetStage
 from engine.compile import load
-from engine.decide import Decider, Outcome, Partial, StateView
+from engine.decide import Decider, StateView
+from engine.draft import Partial
 from engine.facts import Scalar
+from engine.outcome import Outcome
 from engine.service import BUDGET_TOPIC, Processor
 from engine.state import StateStore
 from events.log import Record

@@ -597,7 +597,7 @@ def test_a_rebuild_folds_a_recorded_decision_on_money_in_another_currency(
     # A build from before the currency rule decided 20 EUR as $20 and charged it; a
     # rebuild by this build must fold that recorded decision, as it does an event that
     # now looks late, not dead-letter the event and lose the charge.
-    from engine.decide import Outcome
+    from engine.outcome import Outcome
 
     euros = expedite(7, "20.00")
     euros["data"]["currency"] = "EUR"
@@ -633,7 +633,7 @@ def test_a_rebuild_folds_a_recorded_decision_on_money_in_another_currency(
 def test_two_policies_granting_one_remedy_give_the_larger_amount() -> None:
     from decimal import Decimal
 
-    from engine.decide import _merged
+    from engine.outcome import _merged
 
     grants = [
         {"remedy": "credit", "up_to": Decimal("15.00")},

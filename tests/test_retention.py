@@ -198,7 +198,7 @@ def test_a_rebuild_folds_a_recorded_decision_even_where_its_event_looks_late(
     # A rebuild may read the partitions in another interleaving than the live run did, so
     # an event the live run accepted can look late; its recorded decision is a fact and is
     # folded, while an event without one is dead-lettered as late.
-    from engine.decide import Outcome
+    from engine.outcome import Outcome
     from events.codec import decode
 
     live = StateStore.open(tmp_path / "live")

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.decide import clause_text
 from engine.errors import Span
 from engine.expr import All, evaluate, parse_condition
 from engine.facts import ZERO, Scalar, to_minor, vocabulary
 from engine.policy import Policy
 from engine.report import explain_text
+from engine.why import clause_text
 from events.codec import decode, encode
 from events.models import DecisionData
 from tests.samples import sample

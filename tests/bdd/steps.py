@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from pytest_bdd import given, parsers, step, then, when
 
-from engine.decide import period_key
 from engine.errors import did_you_mean
+from engine.periods import period_key
 from engine.specs import GRANT_WORDS, PHRASES, TYPES
 from events.models import DecisionData, FollowupOverdue, RootcauseAlert
 from tests.bdd.world import World, dollars, span_text
