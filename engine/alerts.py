@@ -15,7 +15,7 @@ from engine.draft import Draft
 from engine.expr import leaves
 from engine.facts import Scalar
 from engine.policy import Policy, RouteSpec
-from engine.say import shown
+from engine.say import value_shown
 from events.models import Envelope, RootcauseAlert, make_output
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def alert(
     except OverflowError:  # in the first week of year 1, the window starts with it
         since = _FIRST_MOMENT
     count, orders = view.sku_reports(sku, since, event.occurred_at)
-    alert = RootcauseAlert(
+    data = RootcauseAlert(
         sku=sku,
         reports=count,
         threshold=_threshold(policy),
@@ -53,11 +53,11 @@ def alert(
         notify=spec.to,
         orders=tuple(sorted(set(orders))),
         reason=spec.reason,
-        context={p: shown(p, fact) for p in spec.context},
+        context={p: value_shown(p, fact) for p in spec.context},
     )
     event_id = f"alert:{sku}:{event.event_id}"
     draft.alerts.append(
-        make_output("rootcause.alert", event_id, event.occurred_at, alert, event.customer_id)
+        make_output("rootcause.alert", event_id, event.occurred_at, data, event.customer_id)
     )
 
 

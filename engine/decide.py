@@ -19,7 +19,7 @@ from engine.facts import Scalar, event_fact, fact_key, from_minor
 from engine.outcome import Outcome, finish
 from engine.periods import due_time, period_key
 from engine.policy import Budget, Policy, RouteSpec, Rule
-from engine.say import fill, money_text, shown
+from engine.say import fill, money_text, value_shown
 from engine.why import clauses
 from events.models import Envelope, PolicyRef
 
@@ -262,13 +262,13 @@ class Decider:
             # Every limit came to nothing here (up_to: order.amount of a free order): the
             # words would promise what nobody may give, so a person decides, with the numbers.
             limits = ", ".join(f"{g.remedy} up to {g.text}" for g in rule.grants)
-            shown = sorted({p for g in rule.grants for p in amount_paths(g.up_to)})
+            paths = sorted({p for g in rule.grants for p in amount_paths(g.up_to)})
             nothing = RouteSpec(
                 "team-lead",
                 None,
                 f"{policy.id}/{rule.name} authorizes {limits}, which comes to"
                 f" {money_text(0, self.currency)} here",
-                tuple(shown),
+                tuple(paths),
             )
             draft.routes.append(self._route(nothing, fact))
             say = None
@@ -306,7 +306,7 @@ class Decider:
         budget = self.policy_set.budgets[name]
         owner = str(fact["rep.id"] if budget.scope == "rep" else fact["rep.team"])
         period = period_key(budget.period, event.occurred_at)
-        # A rule charges only its policy's budget (engine.policy refuses others), whose
+        # A rule charges only its policy's budget (engine.policy_file refuses others), whose
         # `budget.*` values `_budget_fact` put in the fact, pending charges included.
         allocated, charged = int(fact["budget.allocated"]), int(fact["budget.charged"])
         remaining = allocated - charged
@@ -362,5 +362,5 @@ class Decider:
             "to": to,
             "person": person,
             "reason": reason,
-            "context": {p: shown(p, fact) for p in spec.context},
+            "context": {p: value_shown(p, fact) for p in spec.context},
         }

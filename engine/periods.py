@@ -36,7 +36,7 @@ def period_kind(key: str) -> str:
 def due_time(at: datetime, within: timedelta) -> datetime:
     """`at + within`; a promise that would fall past year 9999 is due at the last moment
     there is, so that a valid event near the end of the calendar is still decided."""
-    if at.year < 9989:  # a follow-up is at most ten years (engine.policy)
+    if at.year < 9989:  # a follow-up is at most ten years (engine.policy_file)
         return at + within
     try:
         due = at + within

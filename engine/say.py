@@ -2,7 +2,7 @@
 
 A rule's `say` has its `{path}` placeholders filled in from the fact, money written in the
 policy set's currency (`money_text`); `why`, routes and alerts show a fact's values with
-money as an amount, not cents (`shown`). Its own module because the wording changes for
+money as an amount, not cents (`value_shown`). Its own module because the wording changes for
 other reasons than what is decided, and `engine.report` writes money the same way.
 """
 
@@ -23,7 +23,7 @@ def money_text(cents: int, currency: str) -> str:
     return f"${amount:,}" if currency == "USD" else f"{amount:,} {currency}"
 
 
-def shown(path: str, fact: Mapping[str, Scalar]) -> str | int | bool | None:
+def value_shown(path: str, fact: Mapping[str, Scalar]) -> str | int | bool | None:
     value = fact.get(path)
     if _is_money(path) and isinstance(value, int):
         return str(from_minor(value))

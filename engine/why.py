@@ -8,11 +8,11 @@ because how a decision explains itself changes apart from how it is reached.
 
 from __future__ import annotations
 
-from engine import say  # as `say.shown`: `clauses` has a parameter named `shown`
 from engine.draft import Doc
 from engine.expr import All, Cond, Leaf, evaluate, paths
 from engine.facts import Scalar
 from engine.policy import Policy, Rule
+from engine.say import value_shown
 
 
 def clause_text(cond: Cond, inside_and: bool = False) -> str:
@@ -47,6 +47,6 @@ def clauses(
     for text, cond, cond_paths in parts:
         result = evaluate(cond, fact)
         if shown is None or result is shown:
-            values = {p: say.shown(p, fact) for p in cond_paths}
+            values = {p: value_shown(p, fact) for p in cond_paths}
             out.append({"text": text, "result": result, "values": values})
     return out
