@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kafka import TopicPartition
 
 from bench.kafka_pipe import bench_broker
-from engine.kafka_service import first_gap
+from engine.offset_gaps import first_gap
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 
 BATCH = 15

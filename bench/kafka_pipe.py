@@ -5,12 +5,12 @@ topic A ──producer──▶ A ──relay (a separate process)──▶ B �
 The relay is the Kafka half of `goodwill run --kafka` and nothing else: a group consumer
 polls at most `--batch` records, the previous batch's acknowledgements are awaited (flush,
 every future checked) and its offsets committed asynchronously, then this batch is sent —
-the service's pipelined delivery (engine/kafka_service.py `_batch`/`_send`/`_settle`) minus
-the SQLite transaction and the decision. Clients come from events.kafka (make_producer,
-make_consumer: acks=all, idempotence, no compression, the same batching and fetch
-settings), and the relay runs in a process of its own, like the service, so the figures
-are a fair ceiling for the end-to-end benchmark. bench/kafka_e2e.py pipes its own workload
-with output records as large as its decisions.
+the service's pipelined delivery (engine/kafka_service.py `_batch`, engine/delivery.py
+`_send`/`_settle`) minus the SQLite transaction and the decision. Clients come from
+events.kafka (make_producer, make_consumer: acks=all, idempotence, no compression, the
+same batching and fetch settings), and the relay runs in a process of its own, like the
+service, so the figures are a fair ceiling for the end-to-end benchmark. bench/kafka_e2e.py
+pipes its own workload with output records as large as its decisions.
 
     python bench/kafka_pipe.py --events 20000
 

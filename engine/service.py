@@ -64,7 +64,7 @@ DEADLETTER_HEADERS = frozenset(
         "goodwill.source.topic",
         "goodwill.source.partition",
         "goodwill.source.offset",
-        "goodwill.truncated.bytes",  # a copy cut to fit (engine/kafka_service.py)
+        "goodwill.truncated.bytes",  # a copy cut to fit (engine/delivery.py)
         "goodwill.truncated.sha256",
     )
 )

@@ -17,7 +17,8 @@ import pytest
 from kafka import TopicPartition
 
 from engine.compile import load
-from engine.kafka_service import KafkaService, ServiceOptions, first_gap
+from engine.kafka_service import KafkaService, ServiceOptions
+from engine.offset_gaps import first_gap
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 from tests.kafka_broker import consume
 
