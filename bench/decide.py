@@ -246,7 +246,7 @@ class _PlainHost(Host):  # type: ignore[misc]  # durable ships no type informati
 
 
 class _Floor:
-    """The least storage a batch of decisions needs (DESIGN.md, "State and delivery"), in a
+    """The least storage a batch of decisions needs (docs/kafka.md, "Delivery guarantees"), in a
     SQLite file of its own with the store's settings: per event one state row read and one
     written, its id remembered and its decision in the outbox; the next offset; one commit;
     then the outbox read back and marked sent, and rows sent long ago forgotten."""

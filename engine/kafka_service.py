@@ -1,6 +1,6 @@
 """The Kafka backend: a consumer-group member that decides the events topic.
 
-One loop, one thread (DESIGN.md "State and delivery"):
+One loop, one thread (docs/kafka.md, "Delivery guarantees"):
 
     poll a batch ─▶ Processor.process: ONE SQLite transaction with the state, the next
                     offset per partition, the outbox and the seen event ids

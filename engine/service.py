@@ -329,8 +329,8 @@ class Processor:
             self._due(lane)
 
     def _due(self, lane: int) -> None:
-        """Escalate the follow-ups due by the watermark of partition `lane` (DESIGN.md,
-        "Time"): a case's history is on one partition, so its deadline waits for that
+        """Escalate the follow-ups due by the watermark of partition `lane` (docs/kafka.md,
+        "Delivery guarantees"): a case's history is on one partition, so its deadline waits for that
         partition's own events, however far others have been read. No query and no
         datetime unless one may be due."""
         store = self.store

@@ -299,7 +299,8 @@ CATALOG: dict[str, tuple[type[Payload], bool]] = {
     "rep.assigned": (RepAssigned, False),
     "clock.tick": (ClockTick, False),
 }
-"""Input event types, in catalog order. `rep.assigned` extends DESIGN.md's v1 catalog."""
+"""Input event types, in catalog order (README, "Event catalog"); `rep.assigned` came
+after the first version of the catalog."""
 
 EVENT_CLASSES: dict[str, type[Envelope]] = {
     name: _event(name, payload, customer) for name, (payload, customer) in CATALOG.items()

@@ -1,5 +1,5 @@
-"""Follow-up deadlines fire by the watermark of the partition the case lives on (DESIGN.md,
-"Time"), not by the latest event time of any partition.
+"""Follow-up deadlines fire by the watermark of the partition the case lives on (docs/kafka.md,
+"Delivery guarantees"), not by the latest event time of any partition.
 
 Events are keyed by customer, so a case's history is on one partition; `clock.tick` and
 `rep.assigned` go to every partition. One instance reading several partitions reads them
