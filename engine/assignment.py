@@ -22,8 +22,8 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
 from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
-from engine.ledger import datetime_of
 from engine.metrics import Metrics
+from engine.micros import datetime_of
 from engine.state import StateStore
 from events.kafka import KafkaConfig
 

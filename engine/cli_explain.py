@@ -37,7 +37,7 @@ def explain(
     log; with Kafka settings, then on the decisions topic (every decision), reading only
     the customer's partition when --customer is given.
     """
-    from engine.ledger import OUTBOX_KEEP_SENT
+    from engine.outbox import OUTBOX_KEEP_SENT
     from engine.report import explain_text
     from engine.service import DECISIONS_TOPIC
     from engine.state import StateStore

@@ -61,7 +61,7 @@ RetainDays = Annotated[
 
 
 def _time_text(us: int | None) -> str | None:
-    from engine.ledger import datetime_of
+    from engine.micros import datetime_of
 
     return None if us is None else datetime_of(us).isoformat()
 
@@ -129,8 +129,8 @@ def run(
     import sqlite3
 
     from engine.embedded import StateLost, run_embedded, stop_after_batch
-    from engine.ledger import StateVersionError
     from engine.report import Printer
+    from engine.state_file import StateVersionError
     from events.log import LogCorrupted, LogError
 
     flags = kafka or {}
@@ -210,8 +210,8 @@ def status(
     what it holds and what waits to be published. Safe beside a running service."""
     import sqlite3
 
-    from engine.ledger import StateVersionError
     from engine.state import StateStore
+    from engine.state_file import StateVersionError
 
     try:
         store = StateStore.open_readonly(data_dir)

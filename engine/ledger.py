@@ -1,105 +1,39 @@
-"""Where the engine is in the log: the SQLite file, its batches, and delivery bookkeeping.
+"""Where the engine is in the log: its batches, and delivery bookkeeping.
 
 The ledger records how far processing has come — event ids already applied, the next
-offset per input partition, the event-time watermark — and the outbox of outputs to
-publish. `engine.state.StateStore` extends it with the projections, so that one SQLite
-transaction per batch covers state, positions, seen ids and outputs together: after a
-crash the engine resumes from stored positions and finds exactly the state and outputs
-that go with them.
+offset per input partition, the event-time watermark. `engine.outbox` adds the outputs to
+publish and `engine.state.StateStore` the projections, so that one SQLite transaction per
+batch covers state, positions, seen ids and outputs together: after a crash the engine
+resumes from stored positions and finds exactly the state and outputs that go with them.
+The file itself, its opening and its schema versions, is `engine.state_file`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Final, ParamSpec, Self
 
-STATE_FILE: Final = "state.db"
-OUTBOX_KEEP_SENT: Final = 10_000
-"""Published outputs the outbox keeps (the most recent ones), e.g. for `goodwill explain`."""
-STATE_SCHEMA_VERSION: Final = 3
-"""Bump when an older build would misread what is stored; a file of a version not in
-`_READS` is refused. 3 since retention, follow-up lanes and the budget-stage mode: a build
-that reads only 2 refuses a file this build has written instead of misreading it (it would
-decide again an event whose id retention forgot). A file at 2 is raised to 3 by the first
-batch this build commits to it."""
-_READS: Final = (2, 3)
+from engine.checkpointer import Checkpointer
+from engine.micros import DAY_US, datetime_of, micros
+from engine.state_file import STATE_SCHEMA_VERSION, version
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-_CACHE_KIB: Final = 64 * 1024  # SQLite's page cache bounds the memory state may use
-_CHECKPOINT_PAGES: Final = 16_384  # the engine's own, only if the checkpointer falls behind
 _WATERMARK: Final = "watermark"  # its meta key
-_WAL_LIMIT_BYTES: Final = 64 * 1024 * 1024
-_CHECKPOINT_FRAMES: Final = 8192  # pages (32 MB) per background checkpoint, about
-_CHECKPOINT_PAUSE_S: Final = (0.1, 1.0)  # bounds of its pause between checkpoints
-
-_log = logging.getLogger("goodwill.state")
-
-_LEDGER_SCHEMA: Final = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
-CREATE TABLE seen (event_id TEXT PRIMARY KEY, at INTEGER) WITHOUT ROWID;
-CREATE TABLE positions (
-    source TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (source, part)
-) WITHOUT ROWID;
-CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY, ident TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, topic TEXT NOT NULL,
-    key BLOB, value BLOB NOT NULL, headers TEXT NOT NULL DEFAULT '[]',
-    sent INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX outbox_unsent ON outbox (id) WHERE sent = 0;
-"""
-
-_OUTBOX_INSERT: Final = (
-    "INSERT OR IGNORE INTO outbox (ident, kind, topic, key, value, headers)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
-
-# Columns added after version 2, to tables of older files on open: (table, column, type).
-_ADDED_COLUMNS: Final = (
-    ("seen", "at", "INTEGER"),  # NULL: seen before it existed
-    ("positions", "event_time", "INTEGER"),  # NULL: not an events partition, or not known
-)
 _RETAIN: Final = "retain_days"  # its meta key (see Ledger.retain)
 _SOURCE_HEAD: Final = "source-head:"  # + a file source's topic (see Ledger.note_source)
-DAY_US: Final = 86_400_000_000
 
 _P = ParamSpec("_P")
-
-Headers = tuple[tuple[str, bytes], ...]
-Pending = tuple[int, str, bytes | None, bytes, Headers]
-"""An unsent output: (rowid, topic, key, value, headers)."""
-
-
-class StateVersionError(RuntimeError):
-    """The state file was written by a build with another schema version."""
 
 
 class StateModeError(RuntimeError):
     """The state was made in another mode than the one asked (e.g. --budget-stage)."""
 
 
-def micros(t: datetime) -> int:
-    """Event time as integer microseconds since the epoch: exact, so windows compare exactly."""
-    return (t - _EPOCH) // _MICROSECOND
-
-
-def datetime_of(us: int) -> datetime:
-    """The UTC datetime for `micros` output."""
-    return _EPOCH + timedelta(microseconds=us)
-
-
 class Ledger:
-    """The connection, batching, watermark, seen ids, positions and outbox."""
+    """The connection, batching, watermark, seen ids and positions."""
 
     def __init__(self, conn: sqlite3.Connection, *, checkpoints: bool = True) -> None:
         self._conn = conn
@@ -111,13 +45,11 @@ class Ledger:
         self._watermark: int | None = self._stored_watermark()
         self._watermark_dirty = False
         self._watermark_at: tuple[int, datetime] | None = None
-        # Outbox rows of the open batch, inserted together before it commits.
-        self._outbox_rows: list[tuple[str, str, str, bytes | None, bytes, str]] = []
-        self._checkpointer = _Checkpointer.start_for(conn) if checkpoints else None
+        self._checkpointer = Checkpointer.start_for(conn) if checkpoints else None
         # A file at an older schema version is raised to this one by the first batch it
         # commits (`commit`), not when opened: a run refused before deciding anything
         # (lost state, another budget-stage mode) leaves it for the build it came from.
-        self._stale_version = (_version(conn) or STATE_SCHEMA_VERSION) < STATE_SCHEMA_VERSION
+        self._stale_version = (version(conn) or STATE_SCHEMA_VERSION) < STATE_SCHEMA_VERSION
         # Retention (see `retain`): the horizon in microseconds of event time, or None to
         # keep everything; and the cutoff the history was last pruned to.
         stored = self.meta(_RETAIN)
@@ -132,104 +64,6 @@ class Ledger:
         self._lane_at: dict[int, tuple[int, datetime]] = {}
         self._last_at: datetime | None = None
         self._last_us = 0
-
-    @staticmethod
-    def _connect(
-        path: Path,
-        full_sync: bool,
-        schema: str,
-        added: str = "",
-        columns: tuple[tuple[str, str, str], ...] = (),
-    ) -> sqlite3.Connection:
-        """Open (creating) the file. `columns` (table, column, type) and `added`,
-        idempotent statements (`IF NOT EXISTS`), are what a newer build added to older
-        files: checked on every open, columns first, so older files gain them."""
-        if path.is_dir():
-            path = path / STATE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: no implicit transactions; begin()/commit() mark a batch.
-        conn = sqlite3.connect(path, isolation_level=None, cached_statements=256)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {'FULL' if full_sync else 'NORMAL'}")
-            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-            conn.execute("PRAGMA temp_store = MEMORY")
-            # `_Checkpointer` copies the WAL into the file from its own thread at ~32 MB;
-            # this connection checkpoints itself only if that falls behind. Rare
-            # checkpoints copy each hot page fewer times, as consecutive batches rewrite
-            # the same pages (measured: 32 MB against 4 MB, commit 26-29 against 31-32 us
-            # per decision; the engine's thread doing it at 40 MB, 38-42 us).
-            conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
-            conn.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
-            conn.execute("BEGIN IMMEDIATE")
-            # executescript() would commit on its own; create the tables statement by
-            # statement so a half-created schema can never be left behind.
-            found = _version(conn)
-            if found is None:
-                for statement in (_LEDGER_SCHEMA + schema).split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?)", (STATE_SCHEMA_VERSION,)
-                )
-            elif found not in _READS:  # before touching it
-                conn.execute("ROLLBACK")
-                raise StateVersionError(
-                    f"{path}: state schema version {found}, this build reads"
-                    f" {' or '.join(map(str, _READS))}; "
-                    + (
-                        "it was written by a newer build: run that one, or rebuild the state"
-                        " with this one by replaying the log into a new data directory"
-                        if found > STATE_SCHEMA_VERSION
-                        else "rebuild the state by replaying the log into a new data directory"
-                    )
-                )
-            for table, column, kind in (*_ADDED_COLUMNS, *columns):
-                known = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-                if column not in known:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            for statement in added.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @staticmethod
-    def _connect_readonly(
-        path: Path, columns: tuple[tuple[str, str, str], ...] = ()
-    ) -> sqlite3.Connection:
-        """An existing store, read only: no write lock is taken, so it can be read beside a
-        running service (each statement sees the last committed batch). A file of an older
-        build, not yet opened for writing by this one, lacks the `columns` (table, column,
-        type) added since: a temporary view of each such table reads them as NULL, the value
-        `_connect` gives them (`goodwill status` and `explain` before the first run)."""
-        if path.is_dir():
-            path = path / STATE_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no state file {path}")
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        try:
-            found = _version(conn)
-            if found not in _READS:
-                raise StateVersionError(
-                    f"{path}: state schema version {found}, this build reads"
-                    f" {' or '.join(map(str, _READS))}"
-                )
-            lacking: dict[str, list[str]] = {}
-            for table, column, _ in (*_ADDED_COLUMNS, *columns):
-                known = {row[1] for row in conn.execute(f"PRAGMA main.table_info({table})")}
-                if column not in known:
-                    lacking.setdefault(table, []).append(column)
-            for table, names in lacking.items():  # the temp schema is read before main
-                nulls = ", ".join(f"NULL AS {name}" for name in names)
-                conn.execute(f"CREATE TEMP VIEW {table} AS SELECT *, {nulls} FROM main.{table}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
 
     def close(self) -> None:
         """Close the file; an unfinished batch is discarded, as a crash would."""
@@ -282,7 +116,6 @@ class Ledger:
         self._stale_version = False
 
     def rollback(self) -> None:
-        self._outbox_rows.clear()
         self._pruned_to = None  # a prune it undid is done again at the next commit
         self._part_times.clear()
         self._lanes.clear()
@@ -300,6 +133,9 @@ class Ledger:
             self.rollback()
             raise
         self.commit()
+
+    def _write_behind(self) -> None:
+        """Write what the batch kept in memory; runs inside the batch, before COMMIT."""
 
     # ---------------------------------------------------------------- event time
 
@@ -481,81 +317,6 @@ class Ledger:
             (source, partition, offset, self.partition_time(source, partition)),
         )
 
-    def outbox_add(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: Sequence[tuple[str, bytes]],
-        kind: str,
-        ident: str,
-    ) -> None:
-        """Record an output to publish on `topic`. The same `ident` again is ignored: a
-        replayed decision has the same id and bytes, and must be published once."""
-        # latin-1 maps every byte to one code point, so header bytes survive as JSON text
-        packed = (
-            json.dumps([[name, raw.decode("latin-1")] for name, raw in headers])
-            if headers
-            else "[]"
-        )
-        row = (ident, kind, topic, key, value, packed)
-        if self._conn.in_transaction:
-            # Written with the batch's other rows in one executemany (see _flush_outbox).
-            self._outbox_rows.append(row)
-        else:
-            self._cur.execute(_OUTBOX_INSERT, row)
-
-    def _write_behind(self) -> None:
-        """Write what the batch kept in memory; runs inside the batch, before COMMIT."""
-        self._flush_outbox()
-
-    def _flush_outbox(self) -> None:
-        if self._outbox_rows:
-            self._cur.executemany(_OUTBOX_INSERT, self._outbox_rows)
-            self._outbox_rows.clear()
-
-    def outbox_pending(self, limit: int) -> list[Pending]:
-        """Up to `limit` unsent outputs as (rowid, topic, key, value, headers), oldest first."""
-        self._flush_outbox()
-        rows = self._cur.execute(
-            "SELECT id, topic, key, value, headers FROM outbox WHERE sent = 0 ORDER BY id LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [
-            (rowid, topic, key, value, _unpack_headers(h)) for rowid, topic, key, value, h in rows
-        ]
-
-    def outbox_mark_sent(self, rowids: Sequence[int]) -> None:
-        """Mark outputs published, and forget published ones beyond the `OUTBOX_KEEP_SENT`
-        most recent: the log holds them now, and an outbox that only grows would fill the
-        disk and crowd the state out of SQLite's page cache."""
-        if not self._conn.in_transaction:
-            self._autocommit(self.outbox_mark_sent, rowids)
-            return
-        if not rowids:
-            return
-        self._cur.executemany("UPDATE outbox SET sent = 1 WHERE id = ?", [(r,) for r in rowids])
-        self._cur.execute(
-            "DELETE FROM outbox WHERE id <= ? AND sent = 1", (max(rowids) - OUTBOX_KEEP_SENT,)
-        )
-
-    def outputs(self, kind: str | None = None) -> Iterator[bytes]:
-        """The outputs the outbox holds: every one not yet published and the most recent
-        published ones (`OUTBOX_KEEP_SENT`), in insertion order.
-
-        Streams from its own cursor; do not write to the store while iterating.
-        """
-        self._flush_outbox()
-        if kind is None:
-            cursor = self._conn.execute("SELECT value FROM outbox ORDER BY id")
-        else:
-            cursor = self._conn.execute(
-                "SELECT value FROM outbox WHERE kind = ? ORDER BY id", (kind,)
-            )
-        while rows := cursor.fetchmany(512):
-            for (value,) in rows:
-                yield value
-
     # ---------------------------------------------------------------- engine settings
 
     def meta(self, key: str) -> str | None:
@@ -631,69 +392,6 @@ _DUMPS: Final = {
 }
 
 
-class _Checkpointer:
-    """Copies the write-ahead log into the database file on a thread of its own.
-
-    sqlite3 releases the GIL while SQLite works, so the copy and its fsync run beside the
-    engine instead of inside whichever commit happens to cross the autocheckpoint size
-    (measured on the Kafka service: such a batch took up to 70 ms, the tail of decision
-    latency). PASSIVE neither waits for nor blocks the engine's connection.
-    """
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self.checkpoints = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="goodwill-checkpoint", daemon=True)
-
-    @classmethod
-    def start_for(cls, conn: sqlite3.Connection) -> _Checkpointer | None:
-        row = conn.execute("PRAGMA database_list").fetchone()
-        if row is None or not row[2]:
-            return None  # in memory: no file, no log to copy
-        checkpointer = cls(row[2])
-        checkpointer._thread.start()
-        return checkpointer
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        # Rare checkpoints copy each hot page fewer times (consecutive batches rewrite the
-        # same pages), so the pause adapts to let about `_CHECKPOINT_FRAMES` pages
-        # accumulate: a checkpoint that found n pages waits target/n times as long next
-        # time, within bounds; one that could not copy everything (a batch committed
-        # meanwhile) comes back soon, as the log restarts only once it is all copied.
-        # Measured under full load: 5,000-8,000 pages a second.
-        pause = _CHECKPOINT_PAUSE_S[0]
-        conn: sqlite3.Connection | None = None
-        try:
-            while not self._stopping.wait(pause):
-                try:
-                    if conn is None:
-                        conn = sqlite3.connect(
-                            self._path, isolation_level=None, check_same_thread=False
-                        )
-                    _busy, log, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as exc:
-                    _log.debug("background checkpoint: %s", exc)
-                    continue
-                self.checkpoints += 1
-                lo, hi = _CHECKPOINT_PAUSE_S
-                if log < 0 or copied < log:
-                    pause = lo  # busy, or not all copied
-                else:
-                    pause = min(hi, max(lo, pause * _CHECKPOINT_FRAMES / max(1, log)))
-        finally:
-            if conn is not None:
-                conn.close()
-
-
 def _dump_query(conn: sqlite3.Connection, table: str) -> str:
     # table_info rows are (cid, name, type, notnull, default, pk), pk being the column's
     # position in the primary key (0: not part of it).
@@ -701,16 +399,3 @@ def _dump_query(conn: sqlite3.Connection, table: str) -> str:
     key = [name for _, name, *_, pk in sorted(info, key=lambda c: c[5]) if pk]
     order = key or [name for _, name, *_ in info]
     return f"SELECT * FROM {table} ORDER BY {', '.join(order)}"
-
-
-def _unpack_headers(packed: str) -> Headers:
-    if packed == "[]":  # decisions carry none; skip the parse
-        return ()
-    return tuple((name, value.encode("latin-1")) for name, value in json.loads(packed))
-
-
-def _version(conn: sqlite3.Connection) -> int | None:
-    if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'schema_version'").fetchone() is None:
-        return None
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    return None if row is None or row[0] is None else int(row[0])

@@ -4,16 +4,17 @@ Everything here is derived from the log alone — input events in order, then th
 of each decision — so folding the same log twice yields the same tables (`digest`).
 Time is event time only: windows and ages are measured from `occurred_at`, never the
 wall clock. Money is integer cents. Timestamps are integer microseconds since the Unix
-epoch (UTC), so window boundaries compare exactly.
+epoch (UTC), so window boundaries compare exactly (`engine.micros`).
 
-The store is one SQLite file in WAL mode. The caller batches: everything between
-`begin()` and `commit()` — state, delivery bookkeeping (`engine.ledger`) and the outbox —
-is one transaction, so a crash loses a whole batch or nothing. Per-entity state stays in
-SQLite. The rows the hot folds touch (customers, orders, cases, reps) are read through a
-bounded write-behind cache (`engine.row_cache`): a batch changes them in memory and writes
-them in one executemany before its COMMIT, and a rollback drops the cache. Memory stays
-bounded by the rows it keeps per table plus SQLite's page cache, whatever the number of
-customers. The tables, and the layout of a cached row, are `engine.state_schema`'s.
+The store is one SQLite file in WAL mode (`engine.state_file`). The caller batches:
+everything between `begin()` and `commit()` — state, delivery bookkeeping
+(`engine.ledger`) and the outbox (`engine.outbox`) — is one transaction, so a crash loses
+a whole batch or nothing. Per-entity state stays in SQLite. The rows the hot folds touch
+(customers, orders, cases, reps) are read through a bounded write-behind cache
+(`engine.row_cache`): a batch changes them in memory and writes them in one executemany
+before its COMMIT, and a rollback drops the cache. Memory stays bounded by the rows it
+keeps per table plus SQLite's page cache, whatever the number of customers. The tables,
+and the layout of a cached row, are `engine.state_schema`'s.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from engine.facts import Scalar, to_minor
-from engine.ledger import Ledger, datetime_of, micros
+from engine.micros import datetime_of, micros
+from engine.outbox import Outbox
 from engine.row_cache import Rows
+from engine.state_file import connect, connect_readonly
 from engine.state_schema import (
     ADDED,
     ADDED_COLUMNS,
@@ -134,7 +137,7 @@ class DueFollowup:
     due_at: datetime
 
 
-class StateStore(Ledger):
+class StateStore(Outbox):
     """Projections of the log in SQLite; see the module docstring for the guarantees."""
 
     def __init__(self, conn: sqlite3.Connection, *, checkpoints: bool = True) -> None:
@@ -182,14 +185,14 @@ class StateStore(Ledger):
         (synchronous=NORMAL) a commit survives a process crash but the last batches may
         be lost on power failure — and are then re-read from the stored positions.
         """
-        return cls(cls._connect(path, full_sync, SCHEMA, ADDED, ADDED_COLUMNS))
+        return cls(connect(path, full_sync, SCHEMA, ADDED, ADDED_COLUMNS))
 
     @classmethod
     def open_readonly(cls, path: Path) -> StateStore:
         """An existing store at `path` (or `path/state.db`) for reading beside a running
         service: no write lock, no checkpoints; writing raises sqlite3.OperationalError. A
         file of an older build reads the columns it lacks as NULL, as opening it adds them."""
-        return cls(cls._connect_readonly(path, ADDED_COLUMNS), checkpoints=False)
+        return cls(connect_readonly(path, ADDED_COLUMNS), checkpoints=False)
 
     def rollback(self) -> None:
         super().rollback()

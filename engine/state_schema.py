@@ -1,7 +1,7 @@
 """The state file's tables: what the projections store, and in what shape.
 
 `SCHEMA` creates the projections' tables in a new file (beside the ledger's own, see
-`engine.ledger`); `ADDED_COLUMNS` and `ADDED` are what was added to them after version 2,
+`engine.state_file`); `ADDED_COLUMNS` and `ADDED` are what was added to them after version 2,
 which every open applies to an older file. The columns of the tables the store caches, the
 position of each in a cached row and a new row's defaults follow the same tables, so a
 column added to one changes this module and the folds that write it. Its own module
@@ -68,7 +68,7 @@ CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 # Tables, columns and indexes added after version 2; checked on every open
-# (engine.ledger._connect). A follow-up's `lane` is the input partition its case is read
+# (engine.state_file.connect). A follow-up's `lane` is the input partition its case is read
 # from, whose watermark it falls due by; NULL for those made before lanes, which fall
 # due by the store's watermark as they did.
 ADDED_COLUMNS: Final = (("followups", "lane", "INTEGER"),)

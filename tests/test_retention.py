@@ -13,7 +13,7 @@ import pytest
 
 from engine.compile import load
 from engine.decide import Decider
-from engine.ledger import DAY_US, datetime_of, micros
+from engine.micros import DAY_US, datetime_of, micros
 from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
 from events.log import Record

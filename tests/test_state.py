@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from engine import ledger
+from engine import outbox
 from engine.facts import STATE_FIELDS
-from engine.ledger import STATE_FILE, STATE_SCHEMA_VERSION, StateVersionError, micros
+from engine.micros import micros
 from engine.state import DueFollowup, StateStore
+from engine.state_file import STATE_FILE, STATE_SCHEMA_VERSION, StateVersionError
 from events.models import CATALOG, EVENT_ADAPTER, DecisionData, Envelope
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -824,7 +825,7 @@ def test_outbox(store: StateStore) -> None:
 def test_outbox_forgets_published_outputs_beyond_the_most_recent(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ledger, "OUTBOX_KEEP_SENT", 2)
+    monkeypatch.setattr(outbox, "OUTBOX_KEEP_SENT", 2)
     store.begin()
     for i in range(1, 6):
         store.outbox_add("decisions", None, f"d{i}".encode(), (), "decision.made", f"dec-{i}")
