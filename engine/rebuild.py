@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from engine.compile import CompiledSet
 from engine.decide import Decider
 from engine.kafka_service import ServiceOptions
 from engine.ledger import StateModeError
+from engine.micros import datetime_of
 from engine.outcome import Outcome
 from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.state import StateStore
@@ -46,7 +46,6 @@ from events.models import DecisionData, Envelope, RootcauseAlert
 
 log = logging.getLogger("goodwill.rebuild")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 SPOOL_FILE = "rebuild.spool.db"
 _SPOOL_SCHEMA = """
@@ -312,7 +311,7 @@ def _fold_recorded(
         stopped: set[int] = set()
         # An activation is recorded at the watermark of its moment: it goes in as soon as
         # the folded history reaches that event time (before the first input for the first).
-        watermark = store.watermark() or _EPOCH
+        watermark = store.watermark() or datetime_of(0)
         for batch in drain(consumer, tps, options.idle_polls, options.poll_ms, options.batch, stop):
             chunk: list[Record] = []
             for raw in batch:
