@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Protocol
 
 from engine.alerts import alert
+from engine.amounts import amount_cents, amount_paths
 from engine.compile import CompiledSet
 from engine.draft import Doc, Draft, Partial
-from engine.expr import Cond, amount_cents, amount_paths
+from engine.expr import Cond
 from engine.facts import Scalar, event_fact, fact_key, from_minor
 from engine.outcome import Outcome, finish
 from engine.periods import due_time, period_key

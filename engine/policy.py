@@ -14,7 +14,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from engine.expr import Amount, Cond, leaves
+from engine.amounts import Amount
+from engine.expr import Cond, leaves
 
 SHARED_FACT = "sku.reports_7d"  # besides budget.*, the fact other customers' events change
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from engine.amounts import Amount
 from engine.errors import Span, did_you_mean, relpath
-from engine.expr import Amount, Cond, ExprError, Leaf, leaves, parse_amount, parse_condition
+from engine.expr import Cond, Leaf, leaves
+from engine.expr_parse import ExprError, parse_amount, parse_condition
 from engine.facts import Field, event_fields, vocabulary
 from engine.policy import Budget, ChargeSpec, GrantSpec, Policy, RouteSpec, Rule, digest
 from engine.policy_schema import MAX_CONDITIONS, POLICY_KEYS, REMEDIES, RULE_KEYS, THEN_KEYS

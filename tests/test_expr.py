@@ -6,20 +6,10 @@ from decimal import Decimal
 
 import pytest
 
+from engine.amounts import MAX_CENTS, amount_cents, amount_value, rounded_cents
 from engine.errors import Span
-from engine.expr import (
-    MAX_CENTS,
-    All,
-    Any,
-    ExprError,
-    Leaf,
-    amount_cents,
-    amount_value,
-    evaluate,
-    parse_amount,
-    parse_condition,
-    rounded_cents,
-)
+from engine.expr import All, Any, Leaf, evaluate
+from engine.expr_parse import ExprError, parse_amount, parse_condition
 from engine.facts import STATE_FIELDS, ZERO, from_minor, to_minor, vocabulary
 
 AT = Span(9, 11, 12)
@@ -207,7 +197,7 @@ def test_cents_become_amounts_with_exactly_two_decimals(cents: int) -> None:
 def test_a_clause_shows_the_text_ast_gives_it(text: str) -> None:
     import ast
 
-    from engine.expr import _Source
+    from engine.expr_parse import _Source
 
     src = _Source(text, AT)
     for node in ast.walk(ast.parse(text, mode="eval")):
@@ -218,10 +208,10 @@ def test_a_clause_shows_the_text_ast_gives_it(text: str) -> None:
 def test_a_long_condition_is_split_into_lines_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # ast.get_source_segment splits the whole text on every call: a condition of 20,000
     # clauses took hours to check
-    import engine.expr
+    import engine.expr_parse
 
     calls = 0
-    findall = engine.expr._LINES.findall
+    findall = engine.expr_parse._LINES.findall
 
     class Counting:
         def findall(self, text: str) -> list[str]:
@@ -229,6 +219,6 @@ def test_a_long_condition_is_split_into_lines_once(monkeypatch: pytest.MonkeyPat
             calls += 1
             return findall(text)
 
-    monkeypatch.setattr(engine.expr, "_LINES", Counting())
+    monkeypatch.setattr(engine.expr_parse, "_LINES", Counting())
     when = cond(" and ".join(f"event.amount > {i}" for i in range(20_000)))
     assert isinstance(when, All) and len(when.items) == 20_000 and calls == 1

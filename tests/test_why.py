@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import Span
-from engine.expr import All, evaluate, parse_condition
+from engine.expr import All, evaluate
+from engine.expr_parse import parse_condition
 from engine.facts import ZERO, Scalar, to_minor, vocabulary
 from engine.policy import Policy
 from engine.report import explain_text
