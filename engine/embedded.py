@@ -19,8 +19,9 @@ from pathlib import Path
 
 from engine.compile import CompiledSet
 from engine.decide import Decider
-from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, Tally, relay
+from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, relay
 from engine.state import StateStore
+from engine.tally import Tally
 from events.log import FileLog, Record, read_jsonl_source
 
 EVENTS_TOPIC = "goodwill.events"

@@ -1,7 +1,7 @@
 """`goodwill redrive`: send dead-lettered records to the events topic again.
 
 A record is dead-lettered with its original key, value and headers plus Goodwill's
-`goodwill.*` headers (service.Processor._deadletter). Once what made it fail is fixed — a
+`goodwill.*` headers (engine.deadletter). Once what made it fail is fixed — a
 fault in Goodwill (`processing_failed`), an upcaster for an old `schema_version`
 (`unsupported_schema_version`) — the original record can be sent again, as it was. The
 engine decides it like any event, after whatever arrived meanwhile; an event it already
@@ -19,16 +19,16 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from engine.embedded import EVENTS_TOPIC
-from engine.service import (
+from engine.deadletter import (
     DEADLETTER_HEADERS,
-    DEADLETTER_TOPIC,
     LATE,
     PROCESSING_FAILED,
     UNKNOWN_BUDGET,
     WRONG_CURRENCY,
     WRONG_PERIOD,
 )
+from engine.embedded import EVENTS_TOPIC
+from engine.service import DEADLETTER_TOPIC
 from events.codec import REASONS
 from events.log import EventLog, Record
 

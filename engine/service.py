@@ -11,13 +11,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from engine.deadletter import (
+    DETAIL_CHARS,
+    LATE,
+    PROCESSING_FAILED,
+    UNKNOWN_BUDGET,
+    WRONG_CURRENCY,
+    WRONG_PERIOD,
+    deadletter_copy,
+)
 from engine.decide import Decider
 from engine.draft import Partial
 from engine.errors import relpath
@@ -25,6 +32,7 @@ from engine.outcome import Effects, ObligationEffect, Outcome
 from engine.overdue import overdue
 from engine.periods import period_kind
 from engine.state import StateStore
+from engine.tally import Tally
 from events.codec import DecodeError, decode, encode
 from events.log import Record, Sink
 from events.models import (
@@ -44,32 +52,6 @@ DEADLETTER_TOPIC = "goodwill.deadletter"
 BUDGET_TOPIC = "goodwill.budget"
 """Split mode: decisions to finish, and the events the budget stage folds (FORWARDED)."""
 FORWARDED = frozenset(("budget.allocated", "rep.assigned", "item.defect_reported"))
-PROCESSING_FAILED = "processing_failed"
-"""The dead-letter reason for a record that Goodwill failed to decide (see `process`)."""
-LATE = "late"
-"""The dead-letter reason for an event older than the retention allows (`Ledger.retain`)."""
-WRONG_CURRENCY = "wrong_currency"
-"""The dead-letter reason for money in another currency than the policy set decides in:
-amounts are compared and summed as they are, so 20 EUR must never count as 20 USD."""
-WRONG_PERIOD = "wrong_period"
-"""The dead-letter reason for a `budget.allocated` whose period is not the kind its budget
-is kept by (a month for a weekly budget): no charge would ever read that allocation."""
-UNKNOWN_BUDGET = "unknown_budget"
-"""The dead-letter reason for a `budget.allocated` of a budget policies/budgets.yaml does
-not define (a misspelt name): no charge would ever read it either."""
-DEADLETTER_HEADERS = frozenset(
-    (
-        "goodwill.reason",
-        "goodwill.detail",
-        "goodwill.source.topic",
-        "goodwill.source.partition",
-        "goodwill.source.offset",
-        "goodwill.truncated.bytes",  # a copy cut to fit (engine/delivery.py)
-        "goodwill.truncated.sha256",
-    )
-)
-"""The headers a dead-letter copy carries besides the original record's."""
-_DETAIL_CHARS = 2000
 _ACTIVATIONS = "activations"  # meta: policy sets this store has recorded activating
 
 
@@ -90,32 +72,6 @@ class _RecordFailed(Exception):
     def __init__(self, index: int) -> None:
         super().__init__(index)
         self.index = index
-
-
-@dataclass
-class Tally:
-    """Counts for the run summary and for metrics."""
-
-    read: int = 0
-    duplicates: int = 0
-    deadlettered: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    by_policy: Counter[str] = field(default_factory=Counter)
-    routes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (to, reason)
-    followups_created: int = 0
-    overdue: int = 0
-    alerts: int = 0
-    recalled: int = 0  # decisions folded as recorded facts during a rebuild
-    deferred: int = 0  # split mode: decisions sent to the budget stage to finish
-
-    def add(self, other: Tally) -> None:
-        """Add `other`'s counts to these."""
-        for f in fields(self):
-            mine = getattr(self, f.name)
-            if isinstance(mine, Counter):
-                mine.update(getattr(other, f.name))
-            else:
-                setattr(self, f.name, mine + getattr(other, f.name))
 
 
 Listener = Callable[[Envelope], None]
@@ -226,7 +182,7 @@ class Processor:
             PROCESSING_FAILED,
             exc_info=exc,
         )
-        return f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
+        return f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
 
     def _decide_batch(self, records: Sequence[Record], failed: Mapping[int, str]) -> None:
         positions: dict[tuple[str, int], int] = {}
@@ -502,15 +458,7 @@ class Processor:
 
     def _deadletter(self, record: Record, reason: str, detail: str) -> None:
         self.tally.deadlettered[reason] += 1
-        headers = (
-            *record.headers,
-            ("goodwill.reason", reason.encode()),
-            ("goodwill.detail", detail.encode()),
-            ("goodwill.source.topic", record.topic.encode()),
-            ("goodwill.source.partition", str(record.partition).encode()),
-            ("goodwill.source.offset", str(record.offset).encode()),
-        )
-        ident = f"dlq:{record.topic}:{record.partition}:{record.offset}"
+        headers, ident = deadletter_copy(record, reason, detail)
         self.store.outbox_add(
             DEADLETTER_TOPIC, record.key, record.value, headers, "deadletter", ident
         )
