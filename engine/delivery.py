@@ -30,8 +30,9 @@ from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
 from engine.crash_hook import CrashHook
 from engine.metrics import Metrics
-from engine.service import DEADLETTER_TOPIC, Processor, Tally, relay
+from engine.service import DEADLETTER_TOPIC, Processor, relay
 from engine.state import StateStore
+from engine.tally import Tally
 from events.kafka import KafkaLog, PublishError
 from events.log import Headers, Record
 

@@ -57,7 +57,6 @@ from engine.service import (
     Processor,
 )
 from engine.state import StateStore
-from engine.tally import Tally
 from events.kafka import (
     KafkaConfig,
     KafkaLog,

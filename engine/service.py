@@ -36,7 +36,6 @@ from engine.tally import Tally
 from events.codec import DecodeError, decode, encode
 from events.log import Record, Sink
 from events.models import (
-    OUTPUT_ADAPTER,
     BudgetAllocated,
     Envelope,
     FollowupOverdue,
@@ -486,7 +485,3 @@ def relay(store: StateStore, out: Sink, batch: int = 500) -> int:
         store.outbox_mark_sent([row[0] for row in pending])
         store.commit()
         sent += len(pending)
-
-
-def read_output(value: bytes) -> Envelope:
-    return OUTPUT_ADAPTER.validate_json(value)
