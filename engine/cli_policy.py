@@ -110,7 +110,7 @@ def steps(
     ] = False,
 ) -> None:
     """List the step vocabulary features are written in, each with an example."""
-    from engine.specs import text
+    from engine.steps import text
 
     typer.echo(text(markdown), nl=False)
 

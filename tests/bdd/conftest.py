@@ -29,6 +29,7 @@ from engine import specs
 from engine.compile import CompiledSet, load
 from engine.errors import PolicyError, relpath
 from engine.load import load_policy_set
+from engine.steps import closest
 from tests.bdd.steps import *  # noqa: F403  (pytest-bdd keeps step definitions as fixtures of their module)
 from tests.bdd.world import World, features_dir, policies_dir
 
@@ -99,7 +100,7 @@ def pytest_bdd_step_func_lookup_error(
         f"({relpath(Path(feature.filename))}:{step.line_number})",
         "  closest known steps:",
     ]
-    for p in specs.closest(step.name, step.type):
+    for p in closest(step.name, step.type):
         lines.append(f"    {p.keyword} {p.skeleton}")
         lines.append(f"        e.g. {p.keyword.split('/')[0]} {p.example}")
     lines.append("  every step: features/STEPS.md, or `goodwill steps`")

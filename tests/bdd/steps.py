@@ -1,4 +1,4 @@
-"""The step definitions of `features/`, one per phrase of `engine.specs.VOCABULARY`.
+"""The step definitions of `features/`, one per phrase of `engine.steps.VOCABULARY`.
 
 Each definition is bound to its phrase by key (`@phrase("...")`), so what `goodwill steps`
 documents is exactly what runs. Givens and Whens append events through the Processor; Thens
@@ -16,7 +16,7 @@ from pytest_bdd import given, parsers, step, then, when
 
 from engine.errors import did_you_mean
 from engine.periods import period_key
-from engine.specs import GRANT_WORDS, PHRASES, TYPES
+from engine.steps import GRANT_WORDS, PHRASES, TYPES
 from events.models import DecisionData, FollowupOverdue, RootcauseAlert
 from tests.bdd.world import World, dollars, span_text
 

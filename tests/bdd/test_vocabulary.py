@@ -1,4 +1,4 @@
-"""The step vocabulary: documented once (`engine.specs`), bound once (`tests.bdd.steps`),
+"""The step vocabulary: documented once (`engine.steps`), bound once (`tests.bdd.steps`),
 unambiguous, all of it used, and `features/STEPS.md` in sync with it."""
 
 from __future__ import annotations
@@ -15,31 +15,31 @@ from pytest_bdd import parsers
 from pytest_bdd.parser import FeatureParser
 
 from engine import specs
+from engine.steps import PHRASES, TYPES, VOCABULARY, Kind, Phrase, text
 from tests.bdd import steps
 
 REPO = specs.REPO
 PARSERS = {
-    p.key: parsers.cfparse(p.pattern, extra_types=specs.TYPES, case_sensitive=True)
-    for p in specs.VOCABULARY
+    p.key: parsers.cfparse(p.pattern, extra_types=TYPES, case_sensitive=True) for p in VOCABULARY
 }
 
 
-def _compatible(a: specs.Kind, b: specs.Kind) -> bool:
+def _compatible(a: Kind, b: Kind) -> bool:
     return a == b or ("step" in (a, b) and "then" not in (a, b))
 
 
 def test_every_phrase_has_exactly_one_step_definition() -> None:
-    assert set(specs.PHRASES) == steps.BOUND
+    assert set(PHRASES) == steps.BOUND
     defined = [name for name in vars(steps) if name.startswith("pytestbdd_stepdef_")]
-    assert len(defined) == len(specs.VOCABULARY), "a step defined outside the vocabulary"
+    assert len(defined) == len(VOCABULARY), "a step defined outside the vocabulary"
 
 
-@pytest.mark.parametrize("phrase", specs.VOCABULARY, ids=lambda p: p.key)
-def test_each_example_reads_as_its_phrase_and_no_other(phrase: specs.Phrase) -> None:
+@pytest.mark.parametrize("phrase", VOCABULARY, ids=lambda p: p.key)
+def test_each_example_reads_as_its_phrase_and_no_other(phrase: Phrase) -> None:
     assert PARSERS[phrase.key].is_matching(phrase.example), phrase.example
     others = [
         p.key
-        for p in specs.VOCABULARY
+        for p in VOCABULARY
         if p is not phrase and _compatible(p.kind, phrase.kind)
         if PARSERS[p.key].is_matching(phrase.example)
     ]
@@ -62,7 +62,7 @@ def test_every_phrase_is_used_by_some_feature_and_every_step_is_a_phrase() -> No
     written = _written_steps()
     unused = [
         p.key
-        for p in specs.VOCABULARY
+        for p in VOCABULARY
         if not any(_compatible(p.kind, t) and PARSERS[p.key].is_matching(s) for t, s in written)
     ]
     assert unused == [], "phrases no feature uses"
@@ -73,7 +73,7 @@ def test_every_phrase_is_used_by_some_feature_and_every_step_is_a_phrase() -> No
 def test_steps_md_is_generated_from_the_vocabulary() -> None:
     path = REPO / "features" / "STEPS.md"
     current = path.read_text(encoding="utf-8") if path.exists() else ""
-    assert current == specs.text(markdown=True), (
+    assert current == text(markdown=True), (
         "features/STEPS.md is out of date: run `goodwill steps --markdown > features/STEPS.md`"
     )
 
@@ -126,7 +126,7 @@ def test_an_unknown_step_fails_naming_the_closest_known_steps(tmp_path: Path) ->
     assert "replace-broken-part.feature:5" in out
     closest = out.split("closest known steps:")[1]
     first = closest.strip().splitlines()[0]
-    assert first == specs.PHRASES["customer-spent"].keyword + " " + (
+    assert first == PHRASES["customer-spent"].keyword + " " + (
         'a customer "<customer>" who has spent <money> with us over <orders> orders'
     )
     assert "features/STEPS.md" in out
