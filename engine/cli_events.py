@@ -53,8 +53,9 @@ def emit(
     field and not sent; the exit code is then 1.
     """
     from events.codec import DecodeError, encode
-    from events.kafka import EventProducer, KafkaUnavailable, PublishError, event_key, read_events
+    from events.kafka import KafkaUnavailable, PublishError
     from events.log import FileLog, LogError
+    from events.producer import EventProducer, event_key, read_events
 
     flags = kafka or {}
     # Settings first: a wrong address is refused before the events are read and reported.
@@ -124,7 +125,8 @@ def redrive(
     from engine.redrive import REDRIVE_REASONS, DeadLetter
     from engine.redrive import redrive as send_again
     from engine.service import DEADLETTER_TOPIC
-    from events.kafka import KafkaLog, KafkaUnavailable, PublishError
+    from events.kafka import KafkaUnavailable, PublishError
+    from events.kafka_log import KafkaLog
     from events.log import EventLog, FileLog, LogError
 
     reasons = reason or ["processing_failed"]

@@ -33,7 +33,8 @@ from engine.metrics import Metrics
 from engine.service import DEADLETTER_TOPIC, Processor, relay
 from engine.state import StateStore
 from engine.tally import Tally
-from events.kafka import KafkaLog, PublishError
+from events.kafka import PublishError
+from events.kafka_log import KafkaLog
 from events.log import Headers, Record
 
 if TYPE_CHECKING:

@@ -59,11 +59,11 @@ from engine.service import (
 from engine.state import StateStore
 from events.kafka import (
     KafkaConfig,
-    KafkaLog,
     KafkaUnavailable,
     make_consumer,
     to_record,
 )
+from events.kafka_log import KafkaLog
 
 log = logging.getLogger("goodwill.kafka")
 

@@ -5,5 +5,7 @@
 - `events.upcast` — upgrades records written at an older `schema_version`.
 - `events.schema` — JSON Schema export for producers.
 - `events.log` — the `EventLog` interface and `FileLog`, the embedded backend.
-- `events.kafka` — the Kafka backend.
+- `events.kafka` — Kafka settings and clients.
+- `events.kafka_log` — `KafkaLog`, the Kafka backend of the event log.
+- `events.producer` — `EventProducer`, how backends send events to Kafka.
 """

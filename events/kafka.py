@@ -1,7 +1,9 @@
 """Kafka plumbing: connection settings and client factories (no engine logic).
 
-Clients speak bytes in and bytes out; the codec lives elsewhere. Behaviour measured on Tansu
-(the test broker, see tests/kafka_broker.py) with kafka-python 3.0:
+Clients speak bytes in and bytes out; the codec lives elsewhere, and so does what is built on
+these clients: the `EventLog` on Kafka (`events.kafka_log`) and the helper backend teams send
+events with (`events.producer`). Behaviour measured on Tansu (the test broker, see
+tests/kafka_broker.py) with kafka-python 3.0:
 
 - ``acks="all"`` with ``enable_idempotence=True`` works: the producer obtains a producer id.
 - Tansu enforces no message size limit (a 100 MB record was accepted), so ``max_message_bytes``
@@ -15,24 +17,19 @@ Clients speak bytes in and bytes out; the codec lives elsewhere. Behaviour measu
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.errors import for_code as error_for_code
 from kafka.partitioner import DefaultPartitioner, murmur2
 
-from events.codec import DecodeError, decode, encode
 from events.log import Record
-from events.models import CATALOG, Envelope
 
 log = logging.getLogger(__name__)
 
@@ -375,245 +372,7 @@ class PublishError(Exception):
     """Records were not acknowledged by Kafka; nothing may be marked as published."""
 
 
-class KafkaLog:
-    """`EventLog` for publishing to Kafka: `append` sends, `flush` waits for every ack.
-
-    `append` returns at once with a `Record` whose partition and offset are -1 (not known
-    until the broker answers); `flush` raises `PublishError` when any record sent since the
-    last flush was not acknowledged. `topics` renames logical topics (the engine's
-    ``goodwill.decisions``) to the configured ones. Reading is for tools and tests: it
-    assigns a group-less consumer and polls, without relying on end offsets.
-    """
-
-    def __init__(
-        self,
-        cfg: KafkaConfig,
-        topics: Mapping[str, str] | None = None,
-        flush_timeout_s: float = 30.0,
-        **producer_settings: Any,
-    ) -> None:
-        self.cfg = cfg
-        self._settings = producer_settings  # kafka-python producer overrides
-        self._producer = make_producer(cfg, **producer_settings)
-        self._topics = dict(topics or {})
-        self._pending: list[Any] = []
-        self._reader: KafkaConsumer | None = None
-        self.flush_timeout_s = flush_timeout_s
-
-    def topic(self, name: str) -> str:
-        return self._topics.get(name, name)
-
-    def append(
-        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
-    ) -> Record:
-        real = self.topic(topic)
-        future = self._producer.send(real, key=key, value=value, headers=list(headers))
-        self._pending.append(future)
-        return Record(real, -1, -1, key, value, tuple(headers))
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        try:
-            self._producer.flush(timeout=self.flush_timeout_s)
-        except KafkaTimeoutError as exc:
-            raise PublishError(f"records not acknowledged within {self.flush_timeout_s} s") from exc
-        failed = [f.exception for f in pending if f.failed() or not f.is_done]
-        if failed:
-            first = failed[0] or "not acknowledged in time"
-            raise PublishError(f"{len(failed)} of {len(pending)} record(s) not published: {first}")
-
-    def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:
-        if self._reader is None:
-            self._reader = make_consumer(self.cfg, group=False)
-        tp = TopicPartition(self.topic(topic), partition)
-        self._reader.assign([tp])
-        self._reader.seek(tp, offset)
-        out: list[Record] = []
-        empty = 0
-        while len(out) < limit and empty < 3:
-            batch = self._reader.poll(timeout_ms=200, max_records=limit - len(out)).get(tp, [])
-            empty = 0 if batch else empty + 1
-            out.extend(to_record(r) for r in batch)
-            high = self._reader.highwater(tp)
-            if high is not None and self._reader.position(tp) >= high:
-                break
-        return out
-
-    def partitions(self, topic: str) -> int:
-        found = self._producer.partitions_for(self.topic(topic))
-        return len(found)
-
-    def end_offset(self, topic: str, partition: int) -> int:
-        # ListOffsets is wrong on Tansu (see tests/kafka_broker.py); the high watermark a
-        # fetch returns is right, so ask for one.
-        if self._reader is None:
-            self._reader = make_consumer(self.cfg, group=False)
-        tp = TopicPartition(self.topic(topic), partition)
-        self._reader.assign([tp])
-        self._reader.seek_to_beginning(tp)
-        for _ in range(20):
-            self._reader.poll(timeout_ms=100, max_records=1, update_offsets=False)
-            high = self._reader.highwater(tp)
-            if high is not None:
-                return int(high)
-        raise PublishError(f"no high watermark for {tp.topic}[{partition}] from the broker")
-
-    def reset(self) -> None:
-        """Replace the producer after a failure (an idempotent producer may be unusable)."""
-        self._pending = []
-        try:
-            self._producer.close(timeout=1)
-        finally:
-            self._producer = make_producer(self.cfg, **self._settings)
-
-    def close(self) -> None:
-        try:
-            self._producer.close(timeout=self.flush_timeout_s)
-        finally:
-            if self._reader is not None:
-                self._reader.close()
-
-
 def to_record(r: Any) -> Record:
     """A kafka-python ConsumerRecord as an engine `Record` (a tombstone's value as b"")."""
     value = b"" if r.value is None else r.value
     return Record(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers or ()))
-
-
-def read_events(data: bytes, name: str) -> list[tuple[str, Envelope | DecodeError]]:
-    """Events in `data` — one JSON event, a JSON array of events, or JSON lines — each with
-    where it was (``name:LINE`` or ``name[INDEX]``) and the event or why it is invalid."""
-    text = data.removeprefix(b"\xef\xbb\xbf")
-    stripped = text.strip()
-    if not stripped:
-        return []
-    try:
-        whole = json.loads(stripped)
-    except (ValueError, RecursionError):
-        whole = None
-    else:
-        if isinstance(whole, list):
-            found: list[tuple[str, Envelope | DecodeError]] = []
-            for i, item in enumerate(whole):
-                found.append((f"{name}[{i}]", _decoded(json.dumps(item, ensure_ascii=False))))
-            return found
-        if isinstance(whole, dict):
-            return [(name, _decoded(stripped))]
-    first = stripped.split(b"\n", 1)[0].strip()
-    if whole is None and first in (b"[", b"{"):
-        # A pretty-printed array or object that does not parse: one error, where JSON
-        # breaks, rather than one per line of it (JSON lines never open with a bare brace).
-        return [(name, _decoded(text))]
-    return [
-        (f"{name}:{number}", _decoded(line))
-        for number, line in enumerate(text.split(b"\n"), start=1)
-        if line.strip()
-    ]
-
-
-def _as_json(value: Any) -> str:
-    """Decimals and datetimes in a dict given to `EventProducer.send`, as the contract
-    writes them (money as a decimal string, time as RFC 3339); anything else that JSON
-    cannot hold is refused."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise DecodeError(
-        "schema_invalid",
-        None,
-        f"a {type(value).__name__} is not a JSON value: send text, numbers, true/false,"
-        " money as a decimal string and times as RFC 3339 text",
-    )
-
-
-def _decoded(raw: str | bytes) -> Envelope | DecodeError:
-    # A lone surrogate (a "\ud800" escape in an array item) becomes bytes that are not
-    # UTF-8: refused as such, not a crash.
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw.rstrip(b"\r")
-    try:
-        return decode(data)
-    except DecodeError as err:
-        return err
-
-
-BROADCAST = frozenset(("clock.tick", "rep.assigned"))
-"""Input types `EventProducer.send` puts on every partition of the events topic: each
-instance advances its own event time, and folds every rep for the policies it applies
-(their `rep.*` facts); in each partition's order, so every partition sees the same reps
-at the same point of its own history."""
-
-
-def event_key(event: Envelope) -> bytes | None:
-    """The partition key for an input event: the customer, else the budget owner or rep.
-
-    Customer events carry `customer_id`; `budget.allocated` is keyed by its `owner` and
-    `rep.assigned` by its `rep_id`, so each owner's or rep's history stays in order on one
-    partition, even when the producer set a `customer_id` on them. `EventProducer.send`
-    sends the `BROADCAST` types to every partition instead.
-    """
-    customer_event = CATALOG[event.type][1] if event.type in CATALOG else True
-    if event.customer_id and customer_event:
-        return event.customer_id.encode()
-    fields = event.data.__dict__
-    for name in ("owner", "rep_id"):
-        value = fields.get(name)
-        if isinstance(value, str) and value:
-            return value.encode()
-    return event.customer_id.encode() if event.customer_id else None
-
-
-class EventProducer:
-    """Validate events with the codec and send them to the events topic, keyed.
-
-        with EventProducer(KafkaConfig.from_env(os.environ)) as producer:
-            producer.send({"event_id": "e-1", "type": "order.placed", ...})
-
-    `send` raises `events.codec.DecodeError` for an invalid event (nothing is sent) and
-    returns the validated event. It sends the canonical encoding. A `clock.tick` and a
-    `rep.assigned` go to every partition (`BROADCAST`), each copy the same bytes: every
-    instance decides it once, with the same decision id, which consumers dedupe by.
-    """
-
-    def __init__(self, cfg: KafkaConfig, producer: KafkaProducer | None = None) -> None:
-        self.cfg = cfg
-        self._producer = make_producer(cfg) if producer is None else producer
-        self._futures: list[Any] = []
-
-    def send(self, event: Envelope | Mapping[str, Any] | bytes) -> Envelope:
-        if isinstance(event, bytes):
-            event = decode(event)
-        elif not isinstance(event, Envelope):
-            text = json.dumps(event, ensure_ascii=False, default=_as_json)
-            event = decode(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: not_utf8
-        value, key, topic = encode(event), event_key(event), self.cfg.events_topic
-        if event.type in BROADCAST:
-            for partition in sorted(self._producer.partitions_for(topic) or {0}):
-                self._futures.append(
-                    self._producer.send(topic, key=key, value=value, partition=partition)
-                )
-        else:
-            self._futures.append(self._producer.send(topic, key=key, value=value))
-        return event
-
-    def flush(self) -> None:
-        """Wait until every event sent is acknowledged; raise `PublishError` otherwise."""
-        futures, self._futures = self._futures, []
-        self._producer.flush(timeout=self.cfg.bootstrap_timeout_ms / 1000 + 30)
-        failed = [f for f in futures if not f.is_done or f.failed()]
-        if failed:
-            raise PublishError(
-                f"{len(failed)} of {len(futures)} event(s) not acknowledged: {failed[0].exception}"
-            )
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._producer.close()
-
-    def __enter__(self) -> EventProducer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -125,7 +125,7 @@ def test_the_python_helper_takes_decimals_and_datetimes_and_refuses_the_rest(
     from decimal import Decimal
 
     from events.codec import DecodeError
-    from events.kafka import EventProducer
+    from events.producer import EventProducer
 
     create_topics(kafka_config, partitions=1)
     at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -254,7 +254,7 @@ def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
 def test_redrive_sends_dead_letters_again_with_their_original_key_value_and_headers(
     kafka_config: KafkaConfig,
 ) -> None:
-    from events.kafka import KafkaLog
+    from events.kafka_log import KafkaLog
 
     create_topics(kafka_config, partitions=2)
     value = json.dumps(EVENT).encode()

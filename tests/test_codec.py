@@ -350,7 +350,7 @@ def test_fuzz_near_valid_events(
 
 
 def test_read_events_reports_a_broken_document_once_and_a_lone_surrogate_as_not_utf8() -> None:
-    from events.kafka import read_events
+    from events.producer import read_events
 
     pretty = b'[\n  {"event_id": "a",\n   "type": "clock.tick",},\n]\n'
     [(where, error)] = read_events(pretty, "pretty.json")
@@ -395,7 +395,7 @@ def test_times_and_periods_that_do_not_exist_are_refused(
 
 
 def test_minus_zero_money_is_zero_and_owner_events_are_keyed_by_owner() -> None:
-    from events.kafka import event_key
+    from events.producer import event_key
     from tests.samples import sample
 
     zero = decode(json.dumps(sample("remedy.requested", amount="-0.00")).encode())

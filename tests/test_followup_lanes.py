@@ -25,9 +25,9 @@ from engine.decide import Decider
 from engine.service import Processor
 from engine.state import StateStore
 from events.codec import DecodeError, decode
-from events.kafka import BROADCAST, event_key
 from events.log import Record
 from events.models import Envelope
+from events.producer import BROADCAST, event_key
 from tests.samples import ana_joins_east, sample
 
 ROOT = Path(__file__).resolve().parent.parent

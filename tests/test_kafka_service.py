@@ -304,7 +304,7 @@ def test_on_four_partitions_the_same_follow_ups_go_overdue_as_on_one(
     # One instance reads four partitions at its own pace; a deadline falls due by its
     # case's partition (tests/test_followup_lanes.py), not by the partition read furthest.
     from events.codec import decode
-    from events.kafka import EventProducer
+    from events.producer import EventProducer
 
     create_topics(kafka_config, partitions=4)
     good = [decode(line) for line in shop_lines() if not _invalid(line)]
@@ -672,7 +672,7 @@ def test_with_two_instances_every_partition_knows_every_rep(
     # A rep.assigned sent with EventProducer goes to every partition, so the policies each
     # instance applies read the rep's team and lead whichever partition a customer is on:
     # here replace-broken-part routes an unknown order to the team lead by name.
-    from events.kafka import EventProducer
+    from events.producer import EventProducer
     from tests.samples import sample
 
     create_topics(kafka_config, partitions=4)
