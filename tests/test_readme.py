@@ -68,3 +68,15 @@ def test_every_cli_command_is_in_the_reference() -> None:
     for command in app.registered_commands:
         name = command.name or (command.callback.__name__ if command.callback else "")
         assert f"`goodwill {name}" in reference, f"README's CLI reference lacks `{name}`"
+
+
+def test_the_code_map_names_every_module_and_only_those() -> None:
+    import re
+
+    code_map = README[README.index("Code map.") : README.index("## CLI reference")]
+    named = set(re.findall(r"`([a-z_]+\.py)`", code_map))
+    modules = {
+        p.name for package in ("engine", "events") for p in (ROOT / package).glob("*.py")
+    } - {"__init__.py"}
+    assert sorted(modules - named) == [], "modules the README's code map does not name"
+    assert sorted(named - modules) == [], "names in the code map that are no module"
