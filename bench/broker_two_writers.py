@@ -18,9 +18,9 @@ budget topic's one partition. Uses KAFKA_BOOTSTRAP_SERVERS if set, else starts i
 Tansu.
 
 `--mend`: the reader does what the service does on the budget topic
-(`KafkaService.mend_gaps`): on a gap in the offsets it keeps what came before, seeks back
-to the gap and reads again (at most three times per gap). It prints how often it did, and
-whether anything was still missing.
+(`GapGuard.mend_gaps`, engine/offset_gaps.py): on a gap in the offsets it keeps what came
+before, seeks back to the gap and reads again (at most three times per gap). It prints how
+often it did, and whether anything was still missing.
 """
 
 from __future__ import annotations
