@@ -1,13 +1,13 @@
-"""The condition language: parsed with `ast` against an allow-list, type-checked, never eval'd.
+"""The condition language's normal form, and the reference evaluator that reads it.
 
 Conditions are comparisons (chains allowed), `and`/`or`/`not`, `in`/`not in` a literal
-list, and bare flags, over dotted paths from `engine.facts`. Amounts (`up_to`,
-`charge`) add `+ - *` and `min(...)`/`max(...)`. Parsing lowers a condition to a small
-normal form (`Leaf`, `All`, `Any`; negation pushed into the leaves) that both the
-durable_rules compiler and the reference evaluator read, so they cannot disagree on
-what a condition means — only on how it is matched, which the differential tests check.
-This module holds that normal form and its evaluation; reading a condition's text is
-`engine.expr_parse`, and amounts are `engine.amounts`.
+list, and bare flags, over dotted paths from `engine.facts`. `engine.expr_parse` reads
+their text (`ast` against an allow-list, type-checked, never eval'd) and lowers each to a
+small normal form (`Leaf`, `All`, `Any`; negation pushed into the leaves) that both the
+durable_rules compiler and the reference evaluator (`evaluate`) read, so they cannot
+disagree on what a condition means — only on how it is matched, which the differential
+tests check. Its own module because that meaning changes apart from how a condition is
+written and refused; amounts (`up_to`, `charge`) are `engine.amounts`.
 """
 
 from __future__ import annotations
