@@ -1,8 +1,8 @@
-"""Reading a condition, an amount or a field from a policy's text: `ast` against an
-allow-list, type-checked against the event's fields, lowered to `engine.expr`'s normal
-form (or an `engine.amounts` expression), with errors that point at the span. Its own
-module because what the language accepts and how it says no change for other reasons
-than what a parsed condition means when an event is decided.
+"""Reading a condition or an amount from a policy's text: `ast` against an allow-list,
+type-checked against the event's fields, lowered to `engine.expr`'s normal form (or an
+`engine.amounts` expression), with errors that point at the span. Its own module because
+what the language accepts and how it says no change for other reasons than what a parsed
+condition means when an event is decided.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ _LOOKS = {
     "condition": "conditions look like:"
     " order.amount <= 500 and customer.tier in ['gold', 'silver']",
     "amount": "amounts look like: order.amount, 25, or min(order.amount * 0.1, 25)",
-    "field": "a field looks like: event.to_team",
 }
 
 
@@ -406,12 +405,3 @@ def parse_amount(text: str, vocab: dict[str, Field], event_type: str, at: Span) 
     if depth > MAX_DEPTH:
         raise _too_deep(at, "the amount")
     return amount
-
-
-def parse_path(text: str, vocab: dict[str, Field], event_type: str, at: Span) -> Field | None:
-    """A context entry or a route target: a dotted field, or None when `text` is a name."""
-    src = _Source(text, at)
-    node = _parse(text, src, "field")
-    if isinstance(node, ast.Attribute):
-        return _Checker(vocab, src, event_type).path(node)
-    return None
