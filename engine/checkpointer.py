@@ -32,7 +32,6 @@ class Checkpointer:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self.checkpoints = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="goodwill-checkpoint", daemon=True)
 
@@ -73,7 +72,6 @@ class Checkpointer:
                 except sqlite3.Error as exc:
                     _log.debug("background checkpoint: %s", exc)
                     continue
-                self.checkpoints += 1
                 lo, hi = _CHECKPOINT_PAUSE_S
                 if log < 0 or copied < log:
                     pause = lo  # busy, or not all copied
