@@ -57,12 +57,7 @@ from engine.service import (
     Processor,
 )
 from engine.state import StateStore
-from events.kafka import (
-    KafkaConfig,
-    KafkaUnavailable,
-    make_consumer,
-    to_record,
-)
+from events.kafka import KafkaConfig, KafkaUnavailable, make_consumer, probe, to_record
 from events.kafka_log import KafkaLog
 
 log = logging.getLogger("goodwill.kafka")
@@ -374,9 +369,7 @@ class KafkaService(Assignment, GapGuard, Delivery):
         self._send(InFlight(done, stamps, started))
 
     def _probe(self) -> None:
-        from events.kafka import _probe
-
-        answers = {a: _probe(a) for a in self.cfg.bootstrap_servers.split(",")}
+        answers = {a: probe(a) for a in self.cfg.bootstrap_servers.split(",")}
         if all(not answer.startswith("TCP connects") for answer in answers.values()):
             self.metrics.kafka_up.set(0)
             shown = "; ".join(f"{a}: {r}" for a, r in answers.items())

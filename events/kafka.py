@@ -313,7 +313,7 @@ def _connect(cfg: KafkaConfig, client: Any, **settings: Any) -> Any:
     # address refuses or does not resolve, that is known at once: no need to wait out
     # bootstrap_timeout_ms (a service retrying a stopped broker would wait it every time).
     addresses = cfg.bootstrap_servers.split(",")
-    reasons = [_probe(address, timeout_s=0.5) for address in addresses]
+    reasons = [probe(address, timeout_s=0.5) for address in addresses]
     if all(reason.startswith(_HOPELESS) for reason in reasons):
         found = "; ".join(f"{a.strip()}: {r}" for a, r in zip(addresses, reasons, strict=True))
         raise KafkaUnavailable(f"cannot reach Kafka at {cfg.bootstrap_servers}: {found}")
@@ -325,7 +325,7 @@ def _connect(cfg: KafkaConfig, client: Any, **settings: Any) -> Any:
 
 def _explain_unreachable(cfg: KafkaConfig, exc: Exception) -> str:
     reasons = "; ".join(
-        f"{address}: {_probe(address)}" for address in cfg.bootstrap_servers.split(",")
+        f"{address}: {probe(address)}" for address in cfg.bootstrap_servers.split(",")
     )
     text = str(exc)
     error = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
@@ -344,11 +344,11 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-# What `_probe` says when no Kafka client could do better, however long it tried.
+# What `probe` says when no Kafka client could do better, however long it tried.
 _HOPELESS: Final = ("not a host:port address", "cannot resolve host", "connection refused")
 
 
-def _probe(address: str, timeout_s: float = 1.0) -> str:
+def probe(address: str, timeout_s: float = 1.0) -> str:
     """Why a plain TCP connection to ``host:port`` fails, or that it works."""
     parts = _host_port(address)
     if parts is None:
