@@ -42,10 +42,11 @@ from kafka.errors import KafkaError
 from engine.assignment import Assignment, Seeker
 from engine.backoff import Backoff
 from engine.budget_stage import BudgetStage
-from engine.compile import CompiledSet
+from engine.compile import CompiledSet, load
 from engine.crash_hook import CRASH_ENV, CrashHook
 from engine.decide import Decider
 from engine.delivery import Delivery, InFlight, Outlet, Stopped
+from engine.errors import PolicyError
 from engine.ledger import StateModeError
 from engine.metrics import Metrics
 from engine.offset_gaps import GapGuard
@@ -287,9 +288,6 @@ class KafkaService(Assignment, GapGuard, Delivery):
         if path is None:
             log.warning("reload requested, but this service was given no policy directory")
             return
-        from engine.compile import load
-        from engine.errors import PolicyError
-
         try:
             compiled = load(path)
         except Exception as err:  # whatever refuses it, the running set must stay active
