@@ -66,9 +66,15 @@ class Seeker(ConsumerRebalanceListener):  # type: ignore[misc]
 
 class Assignment:
     """Seeks assigned partitions to their stored positions and checks the assignment (see
-    the module docstring); a mixin of `KafkaService`."""
+    the module docstring).
 
-    # The service's, set by KafkaService.__init__:
+    A mixin of `KafkaService`, which must set every attribute declared below in its
+    `__init__` (the store and the consumer None until `run` opens them); the stored
+    positions this mixin mirrors for the rebalance listener are kept there too (`stored`,
+    `stored_times`, `forgotten`, under `_stored_lock`), and so are the positions read
+    (`positions`).
+    """
+
     cfg: KafkaConfig
     compiled: CompiledSet
     options: ServiceOptions

@@ -95,9 +95,14 @@ class Outlet:
 
 class Delivery:
     """Sends a decided batch's outputs, settles them once acknowledged (see the module
-    docstring); a mixin of `KafkaService`."""
+    docstring).
 
-    # The service's, set by KafkaService.__init__:
+    A mixin of `KafkaService`, which must set every attribute declared below in its
+    `__init__` (the store, the processors and the clients None until `run` opens them);
+    what this mixin keeps between batches is kept there too (`in_flight`, `positions`,
+    `_budgets_at`, `_budgets_dirty`).
+    """
+
     options: ServiceOptions
     compiled: CompiledSet
     metrics: Metrics

@@ -25,10 +25,13 @@ _GAP_REREADS: Final = 3  # a gap in the budget topic is read again this often, t
 
 
 class GapGuard:
-    """Reads a gap in the budget topic again, then passes it (see the module docstring);
-    a mixin of `KafkaService`."""
+    """Reads a gap in the budget topic again, then passes it (see the module docstring).
 
-    # The service's, set by KafkaService.__init__:
+    A mixin of `KafkaService`, which must set every attribute declared below in its
+    `__init__` (the consumer None until `run` opens it); the rereads of each gap are kept
+    there too (`_rereads`), and the stored positions it reads are `Assignment`'s.
+    """
+
     cfg: KafkaConfig
     metrics: Metrics
     consumer: KafkaConsumer | None
