@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -71,8 +72,6 @@ def test_every_cli_command_is_in_the_reference() -> None:
 
 
 def test_the_code_map_names_every_module_and_only_those() -> None:
-    import re
-
     code_map = README[README.index("Code map.") : README.index("## CLI reference")]
     named = set(re.findall(r"`([a-z_]+\.py)`", code_map))
     modules = {
