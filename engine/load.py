@@ -2,8 +2,10 @@
 
 Nothing downstream of `load_policy_set` ever sees an unvalidated policy: every problem
 is collected as a positioned `Diagnostic` and the whole set is refused together. This
-module finds a directory's files and builds the set from them; reading one file is
-`engine.policy_file`'s and `engine.budgets_file`'s, and the set's types are `engine.policy`'s.
+module finds a directory's files and builds the set from them, with its content hash;
+reading one file is `engine.policy_file`'s and `engine.budgets_file`'s, and the set's
+types are `engine.policy`'s. Its own module because which files make a set, and how the
+set is refused or hashed as a whole, change apart from what one file may say.
 """
 
 from __future__ import annotations
