@@ -122,9 +122,6 @@ class CompiledSet:
     def hash(self) -> str:
         return self.policy_set.hash
 
-    def canonical_json(self) -> str:
-        return json.dumps(self.rulesets, sort_keys=True, separators=(",", ":"))
-
 
 def compile_set(policy_set: PolicySet) -> CompiledSet:
     rulesets = {p.id: policy_json(p) for p in policy_set.policies if p.budget is not None}

@@ -203,8 +203,7 @@ class Delivery:
             return self.processor.tally
         total = Tally()
         total.add(self.processor.tally)
-        if self.budget_stage is not None:
-            total.add(self.budget_stage.tally)
+        total.add(self.budget_stage.tally)
         return total
 
     def _observe(self, started: float) -> None:

@@ -16,9 +16,6 @@ class Span:
     col: int
     end_col: int
 
-    def shift(self, line: int, col: int) -> Span:
-        return Span(self.line + line, self.col + col, self.end_col + col)
-
 
 @dataclass(frozen=True)
 class Diagnostic:
