@@ -32,13 +32,18 @@ def alert(
     event: Envelope,
     view: StateView,
     draft: Draft,
-) -> None:
+) -> str | None:
+    """Raise the alert into `draft`; or, when this window's alert for the SKU was raised
+    already, return why there is none, for the rule's `why` (it fired all the same)."""
     sku = str(fact["sku.id"])
     if not sku:
-        return
+        return None
     last = view.last_alert(sku)
     if last is not None and event.occurred_at - last < ALERT_WINDOW:
-        return  # one alert per window
+        return (
+            f"no alert: one is raised per {ALERT_WINDOW.days} days for a SKU, and the one"
+            f" for {sku} was raised at {last.isoformat()}"
+        )
     try:
         since = event.occurred_at - ALERT_WINDOW
     except OverflowError:  # in the first week of year 1, the window starts with it
@@ -59,6 +64,7 @@ def alert(
     draft.alerts.append(
         make_output("rootcause.alert", event_id, event.occurred_at, data, event.customer_id)
     )
+    return None
 
 
 def _threshold(policy: Policy) -> int:

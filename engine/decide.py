@@ -291,8 +291,8 @@ class Decider:
                 )
         if rule.route is not None:
             draft.routes.append(self._route(rule.route, fact))
-        if rule.alert is not None:
-            alert(policy, rule.alert, fact, event, view, draft)
+        if rule.alert is not None and (held := alert(policy, rule.alert, fact, event, view, draft)):
+            why["note"] = held
         if say:
             # a rule that only promises a follow-up speaks after those that act now
             acts = rule.grants or rule.charges or rule.route or rule.alert

@@ -146,6 +146,7 @@ def effects(d: DecisionData) -> list[str]:
         )
     for o in d.obligations:
         lines.append(f"    follow up   case {o.case_id} by {_when(o.due_at.isoformat())}")
+    lines.extend(f"    note        {w.policy}: {w.note}" for w in d.why if w.note)
     lines.extend(f'    say         "{s}"' for s in d.say)
     return lines
 

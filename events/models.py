@@ -370,6 +370,9 @@ class Why(Payload):
     # Written only when there is one, so a decision from before the field has the same
     # bytes when read and written again.
     passed_over: tuple[PassedOver, ...] = Field(default=(), exclude_if=lambda v: not v)
+    # What the rule did not do though it matched, and why (an alert already raised in
+    # its window); written only when set, like passed_over.
+    note: Text = Field(default="", exclude_if=lambda v: not v)
 
 
 class DecisionData(Payload):

@@ -155,17 +155,31 @@ def defect(n: int, at: str) -> dict[str, Any]:
     )
 
 
+def _held_back(raised: str) -> str:
+    return (
+        "no alert: one is raised per 7 days for a SKU, and the one for SKU-9 was raised"
+        f" at {raised}"
+    )
+
+
 def test_one_root_cause_alert_per_window(engine: Engine) -> None:
     def report(n: int, day: int) -> dict[str, Any]:
         return defect(n, f"2026-11-{day:02d}T12:00:00Z")
 
-    alerts = [
-        o
-        for n in range(7)
-        for o in engine.feed(report(n, 3 + n // 3))
-        if o.type == "rootcause.alert"
-    ]
+    outputs = [o for n in range(7) for o in engine.feed(report(n, 3 + n // 3))]
+    alerts = [o for o in outputs if o.type == "rootcause.alert"]
     assert len(alerts) == 1
+    # The rule fires again on the next reports of the window; their decisions say why
+    # they raise no alert, where they used to name the policy with nothing to show for it.
+    raised = alerts[0].occurred_at.isoformat()
+    notes = [
+        (o.data.caused_by, w.note)
+        for o in outputs
+        if isinstance(o.data, DecisionData)
+        for w in o.data.why
+        if w.policy == "root-cause-alert"
+    ]
+    assert notes == [("d4", ""), *((f"d{n}", _held_back(raised)) for n in (5, 6))]
     assert alerts[0].data.reports == 5 and alerts[0].data.sku == "SKU-9"  # type: ignore[attr-defined]
     # what policies/root-cause-alert.yaml gives the product team (its reason and context
     # were checked by goodwill check, shown in the handbook, then dropped)
@@ -183,6 +197,23 @@ def test_one_root_cause_alert_per_window(engine: Engine) -> None:
         if o.type == "rootcause.alert"
     ]
     assert len(later) == 1  # a new window, a new alert
+
+
+def test_explain_and_run_say_why_a_matching_rule_raised_no_alert(engine: Engine) -> None:
+    from engine.report import effects, explain_text
+
+    outputs = [o for n in range(6) for o in engine.feed(defect(n, "2026-11-03T12:00:00Z"))]
+    [alert] = [o for o in outputs if o.type == "rootcause.alert"]
+    last = outputs[-1]
+    assert isinstance(last.data, DecisionData) and last.data.caused_by == "d5"
+    line = f"    note        root-cause-alert: {_held_back(alert.occurred_at.isoformat())}"
+    assert line in effects(last.data)  # the block `goodwill run` prints
+    assert line in explain_text(last.model_dump(mode="json")).splitlines()
+    raw = encode(last)
+    older = raw.replace(
+        b',"note":"' + _held_back(alert.occurred_at.isoformat()).encode() + b'"', b""
+    )
+    assert older != raw and encode(decode(older, outputs=True)) == older  # keeps its bytes
 
 
 def test_a_root_cause_alert_counts_only_the_reports_in_its_window(engine: Engine) -> None:

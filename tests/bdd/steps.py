@@ -473,6 +473,15 @@ def _alerts(world: World) -> list[RootcauseAlert]:
     return [e.data for e in world.emitted("rootcause.alert") if isinstance(e.data, RootcauseAlert)]
 
 
+@phrase("noted")
+def _noted(world: World, policy: str, text: str) -> None:
+    envelope, d = _decided(world)
+    notes = [w.note for w in d.why if w.policy == policy]
+    if not any(text in note for note in notes):
+        world.fail(f"{policy} to note {text!r}", f"its notes: {notes or 'it did not apply'}",
+                   envelope)  # fmt: skip
+
+
 @phrase("alerted")
 def _alerted(world: World, team: str, sku: str, count: int) -> None:
     alerts = _alerts(world)
