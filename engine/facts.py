@@ -82,6 +82,7 @@ STATE_FIELDS: dict[str, Field] = {
             ("delayed", "bool", "shipment.delayed seen"),
             ("lost", "bool", "shipment.lost seen"),
             ("delay_days", "number", "whole days the latest new_eta is past promised_by"),
+            ("delays", "number", "shipment.delayed reports for this order, this one included"),
         ],
     ),
     **_fields(

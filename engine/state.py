@@ -305,7 +305,8 @@ class StateStore(Outbox):
     def _shipment_delayed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(ShipmentDelayed, event.data)
         row = self._orders.get(d.order_id) or new_order(d.order_id, customer)
-        row[O_DELAYED], row[O_NEW_ETA] = 1, micros(d.new_eta)
+        # how many delays were reported (`order.delays`); builds before the count wrote 1
+        row[O_DELAYED], row[O_NEW_ETA] = row[O_DELAYED] + 1, micros(d.new_eta)
         self._orders.put(d.order_id, row)
 
     def _shipment_lost(self, event: Envelope, customer: str, t: int) -> None:
@@ -573,7 +574,8 @@ class StateStore(Outbox):
             "order.item_count": items,
             "order.service_level": level,
             "order.shipped": shipped == 1,
-            "order.delayed": delayed == 1,
+            "order.delayed": delayed >= 1,
+            "order.delays": delayed,
             "order.lost": lost == 1,
             "order.delay_days": delay_days,
             "case.id": case_id or "",

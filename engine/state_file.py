@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Final
 
 STATE_FILE: Final = "state.db"
-STATE_SCHEMA_VERSION: Final = 3
+STATE_SCHEMA_VERSION: Final = 4
 """Bump when an older build would misread what is stored; a file of a version not in
 `_READS` is refused. 3 since retention, follow-up lanes and the budget-stage mode: a build
 that reads only 2 refuses a file this build has written instead of misreading it (it would
-decide again an event whose id retention forgot). A file at 2 is raised to 3 by the first
-batch this build commits to it."""
-_READS: Final = (2, 3)
+decide again an event whose id retention forgot). 4 since an order's `delayed` counts the
+delays reported (`order.delays`): a build that reads 3 at most took 2 for "not delayed". A
+file at 2 or 3 is raised to 4 by the first batch this build commits to it."""
+_READS: Final = (2, 3, 4)
+_READS_TEXT: Final = ", ".join(map(str, _READS[:-1])) + f" or {_READS[-1]}"
 
 _CACHE_KIB: Final = 64 * 1024  # SQLite's page cache bounds the memory state may use
 _CHECKPOINT_PAGES: Final = 16_384  # the engine's own, only if the checkpointer falls behind
@@ -95,7 +97,7 @@ def connect(
             conn.execute("ROLLBACK")
             raise StateVersionError(
                 f"{path}: state schema version {found}, this build reads"
-                f" {' or '.join(map(str, _READS))}; "
+                f" {_READS_TEXT}; "
                 + (
                     "it was written by a newer build: run that one, or rebuild the state"
                     " with this one by replaying the log into a new data directory"
@@ -134,8 +136,7 @@ def connect_readonly(
         found = version(conn)
         if found not in _READS:
             raise StateVersionError(
-                f"{path}: state schema version {found}, this build reads"
-                f" {' or '.join(map(str, _READS))}"
+                f"{path}: state schema version {found}, this build reads {_READS_TEXT}"
             )
         lacking: dict[str, list[str]] = {}
         for table, column, _ in (*_ADDED_COLUMNS, *columns):

@@ -5,9 +5,10 @@ Feature: Recover the moment when a shipment is late
 
   A delayed shipment triggers an apology and a credit before the customer gets in touch:
   three days late or more, a tenth of the order (at most $25) and faster shipping for the
-  rest; less than that, a small credit for the wait. A parcel the carrier already reported
-  lost is being replaced overnight (recover-lost-parcel), so a delay reported for it after
-  that is not apologized for again.
+  rest; less than that, a small credit for the wait. The credit is once per order: when
+  the carrier reports the same order late again, the rep may speed up the rest instead. A
+  parcel the carrier already reported lost is being replaced overnight
+  (recover-lost-parcel), so a delay reported for it after that is not apologized for again.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -55,6 +56,22 @@ Feature: Recover the moment when a shipment is late
     And we may not upgrade shipping
     And no manager is involved
     And the decision was made by rule "short-delay" of policy "recover-the-moment"
+
+  Scenario Outline: Late again: faster shipping, not a second credit
+    Given the customer placed order "A-1" for $180 today
+    And order "A-1" was shipped by standard delivery, promised in 4 days
+    And the carrier says order "A-1" will arrive <first> late
+    When the carrier says order "A-1" will arrive <again> late
+    Then we may upgrade shipping for up to $20
+    And we may not give a credit
+    And no manager is involved
+    And we can tell the customer "I'm sorry, your order is running late again. I can speed up the rest at no charge."
+    And the decision was made by rule "delayed-again" of policy "recover-the-moment"
+
+    Examples:
+      | first  | again  |
+      | 1 day  | 4 days |
+      | 5 days | 6 days |
 
   Scenario Outline: A delay reported after the parcel was lost is not apologized for again
     Given the customer placed order "A-1" for $180 today

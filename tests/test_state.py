@@ -297,12 +297,14 @@ def test_shipping_events(store: StateStore) -> None:
         0,
         False,
     )
+    assert fact["order.delays"] == 0
     late = promised + 2 * DAY + 23 * HOUR
     fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": late.isoformat()}))
-    assert (fact["order.delayed"], fact["order.delay_days"]) == (True, 2)
+    assert (fact["order.delayed"], fact["order.delay_days"], fact["order.delays"]) == (True, 2, 1)
     early = promised - DAY
     fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": early.isoformat()}))
     assert fact["order.delay_days"] == 0  # the latest eta wins, and is not late
+    assert fact["order.delays"] == 2  # each report counts, this one included
     fact = facts(store, ev("shipment.lost", {"order_id": "ord-1", "last_scan": T0.isoformat()}))
     assert fact["order.lost"] is True
 
@@ -1062,15 +1064,19 @@ def test_a_store_in_memory_has_no_checkpointer() -> None:
         assert store._checkpointer is None
 
 
-def test_a_file_at_version_2_is_read_and_raised_to_3_by_its_first_batch(tmp_path: Path) -> None:
-    # Builds that read only version 2 refuse a file at 3 instead of misreading what this
-    # build keeps (retention, follow-up lanes, the budget-stage mode).
+@pytest.mark.parametrize("older", [2, 3])
+def test_a_file_at_an_older_version_is_read_and_raised_by_its_first_batch(
+    tmp_path: Path, older: int
+) -> None:
+    # Builds that read only version 2 refuse a file at 3 or later instead of misreading
+    # what this build keeps (retention, follow-up lanes, the budget-stage mode), and those
+    # that read 3 at most refuse one at 4 (an order's delays counted).
     with StateStore.open(tmp_path) as s:
         s.begin()
         s.set_meta("policy_set", "ps-1")
         s.commit()
     with closing(sqlite3.connect(tmp_path / STATE_FILE)) as conn, conn:
-        conn.execute("UPDATE schema_version SET version = 2")
+        conn.execute("UPDATE schema_version SET version = ?", (older,))
 
     def version() -> int:
         with closing(sqlite3.connect(tmp_path / STATE_FILE)) as conn:
@@ -1078,17 +1084,17 @@ def test_a_file_at_version_2_is_read_and_raised_to_3_by_its_first_batch(tmp_path
 
     with StateStore.open_readonly(tmp_path) as s:  # status, explain: read, not changed
         assert s.meta("policy_set") == "ps-1"
-    assert version() == 2
+    assert version() == older
     with StateStore.open(tmp_path) as s:  # opened and refused before any batch: as it was
         assert s.meta("policy_set") == "ps-1"
-    assert version() == 2
+    assert version() == older
     with StateStore.open(tmp_path) as s:
         s.begin()
         s.set_meta("policy_set", "ps-2")
         s.rollback()
-    assert version() == 2
+    assert version() == older
     with StateStore.open(tmp_path) as s:
         s.begin()
         s.set_meta("policy_set", "ps-2")
         s.commit()
-    assert version() == 3 == STATE_SCHEMA_VERSION
+    assert version() == 4 == STATE_SCHEMA_VERSION
