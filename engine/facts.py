@@ -82,7 +82,12 @@ STATE_FIELDS: dict[str, Field] = {
             ("delayed", "bool", "shipment.delayed seen"),
             ("lost", "bool", "shipment.lost seen"),
             ("delay_days", "number", "whole days the latest new_eta is past promised_by"),
-            ("delays", "number", "shipment.delayed reports for this order, this one included"),
+            (
+                "delay_reports",
+                "number",
+                "shipment.delayed reports for this order, this one included",
+            ),
+            ("lost_reports", "number", "shipment.lost reports for this order, this one included"),
         ],
     ),
     **_fields(

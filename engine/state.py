@@ -305,14 +305,14 @@ class StateStore(Outbox):
     def _shipment_delayed(self, event: Envelope, customer: str, t: int) -> None:
         d = cast(ShipmentDelayed, event.data)
         row = self._orders.get(d.order_id) or new_order(d.order_id, customer)
-        # how many delays were reported (`order.delays`); builds before the count wrote 1
+        # how many delays were reported (`order.delay_reports`); builds before the count wrote 1
         row[O_DELAYED], row[O_NEW_ETA] = row[O_DELAYED] + 1, micros(d.new_eta)
         self._orders.put(d.order_id, row)
 
     def _shipment_lost(self, event: Envelope, customer: str, t: int) -> None:
         order_id = event.data.__dict__["order_id"]
         row = self._orders.get(order_id) or new_order(order_id, customer)
-        row[O_LOST] = 1
+        row[O_LOST] += 1  # how many loss reports (`order.lost_reports`); builds before wrote 1
         self._orders.put(order_id, row)
 
     def _defect_reported(self, event: Envelope, customer: str, t: int) -> None:
@@ -575,8 +575,9 @@ class StateStore(Outbox):
             "order.service_level": level,
             "order.shipped": shipped == 1,
             "order.delayed": delayed >= 1,
-            "order.delays": delayed,
-            "order.lost": lost == 1,
+            "order.delay_reports": delayed,
+            "order.lost": lost >= 1,
+            "order.lost_reports": lost,
             "order.delay_days": delay_days,
             "case.id": case_id or "",
             "case.known": case is not None,

@@ -20,9 +20,10 @@ STATE_SCHEMA_VERSION: Final = 4
 """Bump when an older build would misread what is stored; a file of a version not in
 `_READS` is refused. 3 since retention, follow-up lanes and the budget-stage mode: a build
 that reads only 2 refuses a file this build has written instead of misreading it (it would
-decide again an event whose id retention forgot). 4 since an order's `delayed` counts the
-delays reported (`order.delays`): a build that reads 3 at most took 2 for "not delayed". A
-file at 2 or 3 is raised to 4 by the first batch this build commits to it."""
+decide again an event whose id retention forgot). 4 since an order's `delayed` and `lost`
+count the reports (`order.delay_reports`, `order.lost_reports`): a build that reads 3 at
+most took 2 for "not delayed" or "not lost". A file at 2 or 3 is raised to 4 by the first
+batch this build commits to it."""
 _READS: Final = (2, 3, 4)
 _READS_TEXT: Final = ", ".join(map(str, _READS[:-1])) + f" or {_READS[-1]}"
 

@@ -5,7 +5,9 @@ Feature: Recover a lost parcel
 
   A lost parcel gets a free replacement sent overnight, offered before the customer gets
   in touch. A parcel lost for an order not in our records goes to a team lead, and the
-  faster shipping is authorized at once.
+  faster shipping is authorized at once. An order the carrier reports lost a second time
+  goes to the team lead too, who checks with the carrier before another replacement: a
+  second report is often the first one sent again.
 
   Background:
     Given it is Monday 2 November 2026, 09:00
@@ -34,3 +36,13 @@ Feature: Recover a lost parcel
     And the handover shows order.id "B-9"
     And we can tell the customer "A colleague is arranging the replacement now and will confirm it with you today."
     And the decision was made by rule "order-not-on-record" of policy "recover-lost-parcel"
+
+  Scenario: An order reported lost again goes to the team lead, not to a second replacement
+    Given the carrier reports order "A-1" as lost
+    When the carrier reports order "A-1" as lost
+    Then we may not send a free replacement
+    And it is routed to "team-lead"
+    And the reason given is "the carrier reported this order lost again, after a replacement was authorized"
+    And the handover shows order.lost_reports 2
+    And we can tell the customer "A colleague is checking with the carrier and will confirm your replacement with you today."
+    And the decision was made by rule "lost-again" of policy "recover-lost-parcel"

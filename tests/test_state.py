@@ -297,16 +297,22 @@ def test_shipping_events(store: StateStore) -> None:
         0,
         False,
     )
-    assert fact["order.delays"] == 0
+    assert fact["order.delay_reports"] == 0
     late = promised + 2 * DAY + 23 * HOUR
     fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": late.isoformat()}))
-    assert (fact["order.delayed"], fact["order.delay_days"], fact["order.delays"]) == (True, 2, 1)
+    assert (fact["order.delayed"], fact["order.delay_days"], fact["order.delay_reports"]) == (
+        True,
+        2,
+        1,
+    )
     early = promised - DAY
     fact = facts(store, ev("shipment.delayed", {"order_id": "ord-1", "new_eta": early.isoformat()}))
     assert fact["order.delay_days"] == 0  # the latest eta wins, and is not late
-    assert fact["order.delays"] == 2  # each report counts, this one included
+    assert fact["order.delay_reports"] == 2  # each report counts, this one included
     fact = facts(store, ev("shipment.lost", {"order_id": "ord-1", "last_scan": T0.isoformat()}))
-    assert fact["order.lost"] is True
+    assert (fact["order.lost"], fact["order.lost_reports"]) == (True, 1)
+    fact = facts(store, ev("shipment.lost", {"order_id": "ord-1", "last_scan": T0.isoformat()}))
+    assert (fact["order.lost"], fact["order.lost_reports"]) == (True, 2)
 
 
 def test_delay_before_shipping_has_no_delay_days(store: StateStore) -> None:
