@@ -85,9 +85,13 @@ STATE_FIELDS: dict[str, Field] = {
             (
                 "delay_reports",
                 "number",
-                "shipment.delayed reports for this order, this one included",
+                "shipment.delayed reports for this order so far, this event included",
             ),
-            ("lost_reports", "number", "shipment.lost reports for this order, this one included"),
+            (
+                "lost_reports",
+                "number",
+                "shipment.lost reports for this order so far, this event included",
+            ),
         ],
     ),
     **_fields(
