@@ -46,3 +46,20 @@ Feature: Recover a lost parcel
     And the handover shows order.lost_reports 2
     And we can tell the customer "A colleague is checking with the carrier and will confirm your replacement with you today."
     And the decision was made by rule "lost-again" of policy "recover-lost-parcel"
+
+  Scenario: A third loss report goes to the team lead too
+    Given the carrier reports order "A-1" as lost
+    And the carrier reports order "A-1" as lost
+    When the carrier reports order "A-1" as lost
+    Then we may not send a free replacement
+    And it is routed to "team-lead"
+    And the handover shows order.lost_reports 3
+    And the decision was made by rule "lost-again" of policy "recover-lost-parcel"
+
+  Scenario: An order not in our records reported lost again goes to the team lead as lost again
+    Given the carrier reports order "B-9" as lost
+    When the carrier reports order "B-9" as lost
+    Then we may not upgrade shipping
+    And it is routed to "team-lead"
+    And the handover shows order.lost_reports 2
+    And the decision was made by rule "lost-again" of policy "recover-lost-parcel"

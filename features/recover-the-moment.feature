@@ -73,6 +73,16 @@ Feature: Recover the moment when a shipment is late
       | 1 day  | 4 days |
       | 5 days | 6 days |
 
+  Scenario: Late a third time: faster shipping again, still no second credit
+    Given the customer placed order "A-1" for $180 today
+    And order "A-1" was shipped by standard delivery, promised in 4 days
+    And the carrier says order "A-1" will arrive 1 day late
+    And the carrier says order "A-1" will arrive 3 days late
+    When the carrier says order "A-1" will arrive 5 days late
+    Then we may upgrade shipping for up to $20
+    And we may not give a credit
+    And the decision was made by rule "delayed-again" of policy "recover-the-moment"
+
   Scenario Outline: A delay reported after the parcel was lost is not apologized for again
     Given the customer placed order "A-1" for $180 today
     And order "A-1" was shipped by standard delivery, promised in 4 days
@@ -84,3 +94,11 @@ Feature: Recover the moment when a shipment is late
       | late   |
       | 5 days |
       | 1 day  |
+
+  Scenario: A delay reported again after the parcel was lost is not apologized for either
+    Given the customer placed order "A-1" for $180 today
+    And order "A-1" was shipped by standard delivery, promised in 4 days
+    And the carrier says order "A-1" will arrive 2 days late
+    And the carrier reports order "A-1" as lost
+    When the carrier says order "A-1" will arrive 5 days late
+    Then policy "recover-the-moment" does not apply
