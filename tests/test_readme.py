@@ -79,3 +79,18 @@ def test_the_code_map_names_every_module_and_only_those() -> None:
     } - {"__init__.py"}
     assert sorted(modules - named) == [], "modules the README's code map does not name"
     assert sorted(named - modules) == [], "names in the code map that are no module"
+
+
+def test_the_contexts_table_lists_every_state_field_and_only_those() -> None:
+    from engine.facts import BUDGET_FIELDS, STATE_FIELDS
+
+    table = README.split("The contexts:\n\n", 1)[1].split("\n\n", 1)[0]
+    listed = {
+        f"{context}.{name}"
+        for context, names in re.findall(r"^\| `(\w+)` \| `([^`]*)`", table, re.M)
+        if context != "event"
+        for name in names.split()
+    }
+    fields = set(STATE_FIELDS) | set(BUDGET_FIELDS)
+    assert sorted(fields - listed) == [], "fields the README's contexts table does not list"
+    assert sorted(listed - fields) == [], "names in the contexts table that are no field"
