@@ -41,7 +41,7 @@ def alert(
     last = view.last_alert(sku)
     if last is not None and event.occurred_at - last < ALERT_WINDOW:
         return (
-            f"no alert: one is raised per {ALERT_WINDOW.days} days for a SKU, and the one"
+            f"no alert: at most one is raised per {ALERT_WINDOW.days} days for a SKU, and the one"
             f" for {sku} was raised at {last.isoformat()}"
         )
     try:

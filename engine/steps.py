@@ -317,7 +317,7 @@ VOCABULARY: Final[tuple[Phrase, ...]] = (
     _p("no-alert", "then", "no one is alerted", "no one is alerted",
        "While the When steps ran, no root-cause alert was raised."),
     _p("noted", "then", 'policy "{policy:Text}" notes "{text:Text}"',
-       'policy "root-cause-alert" notes "no alert: one is raised per 7 days"',
+       'policy "root-cause-alert" notes "no alert: at most one is raised per 7 days"',
        "The decision's explanation for that policy notes what its matching rule did not do,"
        " and why (an alert already raised in its window); the note contains that text."),
 )  # fmt: skip

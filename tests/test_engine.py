@@ -157,7 +157,7 @@ def defect(n: int, at: str) -> dict[str, Any]:
 
 def _held_back(raised: str) -> str:
     return (
-        "no alert: one is raised per 7 days for a SKU, and the one for SKU-9 was raised"
+        "no alert: at most one is raised per 7 days for a SKU, and the one for SKU-9 was raised"
         f" at {raised}"
     )
 
