@@ -42,9 +42,9 @@ Feature: Recover a lost parcel
     When the carrier reports order "A-1" as lost
     Then we may not send a free replacement
     And it is routed to "team-lead"
-    And the reason given is "the carrier reported this order lost again, after a replacement was authorized"
+    And the reason given is "the carrier has reported this order lost more than once"
     And the handover shows order.lost_reports 2
-    And we can tell the customer "A colleague is checking with the carrier and will confirm your replacement with you today."
+    And we can tell the customer "The carrier has sent us another report about your parcel. A colleague is checking it with them and will confirm your replacement with you today."
     And the decision was made by rule "lost-again" of policy "recover-lost-parcel"
 
   Scenario: A third loss report goes to the team lead too
