@@ -65,7 +65,7 @@ Feature: Recover the moment when a shipment is late
     Then we may upgrade shipping for up to $20
     And we may not give a credit
     And no manager is involved
-    And we can tell the customer "I'm sorry, your order is running late again. I can speed up the rest at no charge."
+    And we can tell the customer "I'm sorry your order is still running late. I can speed up the rest at no charge."
     And the decision was made by rule "delayed-again" of policy "recover-the-moment"
 
     Examples:
