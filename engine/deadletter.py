@@ -9,6 +9,8 @@ how a batch is decided.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from events.log import Record
 
 PROCESSING_FAILED = "processing_failed"
@@ -54,5 +56,21 @@ def deadletter_copy(
         ("goodwill.source.partition", str(record.partition).encode()),
         ("goodwill.source.offset", str(record.offset).encode()),
     )
-    ident = f"dlq:{record.topic}:{record.partition}:{record.offset}"
-    return headers, ident
+    return headers, _ident(record.topic, str(record.partition), str(record.offset))
+
+
+def copy_ident(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """The outbox id of the dead-letter copy that carries `headers`, read back from its
+    `goodwill.source.*` headers; None for a record that lacks them."""
+    found = dict(headers)
+    try:
+        return _ident(*(found[f"goodwill.source.{k}"].decode() for k in _SOURCE))
+    except (KeyError, UnicodeDecodeError):
+        return None
+
+
+_SOURCE = ("topic", "partition", "offset")
+
+
+def _ident(topic: str, partition: str, offset: str) -> str:
+    return f"dlq:{topic}:{partition}:{offset}"

@@ -32,6 +32,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from engine.compile import CompiledSet
+from engine.deadletter import copy_ident
 from engine.decide import Decider
 from engine.kafka_service import ServiceOptions
 from engine.ledger import StateModeError
@@ -114,12 +115,8 @@ class Spool:
         return True
 
     def add_deadletter(self, headers: Sequence[tuple[str, bytes]]) -> None:
-        found = dict(headers)
-        try:
-            ident = "dlq:{}:{}:{}".format(
-                *(found[f"goodwill.source.{k}"].decode() for k in ("topic", "partition", "offset"))
-            )
-        except (KeyError, UnicodeDecodeError):
+        ident = copy_ident(headers)
+        if ident is None:
             return
         self._db.execute("INSERT OR IGNORE INTO deadlettered (ident) VALUES (?)", (ident,))
 
@@ -363,9 +360,11 @@ def _mark_published(store: StateStore, spool_: Spool) -> None:
             if topic == DECISIONS_TOPIC and value in spool_.published:
                 sent.append(rowid)
                 spool_.published.discard(value)
-            elif (topic == DEADLETTER_TOPIC and spool_.was_deadlettered(_dlq_ident(headers))) or (
-                topic == BUDGET_TOPIC and spool_.was_forwarded(value)
-            ):
+            elif (
+                topic == DEADLETTER_TOPIC
+                and (ident := copy_ident(headers)) is not None
+                and spool_.was_deadlettered(ident)
+            ) or (topic == BUDGET_TOPIC and spool_.was_forwarded(value)):
                 sent.append(rowid)
         if sent:
             store.outbox_mark_sent(sent)
@@ -373,14 +372,6 @@ def _mark_published(store: StateStore, spool_: Spool) -> None:
             return
         if not sent:
             limit *= 2  # the oldest rows are unpublished ones; look past them
-
-
-def _dlq_ident(headers: Sequence[tuple[str, bytes]]) -> str:
-    found = {name: value for name, value in headers if name.startswith("goodwill.source.")}
-    parts = (
-        found.get(f"goodwill.source.{k}", b"?").decode() for k in ("topic", "partition", "offset")
-    )
-    return "dlq:{}:{}:{}".format(*parts)
 
 
 def rebuild(

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from engine.alerts import ALERT_WINDOW
 from engine.embedded import Summary
 from engine.facts import to_minor
 from engine.say import money_text
@@ -49,7 +50,8 @@ class Printer:
         elif isinstance(data, RootcauseAlert):
             typer.echo(
                 f"{_when(event.occurred_at.isoformat())}  ROOT-CAUSE ALERT  {data.sku}: "
-                f"{data.reports} defect reports in 7 days (threshold {data.threshold}) "
+                f"{data.reports} defect reports in {ALERT_WINDOW.days} days"
+                f" (threshold {data.threshold}) "
                 f"→ {data.notify}" + (f": {data.reason}" if data.reason else "") + "\n"
             )
 
