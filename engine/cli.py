@@ -12,7 +12,7 @@ import sys
 import typer
 
 from engine.cli_events import emit, redrive, schema
-from engine.cli_explain import explain
+from engine.cli_explain import explain, verify
 from engine.cli_policy import check, docs, fields, simulate, steps
 from engine.cli_service import rebuild, run, status, topics_create
 
@@ -33,6 +33,7 @@ app.command()(schema)
 app.command()(fields)
 app.command()(status)
 app.command()(explain)
+app.command()(verify)
 app.command()(simulate)
 app.command()(docs)
 

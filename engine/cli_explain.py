@@ -1,20 +1,30 @@
-"""`goodwill explain`: why a decision was made, for whoever is asked about one.
+"""`goodwill explain` and `verify`: why a decision was made, and that it is reproduced.
 
-It looks in the places a decision may still be, nearest first: the state's outbox, the
-embedded decisions log, the decisions topic (only the customer's partition when it is
-given); an event that was dead-lettered instead is said so.
+`explain` is for whoever is asked about one decision. It looks in the places a decision
+may still be, nearest first: the state's outbox, the embedded decisions log, the decisions
+topic (only the customer's partition when it is given); an event that was dead-lettered
+instead is said so. `verify` is for an auditor: it decides a data directory's inputs again
+from scratch and compares every output with the one recorded (`engine.verify`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from engine.cli_options import DataDir, fail, kafka_config, kafka_options, wants_kafka
+from engine.cli_options import (
+    DataDir,
+    compile_policies,
+    fail,
+    kafka_config,
+    kafka_options,
+    wants_kafka,
+)
 
 
 @kafka_options("decisions_topic")
@@ -100,3 +110,71 @@ def explain(
         " --customer to read only that customer's partition)",
         1,
     )
+
+
+def verify(
+    sources: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="the .jsonl files the history decided, in the order it read them; omit for"
+            " the data directory's embedded events log",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDir = Path("goodwill-data"),
+    policies: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--policies",
+            help="a policy directory; repeat it for each policy set the history used"
+            "  [default: policies]",
+            envvar="GOODWILL_POLICIES",
+            metavar="<path>",
+            show_default=False,
+        ),
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
+    show: Annotated[int, typer.Option(min=0, help="how many mismatches to list")] = 20,
+) -> None:
+    """Decide the inputs of DATA_DIR's history again and compare every output byte for byte.
+
+    Each event is decided by the policy set its recorded decision names (give each set's
+    directory with --policies), from scratch in a throwaway directory; exit 0 when every
+    recorded decision, follow-up escalation and alert is made again exactly, 1 otherwise.
+    A history decided on Kafka cannot be verified: how partitions interleaved is not kept.
+    """
+    from engine import embedded
+    from engine.compile import CompiledSet
+    from engine.verify import NoHistory, recorded_log, report
+    from engine.verify import verify as replay
+    from events.log import Record, scan_topic
+
+    files = sources or []
+    for path in files:
+        if not path.is_file():
+            raise fail(f"no such input file: {path}")
+    try:
+        recorded_log(data_dir)
+    except NoHistory as err:
+        raise fail(str(err), 1) from None
+    sets: dict[str, CompiledSet] = {}
+    for directory in policies or [Path("policies")]:
+        compiled = compile_policies(directory)
+        sets.setdefault(compiled.hash, compiled)
+        typer.echo(f"policy set {compiled.hash} from {directory}")
+    inputs: Iterator[Record]
+    if files:
+        inputs = itertools.chain.from_iterable(embedded.file_records(p, 1) for p in files)
+        what = ", ".join(str(p) for p in files)
+    else:
+        inputs = scan_topic(data_dir / "log", embedded.EVENTS_TOPIC)
+        what = f"the embedded events log of {data_dir}"
+    typer.echo(f"replaying {what} against {data_dir / 'log'}", err=True)
+
+    def progress(done: int) -> None:
+        typer.echo(f"  {done:,} records replayed", err=True)
+
+    verdict = replay(data_dir, inputs, sets, batch, show, progress)
+    for line in report(verdict):
+        typer.echo(line)
+    raise typer.Exit(0 if verdict.ok else 1)

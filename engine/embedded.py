@@ -44,7 +44,7 @@ class Summary:
     stopped: bool = False  # by a signal, after a whole batch: running again goes on
 
 
-def _file_records(path: Path, start: int) -> Iterator[Record]:
+def file_records(path: Path, start: int) -> Iterator[Record]:
     topic = f"file:{path.resolve()}"
     for line_no, raw in read_jsonl_source(path):
         if line_no >= start:
@@ -155,7 +155,7 @@ def run_embedded(
         processor.activate()
         if source is not None:
             topic = f"file:{source.resolve()}"
-            records = _file_records(source, _resume_at(store, source, topic))
+            records = file_records(source, _resume_at(store, source, topic))
         else:
             records = _log_records(out, store.position(EVENTS_TOPIC, 0) or 0, batch)
         chunk: list[Record] = []

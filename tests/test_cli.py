@@ -11,6 +11,7 @@ import tempfile
 from collections import defaultdict
 from contextlib import closing, suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -450,12 +451,34 @@ def test_explain_says_why_an_event_has_no_decision(first_run: tuple[Path, str]) 
     assert "no decision with id or cause 'ev-none'" in unknown.stderr
 
 
-def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("run", "check", "schema", "fields", "explain"):
+def test_every_command_has_help_and_refuses_a_wrong_flag_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import typer
+
+    from engine.cli import app
+
+    def commands(group: Any, path: list[str]) -> list[list[str]]:
+        found = []
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group, such as `topics`
+                found.extend(commands(command, [*path, name]))
+            else:
+                found.append([*path, name])
+        return found
+
+    every = commands(typer.main.get_group(app), [])
+    assert ["verify"] in every and ["topics", "create"] in every and len(every) == 14
+    for command in every:
         with pytest.raises(SystemExit) as exit_:
-            main([command, "--help"])
+            main([*command, "--help"])
         assert exit_.value.code == 0
         assert "Usage:" in capsys.readouterr().out
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, "--no-such-flag"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "No such option: --no-such-flag" in err, (command, err)
 
 
 def test_status_reads_the_state_beside_a_batch_that_holds_the_write_lock(tmp_path: Path) -> None:

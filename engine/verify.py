@@ -1,0 +1,348 @@
+"""Reproducing an embedded history: every recorded output made again, compared byte for byte.
+
+A decision is a pure function of its event, the state as of that event and the policy set
+it names, so the inputs of a data directory, decided again from scratch by the policy
+sets its decisions name, must give back every output its log recorded. `verify` does that
+in a throwaway directory: it reads the recorded outputs into a spool beside it, replays the
+inputs in order (switching policy set where the history did: before the first event that
+a decision of the other set answered), and compares each output the replay publishes with
+the recorded one of the same id.
+
+Activations (`policy_set.activated`) are counted, not compared: they record when a run
+started, not anything the inputs decide. Dead letters are counted too. A history decided
+on Kafka cannot be verified this way: which of two partitions' events charged a shared
+budget first is not in the topics (docs/kafka.md), so `goodwill rebuild` takes recorded
+decisions as facts instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.compile import CompiledSet
+from engine.decide import Decider
+from engine.service import DECISIONS_TOPIC, Processor, relay
+from engine.state import StateStore
+from events.log import Headers, Record, scan_topic
+
+ACTIVATED = "policy_set.activated"
+
+_SPOOL = """
+CREATE TABLE recorded (
+    ident TEXT PRIMARY KEY, type TEXT NOT NULL, cause TEXT, policy_set TEXT,
+    key BLOB, value BLOB NOT NULL, seen INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX recorded_by_cause ON recorded (cause);
+"""
+
+
+class NoHistory(ValueError):
+    """The data directory holds no embedded decisions log to verify."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    kind: str  # "differs", "missing" (recorded, not made again) or "extra" (the reverse)
+    ident: str
+    type: str
+    cause: str | None
+    detail: str
+
+
+@dataclass
+class Verdict:
+    """What a replay made of a recorded history."""
+
+    recorded: int = 0  # outputs compared: the log's outputs except activations
+    activations: int = 0  # recorded
+    switches: int = 0  # activations the replay made: its first set, then each change
+    reproduced: Counter[str] = field(default_factory=Counter)  # by output type
+    mismatches: list[Mismatch] = field(default_factory=list)  # the first `keep`
+    counts: Counter[str] = field(default_factory=Counter)  # mismatches by kind
+    decided_by: dict[str, int] = field(default_factory=dict)  # policy set → decisions
+    lacking: dict[str, int] = field(default_factory=dict)  # sets not given → decisions
+    stopped_at: str | None = None  # the event whose set was not given: the replay ends there
+    unreplayed: int = 0  # recorded outputs not reached for that reason
+    records: int = 0  # input records replayed
+    deadlettered: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts and self.stopped_at is None
+
+
+def verify(
+    data_dir: Path,
+    inputs: Iterable[Record],
+    sets: Mapping[str, CompiledSet],
+    batch: int = 500,
+    keep: int = 20,
+    progress: Callable[[int], None] | None = None,
+) -> Verdict:
+    """Replay `inputs` with the policy sets in `sets` (by hash) and compare what they make
+    with what `data_dir`'s log recorded; keep the first `keep` mismatches. `progress` is
+    called with the records replayed so far, every 50,000."""
+    log_dir = recorded_log(data_dir)
+    verdict = Verdict()
+    service_log = logging.getLogger("goodwill.service")
+    level = service_log.level
+    service_log.setLevel(logging.ERROR)  # the history's dead letters were reported by `run`
+    try:
+        with tempfile.TemporaryDirectory(prefix="goodwill-verify-") as scratch:
+            spool = sqlite3.connect(Path(scratch) / "recorded.db", isolation_level=None)
+            try:
+                first = _spool(spool, scan_topic(log_dir, DECISIONS_TOPIC), verdict)
+                _replay(Path(scratch), spool, inputs, sets, first, batch, verdict, keep, progress)
+                _unmatched(spool, verdict, keep)
+            finally:
+                spool.close()
+    finally:
+        service_log.setLevel(level)
+    verdict.lacking = {h: n for h, n in verdict.decided_by.items() if h not in sets}
+    return verdict
+
+
+def recorded_log(data_dir: Path) -> Path:
+    """The directory of `data_dir`'s embedded log, if it holds a decisions topic."""
+    log_dir = data_dir / "log"
+    if not (log_dir / f"{DECISIONS_TOPIC}.jsonl").is_file():
+        raise NoHistory(
+            f"{data_dir} holds no embedded decisions log ({log_dir / DECISIONS_TOPIC}.jsonl):"
+            " verify replays a history `goodwill run` decided without a broker"
+        )
+    return log_dir
+
+
+def _spool(spool: sqlite3.Connection, outputs: Iterator[Record], verdict: Verdict) -> str | None:
+    """Keep the recorded outputs by id; return the policy set of the first decision."""
+    spool.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SPOOL)
+    first: str | None = None
+    spool.execute("BEGIN")
+    for record in outputs:
+        doc = json.loads(record.value)
+        kind, data = doc["type"], doc.get("data") or {}
+        if kind == ACTIVATED:
+            verdict.activations += 1
+            continue
+        policy_set = data.get("policy_set") if kind == "decision.made" else None
+        if policy_set is not None:
+            first = first or policy_set
+            verdict.decided_by[policy_set] = verdict.decided_by.get(policy_set, 0) + 1
+        spool.execute(
+            "INSERT OR REPLACE INTO recorded (ident, type, cause, policy_set, key, value)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (doc["event_id"], kind, data.get("caused_by"), policy_set, record.key, record.value),
+        )
+        verdict.recorded += 1
+    spool.execute("COMMIT")
+    return first
+
+
+class _Comparer:
+    """The replay's sink: each output is compared with the recorded one of the same id."""
+
+    def __init__(self, spool: sqlite3.Connection, verdict: Verdict, keep: int) -> None:
+        self.spool, self.verdict, self.keep = spool, verdict, keep
+
+    def append(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> None:
+        if topic != DECISIONS_TOPIC:
+            self.verdict.deadlettered += 1
+            return
+        doc = json.loads(value)
+        kind, ident = doc["type"], doc["event_id"]
+        if kind == ACTIVATED:
+            self.verdict.switches += 1
+            return
+        cause = (doc.get("data") or {}).get("caused_by")
+        found = self.spool.execute(
+            "SELECT key, value FROM recorded WHERE ident = ?", (ident,)
+        ).fetchone()
+        if found is None:
+            detail = "made by the replay, not in the record"
+            self._mismatch(Mismatch("extra", ident, kind, cause, detail))
+            return
+        self.spool.execute("UPDATE recorded SET seen = 1 WHERE ident = ?", (ident,))
+        if (key, value) == (found[0], found[1]):
+            self.verdict.reproduced[kind] += 1
+            return
+        if key != found[0]:
+            where = f"the key: recorded {_key(found[0])}, replayed {_key(key)}"
+        else:
+            where = first_difference(json.loads(found[1]), doc)
+        self._mismatch(Mismatch("differs", ident, kind, cause, where))
+
+    def flush(self) -> None:
+        pass
+
+    def _mismatch(self, mismatch: Mismatch) -> None:
+        self.verdict.counts[mismatch.kind] += 1
+        if len(self.verdict.mismatches) < self.keep:
+            self.verdict.mismatches.append(mismatch)
+
+
+def _replay(
+    scratch: Path,
+    spool: sqlite3.Connection,
+    inputs: Iterable[Record],
+    sets: Mapping[str, CompiledSet],
+    first: str | None,
+    batch: int,
+    verdict: Verdict,
+    keep: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    if first is not None and first not in sets:
+        verdict.stopped_at = "the first event"
+        return
+    current = first if first is not None else next(iter(sets))
+    sink = _Comparer(spool, verdict, keep)
+    store = StateStore.open(scratch / "state.db")
+    try:
+        processor = Processor(store, Decider(sets[current]))
+        processor.activate()
+        chunk: list[Record] = []
+
+        def decide() -> None:
+            if chunk:
+                processor.process(chunk)
+                chunk.clear()
+            relay(store, sink)
+
+        for record in inputs:
+            wanted: str = _decided_by(spool, record.value) or current
+            if wanted != current:
+                decide()
+                if wanted not in sets:
+                    verdict.stopped_at = _event_id(record.value)
+                    break
+                current = wanted
+                processor.decider = Decider(sets[current])
+                processor.activate()
+            chunk.append(record)
+            verdict.records += 1
+            if len(chunk) >= batch:
+                decide()
+            if progress is not None and verdict.records % 50_000 == 0:
+                progress(verdict.records)
+        decide()
+    finally:
+        store.close()
+
+
+def _event_id(value: bytes) -> str | None:
+    try:
+        ident = json.loads(value).get("event_id")
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, not an object
+        return None
+    return ident if isinstance(ident, str) else None
+
+
+def _decided_by(spool: sqlite3.Connection, value: bytes) -> str | None:
+    """The policy set the record's recorded decision names, if it has one the replay has not
+    made yet (a later copy of an event is a duplicate, whatever set is active then)."""
+    ident = _event_id(value)
+    if ident is None:
+        return None
+    found = spool.execute(
+        "SELECT policy_set FROM recorded WHERE cause = ? AND type = 'decision.made' AND seen = 0",
+        (ident,),
+    ).fetchone()
+    return None if found is None else str(found[0])
+
+
+def _unmatched(spool: sqlite3.Connection, verdict: Verdict, keep: int) -> None:
+    """Recorded outputs the replay did not make: missing, or not reached for want of a set."""
+    rows = spool.execute("SELECT ident, type, cause FROM recorded WHERE seen = 0 ORDER BY rowid")
+    for ident, kind, cause in rows:
+        if verdict.stopped_at is not None:
+            verdict.unreplayed += 1
+            continue
+        verdict.counts["missing"] += 1
+        if len(verdict.mismatches) < keep:
+            detail = "recorded, not made by the replay"
+            verdict.mismatches.append(Mismatch("missing", ident, kind, cause, detail))
+
+
+def first_difference(recorded: Any, replayed: Any, path: str = "") -> str:
+    """The first place two JSON documents differ, as a dotted path with both values."""
+    if recorded == replayed:
+        return f"{path or 'the bytes'}: the same values, written otherwise"
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        for name in sorted(set(recorded) | set(replayed)):
+            a, b = recorded.get(name, _ABSENT), replayed.get(name, _ABSENT)
+            if a != b:
+                return first_difference(a, b, f"{path}.{name}" if path else name)
+    if isinstance(recorded, list) and isinstance(replayed, list) and len(recorded) == len(replayed):
+        for i, (a, b) in enumerate(zip(recorded, replayed, strict=True)):
+            if a != b:
+                return first_difference(a, b, f"{path}[{i}]")
+    return f"{path or 'the document'}: recorded {_shown(recorded)}, replayed {_shown(replayed)}"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT: Any = _Absent()
+
+
+def _key(key: bytes | None) -> str:
+    return "none" if key is None else json.dumps(key.decode("utf-8", "replace"))
+
+
+def _shown(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def report(v: Verdict) -> list[str]:
+    """The verdict as lines for a terminal: what was compared, then what did not match."""
+    shown = ", ".join(f"{n:,} {kind}" for kind, n in sorted(v.reproduced.items())) or "nothing"
+    lines = [
+        f"{v.records:,} input records replayed ({v.deadlettered:,} dead-lettered);"
+        f" {v.recorded:,} recorded outputs compared"
+        f" ({v.activations} policy_set.activated not compared: they record when a run started;"
+        f" the replay activated {v.switches})",
+        "decisions by policy set: "
+        + (", ".join(f"{h} {n:,}" for h, n in v.decided_by.items()) or "none recorded"),
+        f"reproduced byte for byte: {shown}",
+    ]
+    for h, n in v.lacking.items():
+        lines.append(
+            f"not verified: {n:,} recorded decisions name policy set {h}, which no --policies"
+            " directory given holds; give its directory too (the history's"
+            " policy_set.activated outputs list its files and their hashes)"
+        )
+    if v.stopped_at is not None:
+        lines.append(
+            f"the replay stopped at {v.stopped_at}, the first event that set decided;"
+            f" {v.unreplayed:,} recorded outputs after it were not reached"
+        )
+    if v.counts:
+        counts = ", ".join(f"{v.counts[k]:,} {k}" for k in ("differs", "missing", "extra"))
+        lines.append(f"NOT reproduced: {counts}")
+        for m in v.mismatches:
+            cause = f" (cause {m.cause})" if m.cause else ""
+            lines.append(f"  {m.kind:<8} {m.type} {m.ident}{cause}: {m.detail}")
+        if sum(v.counts.values()) > len(v.mismatches):
+            lines.append(f"  … {sum(v.counts.values()) - len(v.mismatches):,} more (use --show N)")
+        if v.counts["extra"]:
+            lines.append(
+                "  an extra output is one the record does not hold: the decision of an input"
+                " the history never read, an output a stopped run left unpublished (the next"
+                " run publishes it), or one lost from the log"
+            )
+    elif v.ok:
+        lines.append("verified: every recorded output was made again, byte for byte")
+    return lines

@@ -1,0 +1,277 @@
+"""`goodwill verify`: a history's inputs decided again, every output compared byte for byte."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.compile import CompiledSet, load
+from engine.embedded import file_records, run_embedded
+from engine.verify import first_difference, verify
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
+LOG = Path("log") / "goodwill.decisions.jsonl"
+
+
+@pytest.fixture(scope="module")
+def current() -> CompiledSet:
+    return load(ROOT / "policies")
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, current: CompiledSet) -> Path:
+    """The example decided into a data directory, as `goodwill run` decides it."""
+    data = tmp_path_factory.mktemp("history") / "data"
+    run_embedded(current, data, EXAMPLE, 500)
+    return data
+
+
+def copy_of(history: Path, tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(history, data)
+    return data
+
+
+def recorded(data: Path) -> list[dict[str, Any]]:
+    """The outputs of the data directory's decisions log, as documents."""
+    return [json.loads(json.loads(line)["v"]) for line in (data / LOG).read_text().splitlines()]
+
+
+def rewrite(data: Path, change: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Change the decisions log's lines (each {"o", "k", "v", "h"}), then number them again."""
+    path = data / LOG
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    change(lines)
+    for offset, line in enumerate(lines):
+        line["o"] = offset
+    text = "".join(json.dumps(x, ensure_ascii=False, separators=(",", ":")) + "\n" for x in lines)
+    path.write_text(text)
+
+
+def with_limit(tmp_path: Path, old: str, new: str) -> CompiledSet:
+    """The library with one line of goodwill-by-lifetime-value changed."""
+    policies = tmp_path / "changed"
+    shutil.copytree(ROOT / "policies", policies)
+    f = policies / "goodwill-by-lifetime-value.yaml"
+    assert old in f.read_text()
+    f.write_text(f.read_text().replace(old, new))
+    return load(policies)
+
+
+def test_every_recorded_output_is_made_again_byte_for_byte(
+    history: Path, current: CompiledSet
+) -> None:
+    outputs = recorded(history)
+    types = Counter(o["type"] for o in outputs)
+    activations = types.pop("policy_set.activated")
+    for batch in (500, 37):  # a replay cut into other batches decides the same
+        v = verify(history, file_records(EXAMPLE, 1), {current.hash: current}, batch)
+        assert v.ok and not v.mismatches
+        assert v.reproduced == types  # decisions, follow-up escalations and the alert
+        assert v.recorded == len(outputs) - activations and v.activations == activations
+        assert v.decided_by == {current.hash: types["decision.made"]}
+        assert v.deadlettered == 7  # the example's bad lines, dead-lettered again
+
+
+def test_a_changed_decision_is_named_with_the_field_that_differs(
+    history: Path, current: CompiledSet, tmp_path: Path
+) -> None:
+    data = copy_of(history, tmp_path)
+    changed: list[str] = []
+
+    def raise_a_grant(lines: list[dict[str, Any]]) -> None:
+        for line in lines:
+            doc = json.loads(line["v"])
+            if doc["type"] == "decision.made" and doc["data"]["grants"]:
+                was = doc["data"]["grants"][0]["up_to"]
+                line["v"] = line["v"].replace(f'"up_to":"{was}"', f'"up_to":"9{was}"', 1)
+                changed.extend([doc["event_id"], was])
+                return
+
+    rewrite(data, raise_a_grant)
+    v = verify(data, file_records(EXAMPLE, 1), {current.hash: current})
+    assert not v.ok and v.counts == {"differs": 1}
+    [m] = v.mismatches
+    assert (m.kind, m.ident) == ("differs", changed[0])
+    assert m.detail == f'data.grants[0].up_to: recorded "9{changed[1]}", replayed "{changed[1]}"'
+
+
+def test_an_output_under_another_key_differs_by_its_key(
+    history: Path, current: CompiledSet, tmp_path: Path
+) -> None:
+    data = copy_of(history, tmp_path)
+    moved = recorded(history)[50]
+    customer = moved["customer_id"]
+
+    def rekey(lines: list[dict[str, Any]]) -> None:
+        lines[50]["k"] = "c-elsewhere"
+
+    rewrite(data, rekey)
+    v = verify(data, file_records(EXAMPLE, 1), {current.hash: current})
+    assert [(m.kind, m.ident, m.detail) for m in v.mismatches] == [
+        ("differs", moved["event_id"], f'the key: recorded "c-elsewhere", replayed "{customer}"')
+    ]
+
+
+def test_an_output_lost_from_the_log_is_made_by_the_replay_alone(
+    history: Path, current: CompiledSet, tmp_path: Path
+) -> None:
+    data = copy_of(history, tmp_path)
+    lost = recorded(history)[100]
+    rewrite(data, lambda lines: lines.pop(100))
+    v = verify(data, file_records(EXAMPLE, 1), {current.hash: current})
+    assert v.counts == {"extra": 1}
+    assert [(m.kind, m.ident) for m in v.mismatches] == [("extra", lost["event_id"])]
+
+
+def test_outputs_of_inputs_not_given_are_missing(
+    history: Path, current: CompiledSet, tmp_path: Path
+) -> None:
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    first = tmp_path / "first.jsonl"
+    first.write_bytes(b"".join(lines[:300]))
+    later = {
+        m[1].decode() for line in lines[300:] if (m := re.search(rb'"event_id":"([^"]+)"', line))
+    }
+    v = verify(history, file_records(first, 1), {current.hash: current}, keep=3)
+    assert not v.ok and set(v.counts) == {"missing"}
+    assert v.counts["missing"] == v.recorded - sum(v.reproduced.values()) > 300
+    assert len(v.mismatches) == 3  # only the first 3 listed
+    assert all(m.kind == "missing" and m.cause in later for m in v.mismatches)
+
+
+def test_a_policy_change_midway_is_replayed_with_the_set_each_decision_names(
+    current: CompiledSet, tmp_path: Path
+) -> None:
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:300]))
+    # a copy of an early event amid the second file is a duplicate, whatever set is active
+    second.write_bytes(b"".join(lines[300:400] + lines[10:11] + lines[400:]))
+    changed = with_limit(tmp_path, "up_to: 75", "up_to: 70")
+    data = tmp_path / "data"
+    run_embedded(current, data, first, 500)
+    run_embedded(changed, data, second, 500)
+    by_set = Counter(
+        o["data"]["policy_set"] for o in recorded(data) if o["type"] == "decision.made"
+    )
+    assert set(by_set) == {current.hash, changed.hash}
+
+    def inputs() -> Any:
+        return [*file_records(first, 1), *file_records(second, 1)]
+
+    both = {current.hash: current, changed.hash: changed}
+    v = verify(data, inputs(), both)
+    assert v.ok and v.decided_by == dict(by_set)
+    assert v.activations == v.switches == 2  # where the history switched, and only there
+    assert v.reproduced["decision.made"] == sum(by_set.values())
+
+    # the example in one file is the same history: the file's name is not in a decision
+    assert verify(data, file_records(EXAMPLE, 1), both).ok
+
+    v = verify(data, inputs(), {current.hash: current})
+    assert not v.ok and v.lacking == {changed.hash: by_set[changed.hash]}
+    assert v.reproduced["decision.made"] == by_set[current.hash]
+    later = [o for o in recorded(data) if o["type"] == "decision.made"]
+    first_of_changed = next(o for o in later if o["data"]["policy_set"] == changed.hash)
+    assert v.stopped_at == first_of_changed["data"]["caused_by"]
+    assert v.unreplayed > 0 and not v.counts  # not reached is not the same as missing
+
+    # and the other way round: the set that decided the first event is not given
+    v = verify(data, inputs(), {changed.hash: changed})
+    assert v.stopped_at == "the first event" and not v.reproduced
+    assert v.lacking == {current.hash: by_set[current.hash]}
+
+
+def test_first_difference_names_the_path_and_both_values() -> None:
+    a = {"data": {"grants": [{"up_to": "30.00"}], "say": "Hi"}, "type": "decision.made"}
+    assert first_difference(a, a) == "the bytes: the same values, written otherwise"
+    b = {"data": {"grants": [{"up_to": "25.00"}], "say": "Hi"}, "type": "decision.made"}
+    assert first_difference(a, b) == 'data.grants[0].up_to: recorded "30.00", replayed "25.00"'
+    c = {"data": {"grants": [], "say": "Hi"}, "type": "decision.made"}
+    assert first_difference(a, c) == 'data.grants: recorded [{"up_to": "30.00"}], replayed []'
+    d = {"data": {"grants": [{"up_to": "30.00"}]}, "type": "decision.made"}
+    assert first_difference(a, d) == 'data.say: recorded "Hi", replayed (absent)'
+    long = {"data": "x" * 200}
+    assert first_difference(long, {"data": 1}).startswith('data: recorded "xxx')
+    assert first_difference(long, {"data": 1}).endswith("..., replayed 1")
+
+
+def goodwill(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """`goodwill ARGS` in this process: its exit code, stdout and stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+def test_the_command_says_verified_and_exits_0(
+    history: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = goodwill(
+        capsys, "verify", EXAMPLE, "--data-dir", history, "--policies", ROOT / "policies"
+    )
+    assert code == 0, out + err
+    assert out.splitlines()[-1] == "verified: every recorded output was made again, byte for byte"
+    assert f"replaying {EXAMPLE} against {history / 'log'}" in err
+
+
+def test_the_command_lists_what_differs_and_exits_1(
+    history: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = copy_of(history, tmp_path)
+    rewrite(data, lambda lines: lines.pop(100))
+    code, out, _ = goodwill(capsys, "verify", EXAMPLE, "--data-dir", data, "--show", "0")
+    assert code == 1
+    assert "NOT reproduced: 0 differs, 0 missing, 1 extra" in out
+    assert "  … 1 more (use --show N)" in out and "the decision of an input" in out
+
+
+def test_the_command_names_a_policy_set_it_was_not_given(
+    history: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    changed = with_limit(tmp_path, "up_to: 75", "up_to: 70")
+    code, out, _ = goodwill(
+        capsys, "verify", EXAMPLE, "--data-dir", history, "--policies", tmp_path / "changed"
+    )
+    assert code == 1
+    assert f"policy set {changed.hash} from {tmp_path / 'changed'}" in out
+    assert re.search(r"not verified: \d+ recorded decisions name policy set [0-9a-f]{16}", out)
+
+
+def test_the_embedded_events_log_is_the_default_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    code, out, err = goodwill(capsys, "emit", EXAMPLE, "--data-dir", data, "--embedded")
+    assert code == 1 and "7 invalid, not sent" in out + err  # the bad lines are not sent
+    code, _, err = goodwill(capsys, "run", "-q", "--data-dir", data, "--embedded")
+    assert code == 0, err
+    code, out, err = goodwill(capsys, "verify", "--data-dir", data)
+    assert code == 0, out + err
+    assert f"the embedded events log of {data}" in err
+    assert "verified: every recorded output" in out
+
+
+def test_a_data_dir_without_an_embedded_history_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = goodwill(capsys, "verify", "--data-dir", tmp_path / "none")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"goodwill: {tmp_path / 'none'} holds no embedded decisions log"
+        f" ({tmp_path / 'none' / LOG}): verify replays a history `goodwill run` decided"
+        " without a broker"
+    ]
+    assert not (tmp_path / "none").exists()
+    code, _, err = goodwill(capsys, "verify", tmp_path / "nope.jsonl")
+    assert code == 2 and err == f"goodwill: no such input file: {tmp_path / 'nope.jsonl'}\n"
