@@ -133,6 +133,14 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    events_log: Annotated[
+        bool,
+        typer.Option(
+            "--events-log",
+            help="after the files, also replay the data directory's embedded events log (what"
+            " `goodwill emit` and `goodwill redrive` sent there without Kafka)",
+        ),
+    ] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
     show: Annotated[int, typer.Option(min=0, help="how many mismatches to list")] = 20,
 ) -> None:
@@ -162,13 +170,13 @@ def verify(
         compiled = compile_policies(directory)
         sets.setdefault(compiled.hash, compiled)
         typer.echo(f"policy set {compiled.hash} from {directory}")
-    inputs: Iterator[Record]
-    if files:
-        inputs = itertools.chain.from_iterable(embedded.file_records(p, 1) for p in files)
-        what = ", ".join(str(p) for p in files)
-    else:
-        inputs = scan_topic(data_dir / "log", embedded.EVENTS_TOPIC)
-        what = f"the embedded events log of {data_dir}"
+    read: list[Iterator[Record]] = [embedded.file_records(p, 1) for p in files]
+    named = [str(p) for p in files]
+    if events_log or not files:
+        read.append(scan_topic(data_dir / "log", embedded.EVENTS_TOPIC))
+        named.append(f"the embedded events log of {data_dir}")
+    inputs = itertools.chain.from_iterable(read)
+    what = ", then ".join(named)
     typer.echo(f"replaying {what} against {data_dir / 'log'}", err=True)
 
     def progress(done: int) -> None:

@@ -262,6 +262,24 @@ def test_the_embedded_events_log_is_the_default_input(
     assert "verified: every recorded output" in out
 
 
+def test_files_then_the_embedded_events_log_as_the_history_read_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:300]))
+    second.write_bytes(b"".join(lines[300:]))
+    data = tmp_path / "data"
+    assert goodwill(capsys, "run", "-q", first, "--data-dir", data)[0] == 0
+    goodwill(capsys, "emit", second, "--data-dir", data, "--embedded")
+    assert goodwill(capsys, "run", "-q", "--data-dir", data, "--embedded")[0] == 0
+    code, out, err = goodwill(capsys, "verify", first, "--events-log", "--data-dir", data)
+    assert code == 0, out + err
+    assert f"replaying {first}, then the embedded events log of {data} against" in err
+    code, out, _ = goodwill(capsys, "verify", first, "--data-dir", data)
+    assert code == 1 and re.search(r"NOT reproduced: 0 differs, \d+ missing, 0 extra", out)
+
+
 def test_a_data_dir_without_an_embedded_history_is_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
