@@ -126,8 +126,9 @@ def verify(
         list[Path] | None,
         typer.Option(
             "--policies",
-            help="a policy directory; repeat it for each policy set the history used"
-            "  [default: policies]",
+            help="a policy directory, for a set the data directory has not kept (each run"
+            " keeps the set it activates in DATA_DIR/policy-sets/); repeatable  [default:"
+            " policies, when none is kept]",
             envvar="GOODWILL_POLICIES",
             metavar="<path>",
             show_default=False,
@@ -146,12 +147,14 @@ def verify(
 ) -> None:
     """Decide the inputs of DATA_DIR's history again and compare every output byte for byte.
 
-    Each event is decided by the policy set its recorded decision names (give each set's
-    directory with --policies), from scratch in a throwaway directory; exit 0 when every
-    recorded decision, follow-up escalation and alert is made again exactly, 1 otherwise.
-    A history decided on Kafka cannot be verified: how partitions interleaved is not kept.
+    Each event is decided by the policy set its recorded decision names, as kept in the
+    data directory by the run that activated it (or given with --policies), from scratch in
+    a throwaway directory; exit 0 when every recorded decision, follow-up escalation and
+    alert is made again exactly, 1 otherwise. A history decided on Kafka cannot be
+    verified: how partitions interleaved is not kept.
     """
     from engine import embedded
+    from engine.archive import kept
     from engine.compile import CompiledSet
     from engine.verify import NoHistory, recorded_log, report
     from engine.verify import verify as replay
@@ -165,8 +168,13 @@ def verify(
         recorded_log(data_dir)
     except NoHistory as err:
         raise fail(str(err), 1) from None
-    sets: dict[str, CompiledSet] = {}
-    for directory in policies or [Path("policies")]:
+    archive = kept(data_dir)
+    for line in archive.refused:
+        typer.echo(f"goodwill: warning: {line}", err=True)
+    sets: dict[str, CompiledSet] = dict(archive.sets)
+    for policy_set, where in archive.where.items():
+        typer.echo(f"policy set {policy_set} kept in {where}")
+    for directory in policies or ([] if sets else [Path("policies")]):
         compiled = compile_policies(directory)
         sets.setdefault(compiled.hash, compiled)
         typer.echo(f"policy set {compiled.hash} from {directory}")

@@ -210,6 +210,7 @@ def status(
     what it holds and what waits to be published. Safe beside a running service."""
     import sqlite3
 
+    from engine.archive import SETS_DIR
     from engine.state import StateStore
     from engine.state_file import StateVersionError
 
@@ -223,6 +224,9 @@ def status(
             "data_dir": str(data_dir),
             "state_bytes": sum(f.stat().st_size for f in data_dir.glob("state.db*") if f.is_file()),
             "policy_set": store.meta("policy_set"),
+            "policy_sets_kept": sorted(
+                d.name for d in (data_dir / SETS_DIR).glob("*") if not d.name.startswith(".")
+            ),
             "watermark": None if watermark is None else watermark.isoformat(),
             "retain_days": store.retain_days,
             "positions": [
@@ -247,6 +251,9 @@ def status(
     size = f"{found['state_bytes'] / 1e6:.1f} MB with its log"
     typer.echo(f"state        {data_dir / 'state.db'} ({size})")
     typer.echo(f"policy set   {found['policy_set'] or '(none activated yet)'}")
+    if found["policy_sets_kept"]:
+        kept = len(found["policy_sets_kept"])
+        typer.echo(f"kept sets    {kept}, their files in {data_dir / SETS_DIR}/<hash>/")
     typer.echo(f"event time   {found['watermark'] or '(no event yet)'}")
     days = found["retain_days"]
     typer.echo(

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.archive import keep
 from engine.compile import CompiledSet
 from engine.decide import Decider
 from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, relay
@@ -152,6 +153,7 @@ def run_embedded(
             store.retain(retain_days)
         relay(store, out)  # outputs a crash left unpublished go out first, unchanged
         processor = Processor(store, Decider(compiled), on_output)
+        keep(data_dir, compiled.policy_set)
         processor.activate()
         if source is not None:
             topic = f"file:{source.resolve()}"

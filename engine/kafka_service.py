@@ -39,6 +39,7 @@ from typing import Any, Final
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from engine.archive import keep
 from engine.assignment import Assignment, Seeker
 from engine.backoff import Backoff
 from engine.budget_stage import BudgetStage
@@ -245,6 +246,7 @@ class KafkaService(Assignment, GapGuard, Delivery):
             else:
                 log.info("rebuilt state from the topics", extra=report.fields())
             self._relay()
+        keep(self.options.data_dir, self.compiled.policy_set)
         if self.processor.activate() is not None:
             log.info("policy set activated", extra={"policy_set": self.compiled.hash})
         self._relay()
@@ -310,6 +312,7 @@ class KafkaService(Assignment, GapGuard, Delivery):
         self.processor.decider = Decider(compiled)
         if self.budget_stage is not None:
             self.budget_stage.decider = Decider(compiled)
+        keep(self.options.data_dir, compiled.policy_set)
         self.processor.activate()
         self._relay()
         self.metrics.policy_reloads.labels("activated").inc()

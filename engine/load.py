@@ -101,4 +101,5 @@ def load_policy_set(directory: Path) -> PolicySet:
         currency,
         set_hash,
         tuple((p.path, p.id, p.version, p.hash) for p in policies),
+        tuple(sorted((Path(f.path).name, f.text) for f in files)),
     )

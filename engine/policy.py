@@ -115,6 +115,9 @@ class PolicySet:
     currency: str
     hash: str
     files: tuple[tuple[str, str, int, str], ...]  # (path, policy id, version, hash)
+    # (file name, text) of every file read, budgets.yaml included: what `engine.archive`
+    # keeps of a set a data directory activated
+    texts: tuple[tuple[str, str], ...] = ()
 
     def on(self, event_type: str) -> tuple[Policy, ...]:
         return self._by_type.get(event_type, ())

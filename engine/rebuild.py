@@ -31,6 +31,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from engine.archive import keep
 from engine.compile import CompiledSet
 from engine.deadletter import copy_ident
 from engine.decide import Decider
@@ -398,6 +399,7 @@ def rebuild(
         split = options.budget_stage == "kafka"
         processor = Processor(store, Decider(compiled), split=split)
         report = fold_history(cfg, processor, options, stop)
+        keep(options.data_dir, compiled.policy_set)
         processor.activate()
         consumer = make_consumer(cfg, group=False)
         try:

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from kafka import TopicPartition
 
+from engine.archive import SETS_DIR
 from engine.compile import CompiledSet, load
 from engine.embedded import run_embedded
 from engine.kafka_service import KafkaService, ServiceOptions
@@ -532,6 +533,10 @@ def test_a_reload_activates_a_valid_new_set_and_refuses_a_bad_one_while_deciding
         if json.loads(r.value)["type"] == "policy_set.activated"
     ]
     assert sorted(activations) == sorted([compiled.hash, new_hash])  # two partitions: any order
+    # the instance kept both sets' files, the refused one's not at all
+    kept = sorted(d.name for d in (tmp_path / "data" / SETS_DIR).iterdir())
+    assert kept == sorted([compiled.hash, new_hash])
+    assert (tmp_path / "data" / SETS_DIR / new_hash / recover.name).read_text() == bumped
 
 
 def _unchained(records: Sequence[Any]) -> dict[tuple[str, ...], list[tuple[int, int]]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from engine.archive import SETS_DIR, keep
 from engine.cli import main
 from engine.compile import CompiledSet, load
 from engine.embedded import file_records, run_embedded
@@ -236,16 +237,66 @@ def test_the_command_lists_what_differs_and_exits_1(
     assert "  … 1 more (use --show N)" in out and "the decision of an input" in out
 
 
-def test_the_command_names_a_policy_set_it_was_not_given(
-    history: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_the_command_names_a_policy_set_neither_kept_nor_given(
+    history: Path, current: CompiledSet, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    data = copy_of(history, tmp_path)
+    shutil.rmtree(data / SETS_DIR)  # as in a data directory of a build that kept none
     changed = with_limit(tmp_path, "up_to: 75", "up_to: 70")
     code, out, _ = goodwill(
-        capsys, "verify", EXAMPLE, "--data-dir", history, "--policies", tmp_path / "changed"
+        capsys, "verify", EXAMPLE, "--data-dir", data, "--policies", tmp_path / "changed"
     )
     assert code == 1
     assert f"policy set {changed.hash} from {tmp_path / 'changed'}" in out
-    assert re.search(r"not verified: \d+ recorded decisions name policy set [0-9a-f]{16}", out)
+    assert (
+        f"not verified: 601 recorded decisions name policy set {current.hash}, which no"
+        " --policies directory given holds" in out
+    )
+    code, out, _ = goodwill(capsys, "verify", EXAMPLE, "--data-dir", data)  # ./policies
+    assert code == 0 and f"policy set {current.hash} from policies" in out
+
+
+def test_each_run_keeps_its_policy_set_and_verify_uses_the_kept_ones(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:300]))
+    second.write_bytes(b"".join(lines[300:]))
+    changed = with_limit(tmp_path, "up_to: 75", "up_to: 70")
+    data = tmp_path / "data"
+    assert goodwill(capsys, "run", "-q", first, "--data-dir", data)[0] == 0
+    run = ["run", "-q", second, "--data-dir", data, "--policies", tmp_path / "changed"]
+    assert goodwill(capsys, *run)[0] == 0
+    current = load(ROOT / "policies")
+    for policy_set, source in ((current, ROOT / "policies"), (changed, tmp_path / "changed")):
+        files = {p.name: p.read_text() for p in (data / SETS_DIR / policy_set.hash).iterdir()}
+        assert files == {p.name: p.read_text() for p in source.glob("*.yaml")}
+    code, out, err = goodwill(capsys, "verify", first, second, "--data-dir", data)
+    assert code == 0, out + err
+    assert f"policy set {changed.hash} kept in {data / SETS_DIR / changed.hash}" in out
+    # a kept file changed afterwards no longer hashes to its set: not used, and said so
+    kept = data / SETS_DIR / changed.hash / "goodwill-by-lifetime-value.yaml"
+    kept.write_text(kept.read_text().replace("up_to: 70", "up_to: 75"))
+    code, out, err = goodwill(capsys, "verify", first, second, "--data-dir", data)
+    assert code == 1
+    assert (
+        f"goodwill: warning: {kept.parent}: its files hash to {current.hash}, so they changed"
+        " after they were kept; not used" in err
+    )
+    assert f"name policy set {changed.hash}, which no --policies directory given holds" in out
+
+
+def test_a_set_that_cannot_be_kept_is_a_warning_and_the_run_goes_on(
+    current: CompiledSet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / SETS_DIR).write_text("a file where the directory goes")
+    run_embedded(current, data, EXAMPLE, 500)
+    assert f"could not keep policy set {current.hash}" in caplog.text
+    assert len(recorded(data)) > 600  # decided all the same
+    assert keep(data, current.policy_set) is None
 
 
 def test_the_embedded_events_log_is_the_default_input(
