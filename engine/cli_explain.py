@@ -67,7 +67,7 @@ def explain(
                     doc["event_id"],
                     doc["data"]["caused_by"],
                 ):
-                    typer.echo(explain_text(doc))
+                    typer.echo(explain_text(doc, kept_files(data_dir, doc)))
                     return
         finally:
             store.close()
@@ -89,7 +89,7 @@ def explain(
         except KafkaUnavailable as err:
             raise fail(str(err), 1) from None
         if found is not None:
-            typer.echo(explain_text(found))
+            typer.echo(explain_text(found, kept_files(data_dir, found)))
             return
         raise fail(f"no decision with id or cause '{ident}' on {where}", 1)
     from engine.redrive import find_dead_letter
@@ -110,6 +110,14 @@ def explain(
         " --customer to read only that customer's partition)",
         1,
     )
+
+
+def kept_files(data_dir: Path, doc: dict[str, Any]) -> Path | None:
+    """Where `data_dir` keeps the files of the policy set that made decision `doc`."""
+    from engine.archive import SETS_DIR
+
+    where = data_dir / SETS_DIR / str(doc["data"]["policy_set"])
+    return where if where.is_dir() else None
 
 
 def verify(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -162,12 +163,13 @@ def _clause_lines(clauses: list[dict[str, Any]], indent: str) -> list[str]:
     return lines
 
 
-def explain_text(doc: dict[str, Any]) -> str:
+def explain_text(doc: dict[str, Any], kept: Path | None = None) -> str:
+    """A decision as `goodwill explain` prints it; `kept`: where its policy set's files are."""
     d = doc["data"]
     lines = [
         f"decision {doc['event_id']}: {d['outcome']}",
         f"  caused by   {d['cause_type']} {d['caused_by']} at {doc['occurred_at']}",
-        f"  policy set  {d['policy_set']}",
+        f"  policy set  {d['policy_set']}" + (f" (its files: {kept})" if kept else ""),
     ]
     if not d["why"]:
         lines.append("  no policy rule matched this event; it was noted")

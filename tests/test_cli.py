@@ -203,6 +203,11 @@ def test_explain_shows_the_clauses_and_values(first_run: tuple[Path, str]) -> No
     why = doc["data"]["why"][0]
     assert f"rule '{why['rule']}' matched because" in result.stdout
     assert why["clauses"][0]["text"] in result.stdout
+    kept = data / "policy-sets" / doc["data"]["policy_set"]  # the rules as they were written
+    assert f"  policy set  {doc['data']['policy_set']} (its files: {kept})\n" in result.stdout
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        p.name for p in (ROOT / "policies").glob("*.yaml")
+    )
     # ... and what the decision did: a route over a budget says to whom, why, with numbers
     routed = next(
         json.loads(line)
