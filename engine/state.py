@@ -113,6 +113,8 @@ _ADD_FOLLOWUP: Final = """
 INSERT OR IGNORE INTO followups (obligation_id, case_id, customer, rep, due_at, state, lane)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
+_CASE_FOLLOWUP: Final = "SELECT min(due_at) FROM followups WHERE case_id = ? AND state = ?"
+_DROP_CASE_FOLLOWUPS: Final = "DELETE FROM followups WHERE case_id = ? AND state = ?"
 _CHARGE: Final = """
 INSERT INTO budgets (budget, owner, period, charged) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (budget, owner, period) DO UPDATE SET charged = charged + ?4
@@ -479,26 +481,31 @@ class StateStore(Outbox):
             cur.executemany(
                 _CHARGE, [(c.budget, c.owner, c.period, to_minor(c.amount)) for c in data.charges]
             )
-        if data.obligations:
-            rows = []
-            for o in data.obligations:
-                # The case's customer and rep when the log knows the case; a follow-up on
-                # a resolved case waits parked for a reopening.
-                case = self._cases.get(o.case_id)
-                if case is None:
-                    owner, rep, state = customer_id, data.rep_id, PENDING
-                else:
-                    owner = customer_id if customer_id is not None else case[K_CUSTOMER]
-                    rep = case[K_REP]
-                    state = PARKED if case[K_STATUS] == "resolved" else PENDING
-                due = micros(o.due_at)
-                rows.append((o.obligation_id, o.case_id, owner, rep, due, state, lane))
-            cur.executemany(_ADD_FOLLOWUP, rows)
+        for o in data.obligations:
+            # The case's customer and rep when the log knows the case; a follow-up on a
+            # resolved case waits parked for a reopening.
+            case = self._cases.get(o.case_id)
+            if case is None:
+                owner, rep, state = customer_id, data.rep_id, PENDING
+            else:
+                owner = customer_id if customer_id is not None else case[K_CUSTOMER]
+                rep = case[K_REP]
+                state = PARKED if case[K_STATUS] == "resolved" else PENDING
+            due = micros(o.due_at)
+            # One deadline per case: the earliest promise. A later one is kept by it (its
+            # lead hears of the case once, not once per policy that promised), and an
+            # earlier one takes its place.
+            (kept,) = cur.execute(_CASE_FOLLOWUP, (o.case_id, state)).fetchone()
+            if kept is not None and kept <= due:
+                continue
+            if kept is not None:
+                cur.execute(_DROP_CASE_FOLLOWUPS, (o.case_id, state))
+            cur.execute(_ADD_FOLLOWUP, (o.obligation_id, o.case_id, owner, rep, due, state, lane))
             self.pending_changes += 1
             self.laneless = self.laneless or lane is None
             bound = self._due_bounds.get(lane)
             if bound is not None:
-                self._due_bounds[lane] = min(bound, *(row[4] for row in rows))
+                self._due_bounds[lane] = min(bound, due)
 
     # ---------------------------------------------------------------- reading
 

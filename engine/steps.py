@@ -307,7 +307,7 @@ VOCABULARY: Final[tuple[Phrase, ...]] = (
        'policy "root-cause-alert" does not apply', "No rule of that policy matched the event."),
     _p("overdue", "then", 'the overdue follow-up is escalated to team lead "{lead:Text}"',
        'the overdue follow-up is escalated to team lead "lee"',
-       "While the When steps ran, a follow-up came due and was escalated to that lead."),
+       "While the When steps ran, one follow-up came due and was escalated to that lead."),
     _p("no-overdue", "then", "no follow-up is overdue", "no follow-up is overdue",
        "While the When steps ran, no follow-up came due."),
     _p("alerted", "then",

@@ -50,6 +50,14 @@ Feature: Follow through on every case
     When 48 hours pass
     Then the overdue follow-up is escalated to team lead "lee"
 
+  Scenario: A case with a second promise on it is escalated once, at the earlier deadline
+    Given the customer placed order "A-1" for $120 today
+    And the customer contacts ana about "defect" on order "A-1"
+    And 10 minutes pass
+    And the customer reports the part from order "A-1" as broken
+    When 48 hours pass
+    Then the overdue follow-up is escalated to team lead "lee"
+
   Scenario: Until the deadline nothing escalates
     Given the customer contacts ana about "question"
     When 47 hours, 59 minutes and 59 seconds pass

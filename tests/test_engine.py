@@ -137,6 +137,26 @@ def test_a_follow_up_goes_overdue_exactly_once(engine: Engine) -> None:
     ]
 
 
+def test_two_promises_on_one_case_escalate_once_at_the_earlier(engine: Engine) -> None:
+    # The case's follow-up (follow-through, due 11-04 10:00) and the replacement's
+    # (replace-broken-part, due 10:30): its team lead hears of the case once.
+    broke = engine.decision(
+        sample(
+            "item.defect_reported", event_id="d1", rep_id="ana", occurred_at="2026-11-02T10:30:00Z"
+        )
+    )
+    assert [(o.case_id, str(o.due_at)) for o in broke.obligations] == [
+        ("case-1", "2026-11-04 10:30:00+00:00")
+    ]
+    ticks = [
+        sample("clock.tick", event_id=f"t{h}", occurred_at=f"2026-11-04T{h:02d}:00:00Z")
+        for h in range(9, 14)
+    ]
+    [overdue] = [o for o in engine.feed(*ticks) if o.type == "followup.overdue"]
+    assert overdue.data.escalate_to.context["policy"] == "follow-through"  # type: ignore[attr-defined]
+    assert str(overdue.occurred_at) == "2026-11-04 10:00:00+00:00"
+
+
 def test_a_resolved_case_never_goes_overdue(engine: Engine) -> None:
     engine.feed(sample("case.resolved", event_id="res", occurred_at="2026-11-03T09:00:00Z"))
     outs = engine.feed(sample("clock.tick", event_id="t", occurred_at="2026-11-09T00:00:00Z"))

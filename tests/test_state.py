@@ -652,16 +652,38 @@ def test_due_followups(store: StateStore) -> None:
     due = store.due_followups(T0 + DAY)
     assert due == [  # by (due_at, obligation_id); the rep is the case's, not the decision's
         DueFollowup("ob-2", "case-2", "cust-1", "rep-2", T0 + DAY),
-        DueFollowup("ob-a", "case-1", "cust-1", "rep-1", T0 + DAY),
+        # one deadline per case: ob-a, due no earlier than ob-b, is kept by it
         DueFollowup("ob-b", "case-1", "cust-1", "rep-1", T0 + DAY),
     ]
     fold(store, resolved("case-2"))
-    store.mark_overdue("ob-a")
-    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-b", "ob-3"]
+    store.mark_overdue("ob-b")
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-3"]
     # reopening the case brings its follow-up back
     fold(store, opened("case-2", "rep-2", at=T0 + DAY))
-    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-2", "ob-b", "ob-3"]
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-2", "ob-3"]
     assert store.stats()["followups_overdue"] == 1
+
+
+def test_a_case_keeps_one_deadline_its_earliest_promise(store: StateStore) -> None:
+    fold(store, opened("case-1", "rep-1"))
+
+    def promise(ob: str, due: datetime) -> None:
+        store.apply_decision(decision(obligations=[obligation(ob, "case-1", due)]), T0, None)
+
+    promise("ob-late", T0 + 2 * DAY)
+    promise("ob-later", T0 + 3 * DAY)  # kept by ob-late
+    promise("ob-early", T0 + DAY)  # takes ob-late's place
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-early"]
+    store.mark_overdue("ob-early")
+    # a promise made after the escalation is a deadline of its own
+    promise("ob-again", T0 + 4 * DAY)
+    assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-again"]
+    # on a resolved case, the parked ones keep one deadline too, which a reopening brings back
+    fold(store, resolved("case-1"))
+    promise("ob-parked", T0 + 6 * DAY)
+    promise("ob-parked-earlier", T0 + 5 * DAY)
+    fold(store, opened("case-1", "rep-1", at=T0 + DAY))
+    assert [d.obligation_id for d in store.due_followups(T0 + 9 * DAY)] == ["ob-again"]
 
 
 def test_due_followups_sees_every_change_after_a_query(store: StateStore) -> None:

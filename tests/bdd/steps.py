@@ -453,13 +453,15 @@ def _not_apply(world: World, policy: str) -> None:
 @phrase("overdue")
 def _overdue(world: World, lead: str) -> None:
     found = [e.data for e in world.emitted("followup.overdue")]
-    if not any(isinstance(f, FollowupOverdue) and f.escalate_to.person == lead for f in found):
+    if len(found) != 1 or not all(
+        isinstance(f, FollowupOverdue) and f.escalate_to.person == lead for f in found
+    ):
         said = ", ".join(
             f"case {f.case_id} to {f.escalate_to.person or 'no one'}"
             for f in found
             if isinstance(f, FollowupOverdue)
         )
-        world.fail(f"an overdue follow-up escalated to {lead}", f"escalated: {said or 'none'}")
+        world.fail(f"one overdue follow-up escalated to {lead}", f"escalated: {said or 'none'}")
 
 
 @phrase("no-overdue")
