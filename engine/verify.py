@@ -41,6 +41,7 @@ CREATE TABLE recorded (
     key BLOB, value BLOB NOT NULL, seen INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX recorded_by_cause ON recorded (cause);
+CREATE TABLE again (ident TEXT NOT NULL, at INTEGER NOT NULL, key BLOB, value BLOB NOT NULL);
 """
 
 
@@ -61,7 +62,8 @@ class Mismatch:
 class Verdict:
     """What a replay made of a recorded history."""
 
-    recorded: int = 0  # outputs compared: the log's outputs except activations
+    recorded: int = 0  # outputs compared: the log's outputs except activations, by id
+    republished: int = 0  # later copies of an output already in the log, each compared too
     activations: int = 0  # recorded
     switches: int = 0  # activations the replay made: its first set, then each change
     reproduced: Counter[str] = field(default_factory=Counter)  # by output type
@@ -99,8 +101,9 @@ def verify(
         with tempfile.TemporaryDirectory(prefix="goodwill-verify-") as scratch:
             spool = sqlite3.connect(Path(scratch) / "recorded.db", isolation_level=None)
             try:
-                first = _spool(spool, scan_topic(log_dir, DECISIONS_TOPIC), verdict)
-                _replay(Path(scratch), spool, inputs, sets, first, batch, verdict, keep, progress)
+                first, again = _spool(spool, scan_topic(log_dir, DECISIONS_TOPIC), verdict)
+                sink = _Comparer(spool, verdict, keep, again)
+                _replay(Path(scratch), spool, sink, inputs, sets, first, batch, progress)
                 _unmatched(spool, verdict, keep)
             finally:
                 spool.close()
@@ -121,10 +124,15 @@ def recorded_log(data_dir: Path) -> Path:
     return log_dir
 
 
-def _spool(spool: sqlite3.Connection, outputs: Iterator[Record], verdict: Verdict) -> str | None:
-    """Keep the recorded outputs by id; return the policy set of the first decision."""
+def _spool(
+    spool: sqlite3.Connection, outputs: Iterator[Record], verdict: Verdict
+) -> tuple[str | None, set[str]]:
+    """Keep the recorded outputs by id; return the policy set of the first decision, and
+    the ids published more than once (a relay stopped before it marked its outputs sent
+    publishes them again): their later copies are kept aside, to be compared as well."""
     spool.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SPOOL)
     first: str | None = None
+    again: set[str] = set()
     spool.execute("BEGIN")
     for record in outputs:
         doc = json.loads(record.value)
@@ -132,25 +140,36 @@ def _spool(spool: sqlite3.Connection, outputs: Iterator[Record], verdict: Verdic
         if kind == ACTIVATED:
             verdict.activations += 1
             continue
+        ident = doc["event_id"]
         policy_set = data.get("policy_set") if kind == "decision.made" else None
+        inserted = spool.execute(
+            "INSERT OR IGNORE INTO recorded (ident, type, cause, policy_set, key, value)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ident, kind, data.get("caused_by"), policy_set, record.key, record.value),
+        )
+        if not inserted.rowcount:
+            spool.execute(
+                "INSERT INTO again (ident, at, key, value) VALUES (?, ?, ?, ?)",
+                (ident, record.offset, record.key, record.value),
+            )
+            again.add(ident)
+            verdict.republished += 1
+            continue
         if policy_set is not None:
             first = first or policy_set
             verdict.decided_by[policy_set] = verdict.decided_by.get(policy_set, 0) + 1
-        spool.execute(
-            "INSERT OR REPLACE INTO recorded (ident, type, cause, policy_set, key, value)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (doc["event_id"], kind, data.get("caused_by"), policy_set, record.key, record.value),
-        )
         verdict.recorded += 1
     spool.execute("COMMIT")
-    return first
+    return first, again
 
 
 class _Comparer:
     """The replay's sink: each output is compared with the recorded one of the same id."""
 
-    def __init__(self, spool: sqlite3.Connection, verdict: Verdict, keep: int) -> None:
-        self.spool, self.verdict, self.keep = spool, verdict, keep
+    def __init__(
+        self, spool: sqlite3.Connection, verdict: Verdict, keep: int, again: set[str]
+    ) -> None:
+        self.spool, self.verdict, self.keep, self.again = spool, verdict, keep, again
 
     def append(self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()) -> None:
         if topic != DECISIONS_TOPIC:
@@ -172,12 +191,17 @@ class _Comparer:
         self.spool.execute("UPDATE recorded SET seen = 1 WHERE ident = ?", (ident,))
         if (key, value) == (found[0], found[1]):
             self.verdict.reproduced[kind] += 1
-            return
-        if key != found[0]:
-            where = f"the key: recorded {_key(found[0])}, replayed {_key(key)}"
         else:
-            where = first_difference(json.loads(found[1]), doc)
-        self._mismatch(Mismatch("differs", ident, kind, cause, where))
+            where = _difference(found[0], found[1], key, doc)
+            self._mismatch(Mismatch("differs", ident, kind, cause, where))
+        if ident in self.again:
+            copies = self.spool.execute(
+                "SELECT at, key, value FROM again WHERE ident = ? ORDER BY at", (ident,)
+            )
+            for at, k, v in copies.fetchall():
+                if (k, v) != (key, value):
+                    where = f"its copy at offset {at} of the log: {_difference(k, v, key, doc)}"
+                    self._mismatch(Mismatch("differs", ident, kind, cause, where))
 
     def flush(self) -> None:
         pass
@@ -191,19 +215,18 @@ class _Comparer:
 def _replay(
     scratch: Path,
     spool: sqlite3.Connection,
+    sink: _Comparer,
     inputs: Iterable[Record],
     sets: Mapping[str, CompiledSet],
     first: str | None,
     batch: int,
-    verdict: Verdict,
-    keep: int,
     progress: Callable[[int], None] | None,
 ) -> None:
+    verdict = sink.verdict
     if first is not None and first not in sets:
         verdict.stopped_at = "the first event"
         return
     current = first if first is not None else next(iter(sets))
-    sink = _Comparer(spool, verdict, keep)
     store = StateStore.open(scratch / "state.db")
     try:
         processor = Processor(store, Decider(sets[current]))
@@ -271,6 +294,13 @@ def _unmatched(spool: sqlite3.Connection, verdict: Verdict, keep: int) -> None:
             verdict.mismatches.append(Mismatch("missing", ident, kind, cause, detail))
 
 
+def _difference(key: bytes | None, value: bytes, replayed_key: bytes | None, doc: Any) -> str:
+    """Where a recorded output (`key`, `value`) differs from the replay's (`doc`)."""
+    if key != replayed_key:
+        return f"the key: recorded {_key(key)}, replayed {_key(replayed_key)}"
+    return first_difference(json.loads(value), doc)
+
+
 def first_difference(recorded: Any, replayed: Any, path: str = "") -> str:
     """The first place two JSON documents differ, as a dotted path with both values."""
     if recorded == replayed:
@@ -318,6 +348,12 @@ def report(v: Verdict) -> list[str]:
         + (", ".join(f"{h} {n:,}" for h, n in v.decided_by.items()) or "none recorded"),
         f"reproduced byte for byte: {shown}",
     ]
+    if v.republished:
+        lines.insert(
+            1,
+            f"{v.republished:,} later copies of outputs the log holds twice (a run stopped before"
+            " it marked them sent publishes them again), each compared too",
+        )
     for h, n in v.lacking.items():
         lines.append(
             f"not verified: {n:,} recorded decisions name policy set {h}, which no --policies"

@@ -344,3 +344,39 @@ def test_a_data_dir_without_an_embedded_history_is_one_line_and_exit_1(
     assert not (tmp_path / "none").exists()
     code, _, err = goodwill(capsys, "verify", tmp_path / "nope.jsonl")
     assert code == 2 and err == f"goodwill: no such input file: {tmp_path / 'nope.jsonl'}\n"
+
+
+def test_every_copy_of_an_output_published_twice_is_compared(
+    history: Path, current: CompiledSet, tmp_path: Path
+) -> None:
+    data = copy_of(history, tmp_path)
+    outputs = recorded(history)
+    activations = sum(o["type"] == "policy_set.activated" for o in outputs)
+    decisions = sum(o["type"] == "decision.made" for o in outputs)
+    first, later = outputs[50], outputs[60]
+    end = len(outputs)  # the offset of the first copy appended
+
+    def publish_twice(lines: list[dict[str, Any]]) -> None:
+        # a relay stopped before it marked its outputs sent publishes them again, unchanged
+        lines.append(dict(lines[50]))
+        lines.append(dict(lines[60]))
+        # a copy that differs, first or later, is not hidden by one that does not
+        lines[50]["v"] = lines[50]["v"].replace('"customer_id":"', '"customer_id":"x', 1)
+        lines[-1]["v"] = lines[-1]["v"].replace('"customer_id":"', '"customer_id":"y', 1)
+
+    rewrite(data, publish_twice)
+    v = verify(data, file_records(EXAMPLE, 1), {current.hash: current})
+    assert not v.ok and v.counts == {"differs": 2}
+    assert v.decided_by == {current.hash: decisions}  # each decision once
+    assert v.republished == 2 and v.recorded == len(outputs) - activations
+    assert [(m.ident, m.detail) for m in v.mismatches] == [
+        (
+            first["event_id"],
+            f'customer_id: recorded "x{first["customer_id"]}", replayed "{first["customer_id"]}"',
+        ),
+        (
+            later["event_id"],
+            f"its copy at offset {end + 1} of the log: customer_id: recorded"
+            f' "y{later["customer_id"]}", replayed "{later["customer_id"]}"',
+        ),
+    ]
