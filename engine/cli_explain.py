@@ -164,6 +164,7 @@ def verify(
     from engine import embedded
     from engine.archive import kept
     from engine.compile import CompiledSet
+    from engine.state_file import StateVersionError
     from engine.verify import NoHistory, recorded_log, report
     from engine.verify import verify as replay
     from events.log import Record, scan_topic
@@ -198,7 +199,10 @@ def verify(
     def progress(done: int) -> None:
         typer.echo(f"  {done:,} records replayed", err=True)
 
-    verdict = replay(data_dir, inputs, sets, batch, show, progress)
+    try:
+        verdict = replay(data_dir, inputs, sets, batch, show, progress)
+    except StateVersionError as err:  # its retention is read from it
+        raise fail(str(err), 1) from None
     for line in report(verdict):
         typer.echo(line)
     raise typer.Exit(0 if verdict.ok else 1)

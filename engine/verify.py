@@ -74,6 +74,7 @@ class Verdict:
     stopped_at: str | None = None  # the event whose set was not given: the replay ends there
     unreplayed: int = 0  # recorded outputs not reached for that reason
     records: int = 0  # input records replayed
+    retain_days: int | None = None  # the retention the data directory keeps, kept by the replay
     deadlettered: int = 0
 
     @property
@@ -93,7 +94,7 @@ def verify(
     with what `data_dir`'s log recorded; keep the first `keep` mismatches. `progress` is
     called with the records replayed so far, every 50,000."""
     log_dir = recorded_log(data_dir)
-    verdict = Verdict()
+    verdict = Verdict(retain_days=_retention(data_dir))
     service_log = logging.getLogger("goodwill.service")
     level = service_log.level
     service_log.setLevel(logging.ERROR)  # the history's dead letters were reported by `run`
@@ -122,6 +123,18 @@ def recorded_log(data_dir: Path) -> Path:
             " verify replays a history `goodwill run` decided without a broker"
         )
     return log_dir
+
+
+def _retention(data_dir: Path) -> int | None:
+    """The retention `data_dir`'s state keeps (`--retain-days`), if any: the history
+    dead-lettered an event older than that as late, so the replay must too."""
+    if not (data_dir / "state.db").is_file():
+        return None
+    store = StateStore.open_readonly(data_dir / "state.db")
+    try:
+        return store.retain_days
+    finally:
+        store.close()
 
 
 def _spool(
@@ -229,6 +242,8 @@ def _replay(
     current = first if first is not None else next(iter(sets))
     store = StateStore.open(scratch / "state.db")
     try:
+        if verdict.retain_days is not None:
+            store.retain(verdict.retain_days)
         processor = Processor(store, Decider(sets[current]))
         processor.activate()
         chunk: list[Record] = []
@@ -348,6 +363,13 @@ def report(v: Verdict) -> list[str]:
         + (", ".join(f"{h} {n:,}" for h, n in v.decided_by.items()) or "none recorded"),
         f"reproduced byte for byte: {shown}",
     ]
+    if v.retain_days is not None:
+        lines.insert(
+            1,
+            f"replayed with the retention the data directory keeps, {v.retain_days}"
+            f" day{'s' if v.retain_days != 1 else ''} (--retain-days): an older event is"
+            " dead-lettered as late, from the first one on",
+        )
     if v.republished:
         lines.insert(
             1,

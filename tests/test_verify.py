@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -380,3 +381,33 @@ def test_every_copy_of_an_output_published_twice_is_compared(
             f' "y{later["customer_id"]}", replayed "{later["customer_id"]}"',
         ),
     ]
+
+
+def test_a_history_kept_with_retention_is_replayed_with_it(
+    current: CompiledSet, tmp_path: Path
+) -> None:
+    # an order from the first day, sent once the history is days past it: late, for a
+    # history that keeps one day, and dead-lettered instead of decided
+    late = json.loads(EXAMPLE.read_bytes().splitlines()[10])
+    late.update(event_id="ev-late", occurred_at="2026-11-02T09:00:00Z")
+    source = tmp_path / "late.jsonl"
+    source.write_bytes(EXAMPLE.read_bytes() + json.dumps(late).encode() + b"\n")
+    data = tmp_path / "data"
+    run_embedded(current, data, source, 500, retain_days=1)
+    assert "ev-late" not in {o["data"].get("caused_by") for o in recorded(data)}
+    v = verify(data, file_records(source, 1), {current.hash: current})
+    assert v.ok, v.mismatches
+    assert v.retain_days == 1 and v.deadlettered == 8  # the example's 7 and the late one
+
+
+def test_a_state_file_of_a_newer_build_is_one_line_and_exit_1(
+    history: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = copy_of(history, tmp_path)
+    with sqlite3.connect(data / "state.db") as conn:  # where the retention is read from
+        conn.execute("INSERT INTO schema_version (version) VALUES (99)")
+    conn.close()
+    code, _, err = goodwill(capsys, "verify", EXAMPLE, "--data-dir", data)
+    assert code == 1 and err.splitlines()[-1].startswith(
+        f"goodwill: {data / 'state.db'}: state schema version 99, this build reads "
+    )
