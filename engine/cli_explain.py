@@ -167,7 +167,7 @@ def verify(
     from engine.state_file import StateVersionError
     from engine.verify import NoHistory, recorded_log, report
     from engine.verify import verify as replay
-    from events.log import Record, scan_topic
+    from events.log import LogCorrupted, Record, scan_topic
 
     files = sources or []
     for path in files:
@@ -201,7 +201,7 @@ def verify(
 
     try:
         verdict = replay(data_dir, inputs, sets, batch, show, progress)
-    except StateVersionError as err:  # its retention is read from it
+    except (StateVersionError, LogCorrupted) as err:  # the state's retention, a damaged log
         raise fail(str(err), 1) from None
     for line in report(verdict):
         typer.echo(line)

@@ -31,7 +31,7 @@ from engine.compile import CompiledSet
 from engine.decide import Decider
 from engine.service import DECISIONS_TOPIC, Processor, relay
 from engine.state import StateStore
-from events.log import Headers, Record, scan_topic
+from events.log import Headers, LogCorrupted, Record, scan_topic
 
 ACTIVATED = "policy_set.activated"
 
@@ -102,7 +102,8 @@ def verify(
         with tempfile.TemporaryDirectory(prefix="goodwill-verify-") as scratch:
             spool = sqlite3.connect(Path(scratch) / "recorded.db", isolation_level=None)
             try:
-                first, again = _spool(spool, scan_topic(log_dir, DECISIONS_TOPIC), verdict)
+                outputs = scan_topic(log_dir, DECISIONS_TOPIC)
+                first, again = _spool(spool, outputs, log_dir, verdict)
                 sink = _Comparer(spool, verdict, keep, again)
                 _replay(Path(scratch), spool, sink, inputs, sets, first, batch, progress)
                 _unmatched(spool, verdict, keep)
@@ -138,7 +139,7 @@ def _retention(data_dir: Path) -> int | None:
 
 
 def _spool(
-    spool: sqlite3.Connection, outputs: Iterator[Record], verdict: Verdict
+    spool: sqlite3.Connection, outputs: Iterator[Record], log_dir: Path, verdict: Verdict
 ) -> tuple[str | None, set[str]]:
     """Keep the recorded outputs by id; return the policy set of the first decision, and
     the ids published more than once (a relay stopped before it marked its outputs sent
@@ -148,12 +149,10 @@ def _spool(
     again: set[str] = set()
     spool.execute("BEGIN")
     for record in outputs:
-        doc = json.loads(record.value)
-        kind, data = doc["type"], doc.get("data") or {}
+        kind, ident, data = _output(record, log_dir)
         if kind == ACTIVATED:
             verdict.activations += 1
             continue
-        ident = doc["event_id"]
         policy_set = data.get("policy_set") if kind == "decision.made" else None
         inserted = spool.execute(
             "INSERT OR IGNORE INTO recorded (ident, type, cause, policy_set, key, value)"
@@ -174,6 +173,19 @@ def _spool(
         verdict.recorded += 1
     spool.execute("COMMIT")
     return first, again
+
+
+def _output(record: Record, log_dir: Path) -> tuple[str, str, dict[str, Any]]:
+    """A recorded output's type, id and data; a record of another shape is damage."""
+    try:
+        doc = json.loads(record.value)
+        kind, ident, data = doc["type"], doc["event_id"], doc.get("data") or {}
+    except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, not an object
+        data = None
+    if not isinstance(data, dict):
+        where = f"{log_dir / DECISIONS_TOPIC}.jsonl:{record.offset + 1}"
+        raise LogCorrupted(f"{where}: not an output Goodwill publishes")
+    return kind, ident, data
 
 
 class _Comparer:

@@ -411,3 +411,26 @@ def test_a_state_file_of_a_newer_build_is_one_line_and_exit_1(
     assert code == 1 and err.splitlines()[-1].startswith(
         f"goodwill: {data / 'state.db'}: state schema version 99, this build reads "
     )
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda line: line.replace('{"o":99,', '{"o":99,,', 1), "unreadable record"),
+        (lambda line: line.replace('"v":"{', '"v":"[{', 1), "not an output Goodwill publishes"),
+    ],
+)
+def test_a_damaged_record_in_the_log_is_one_line_and_exit_1(
+    history: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    damage: Callable[[str], str],
+    says: str,
+) -> None:
+    data = copy_of(history, tmp_path)
+    lines = (data / LOG).read_text().splitlines(keepends=True)
+    lines[99] = damage(lines[99])
+    (data / LOG).write_text("".join(lines))
+    code, out, err = goodwill(capsys, "verify", EXAMPLE, "--data-dir", data)
+    assert code == 1 and "verified" not in out
+    assert err.splitlines()[-1].startswith(f"goodwill: {data / LOG}:100: {says}")
