@@ -8,6 +8,10 @@ inputs in order (switching policy set where the history did: before the first ev
 a decision of the other set answered), and compares each output the replay publishes with
 the recorded one of the same id.
 
+An input the history failed to decide (a `processing_failed` dead letter: a fault of the
+build that read it) is dead-lettered again where it was read, and decided where it was sent
+again (`goodwill redrive`), as the history did.
+
 Activations (`policy_set.activated`) are counted, not compared: they record when a run
 started, not anything the inputs decide. Dead letters are counted too. A history decided
 on Kafka cannot be verified this way: which of two partitions' events charged a shared
@@ -28,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.compile import CompiledSet
+from engine.deadletter import PROCESSING_FAILED
 from engine.decide import Decider
-from engine.service import DECISIONS_TOPIC, Processor, relay
+from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor, relay
 from engine.state import StateStore
 from events.log import Headers, LogCorrupted, Record, scan_topic
 
@@ -76,6 +81,7 @@ class Verdict:
     records: int = 0  # input records replayed
     retain_days: int | None = None  # the retention the data directory keeps, kept by the replay
     deadlettered: int = 0
+    failed: int = 0  # of those, records the history failed to decide (processing_failed)
 
     @property
     def ok(self) -> bool:
@@ -105,7 +111,8 @@ def verify(
                 outputs = scan_topic(log_dir, DECISIONS_TOPIC)
                 first, again = _spool(spool, outputs, log_dir, verdict)
                 sink = _Comparer(spool, verdict, keep, again)
-                _replay(Path(scratch), spool, sink, inputs, sets, first, batch, progress)
+                failed = _failed(scan_topic(log_dir, DEADLETTER_TOPIC))
+                _replay(Path(scratch), spool, sink, inputs, sets, first, failed, batch, progress)
                 _unmatched(spool, verdict, keep)
             finally:
                 spool.close()
@@ -173,6 +180,17 @@ def _spool(
         verdict.recorded += 1
     spool.execute("COMMIT")
     return first, again
+
+
+def _failed(letters: Iterable[Record]) -> Counter[bytes]:
+    """The records the history failed to decide (`processing_failed`), by their bytes: a
+    fault of the build that read them, which the replay cannot make again. A copy sent
+    again (`goodwill redrive`) was decided where it was read, after the rest."""
+    return Counter(
+        letter.value
+        for letter in letters
+        if dict(letter.headers).get("goodwill.reason") == PROCESSING_FAILED.encode()
+    )
 
 
 def _output(record: Record, log_dir: Path) -> tuple[str, str, dict[str, Any]]:
@@ -244,6 +262,7 @@ def _replay(
     inputs: Iterable[Record],
     sets: Mapping[str, CompiledSet],
     first: str | None,
+    failed: Counter[bytes],
     batch: int,
     progress: Callable[[int], None] | None,
 ) -> None:
@@ -267,6 +286,12 @@ def _replay(
             relay(store, sink)
 
         for record in inputs:
+            if failed[record.value] > 0:  # dead-lettered there by the history, as here
+                failed[record.value] -= 1
+                verdict.records += 1
+                verdict.deadlettered += 1
+                verdict.failed += 1
+                continue
             wanted: str = _decided_by(spool, record.value) or current
             if wanted != current:
                 decide()
@@ -367,7 +392,9 @@ def report(v: Verdict) -> list[str]:
     """The verdict as lines for a terminal: what was compared, then what did not match."""
     shown = ", ".join(f"{n:,} {kind}" for kind, n in sorted(v.reproduced.items())) or "nothing"
     lines = [
-        f"{v.records:,} input records replayed ({v.deadlettered:,} dead-lettered);"
+        f"{v.records:,} input records replayed ({v.deadlettered:,} dead-lettered"
+        + (f", {v.failed:,} of them as the history did: processing_failed" if v.failed else "")
+        + ");"
         f" {v.recorded:,} recorded outputs compared"
         f" ({v.activations} policy_set.activated not compared: they record when a run started;"
         f" the replay activated {v.switches})",

@@ -16,8 +16,11 @@ import pytest
 from engine.archive import SETS_DIR, keep
 from engine.cli import main
 from engine.compile import CompiledSet, load
-from engine.embedded import file_records, run_embedded
+from engine.decide import Decider
+from engine.embedded import EVENTS_TOPIC, file_records, run_embedded
 from engine.verify import first_difference, verify
+from events.log import scan_topic
+from events.models import Envelope
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -434,3 +437,32 @@ def test_a_damaged_record_in_the_log_is_one_line_and_exit_1(
     code, out, err = goodwill(capsys, "verify", EXAMPLE, "--data-dir", data)
     assert code == 1 and "verified" not in out
     assert err.splitlines()[-1].startswith(f"goodwill: {data / LOG}:100: {says}")
+
+
+def test_an_event_the_history_failed_to_decide_is_decided_where_it_was_redriven(
+    current: CompiledSet,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decide = Decider.decide
+
+    def fails_on_the_first_order(self: Decider, event: Envelope, *args: Any) -> Any:
+        if event.event_id == "ev-000011":  # c-003's first order: later decisions read it
+            raise ValueError("a fault of the build that decided it")
+        return decide(self, event, *args)
+
+    data = tmp_path / "data"
+    with monkeypatch.context() as patched:
+        patched.setattr(Decider, "decide", fails_on_the_first_order)
+        run_embedded(current, data, EXAMPLE, 500)
+    # fixed: the dead letter is sent again and decided after the rest of the file
+    assert goodwill(capsys, "redrive", "--data-dir", data)[0] == 0
+    assert goodwill(capsys, "run", "-q", "--data-dir", data, "--embedded")[0] == 0
+    inputs = [*file_records(EXAMPLE, 1), *scan_topic(data / "log", EVENTS_TOPIC)]
+    v = verify(data, inputs, {current.hash: current})
+    assert v.ok, v.mismatches
+    assert v.failed == 1 and v.deadlettered == 8  # the example's bad lines, and that one
+    code, out, _ = goodwill(capsys, "verify", EXAMPLE, "--events-log", "--data-dir", data)
+    assert code == 0, out
+    assert "(8 dead-lettered, 1 of them as the history did: processing_failed)" in out
