@@ -51,7 +51,7 @@ def explain(
     from engine.report import explain_text
     from engine.service import DECISIONS_TOPIC
     from engine.state import StateStore
-    from events.log import scan_topic
+    from events.log import LogCorrupted, scan_topic
 
     flags = kafka or {}
     db = data_dir / "state.db"
@@ -69,6 +69,8 @@ def explain(
                 ):
                     typer.echo(explain_text(doc, kept_files(data_dir, doc)))
                     return
+        except LogCorrupted as err:
+            raise fail(f"{err} (searched up to it)", 1) from None
         finally:
             store.close()
     elif not wants_kafka(flags):

@@ -456,6 +456,22 @@ def test_explain_says_why_an_event_has_no_decision(first_run: tuple[Path, str]) 
     assert "no decision with id or cause 'ev-none'" in unknown.stderr
 
 
+def test_explain_names_a_damaged_log_line_in_one_line(
+    first_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(first_run[0], data)
+    log = data / "log" / "goodwill.decisions.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    lines[99] = lines[99].replace('{"o":99,', '{"o":99,,', 1)
+    log.write_text("".join(lines))
+    result = goodwill("explain", "no-such-id", "--data-dir", data)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"goodwill: {log}:100: unreadable record: ")
+    assert line.endswith(" (searched up to it)")
+
+
 def test_every_command_has_help_and_refuses_a_wrong_flag_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
