@@ -64,7 +64,11 @@ Money = Annotated[
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
     # below 1E15 with at most two decimals (`_cents_exact`), as the schema says it too
     Field(
-        json_schema_extra={"type": "string", "pattern": r"^\d{1,15}(\.\d{1,2})?$", "maxLength": 18}
+        json_schema_extra={
+            "type": "string",
+            "pattern": r"^[0-9]{1,15}(\.[0-9]{1,2})?$(?!\n)",
+            "maxLength": 18,
+        }
     ),
 ]
 """A non-negative amount with at most two decimals; JSON carries it as a string."""
@@ -86,10 +90,13 @@ def _in_utc_range(value: datetime) -> datetime:
 
 
 # RFC 3339 with an offset, as the codec reads it (the schema states what JSON Schema's
-# "date-time" format, unenforced by default, would leave to each validator).
+# "date-time" format, unenforced by default, would leave to each validator); any number of
+# fractional digits, of which the codec keeps six. The schemas' patterns are read alike by
+# every validator: digits as [0-9], since Python's \d (the jsonschema package's) takes any
+# script's, and `$(?!\n)`, since Python's $ also matches before a final newline.
 _RFC3339 = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-    r"(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+    r":[0-5][0-9](\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
 )
 
 
@@ -212,6 +219,11 @@ class CaseResolved(Payload):
     csat: int | None = Field(default=None, ge=1, le=5)
 
 
+_PERIOD = (
+    r"^[0-9]{4}-((0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?|W(0[1-9]|[1-4][0-9]|5[0-3]))$(?!\n)"
+)
+
+
 def _real_period(value: str) -> str:
     """A month, ISO week or day that exists on the calendar (2026-13 does not)."""
     try:
@@ -233,7 +245,13 @@ class BudgetAllocated(Payload):
     currency: Currency
     period: Annotated[
         str,
-        Field(pattern=r"^[0-9]{4}-([0-9]{2}(-[0-9]{2})?|W[0-9]{2})$", max_length=10),
+        Field(
+            pattern=r"^[0-9]{4}-([0-9]{2}(-[0-9]{2})?|W[0-9]{2})$",
+            max_length=10,
+            # the schema's own: months, weeks and days in range (`_real_period` checks the
+            # calendar, which a pattern cannot: 2026-02-30, a 53rd week of a 52-week year)
+            json_schema_extra={"pattern": _PERIOD},
+        ),
         AfterValidator(_real_period),
     ] = Field(
         description="the period this allocation is for: 2026-11 (month), 2026-W47, 2026-11-23"

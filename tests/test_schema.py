@@ -21,7 +21,7 @@ from events.models import CATALOG, EVENT_CLASSES, SCHEMA_VERSION
 from events.schema import DIALECT, schemas, write_schemas
 from tests.samples import OMIT, sample
 
-MONEY = {"type": "string", "pattern": r"^\d{1,15}(\.\d{1,2})?$", "maxLength": 18}
+MONEY = {"type": "string", "pattern": r"^[0-9]{1,15}(\.[0-9]{1,2})?$(?!\n)", "maxLength": 18}
 ANNOTATIONS = {"title", "description", "default", "format", "$schema", "$id", "$defs"}
 BOUNDS = {
     "minimum": operator.ge,
@@ -193,6 +193,14 @@ def test_every_schema_accepts_its_sample(type_name: str, all_schemas: dict[str, 
         ("clock.tick", {"occurred_at": "2026-11-02"}, "/occurred_at: pattern"),
         ("clock.tick", {"occurred_at": "2026-11-02T23:59:60Z"}, "/occurred_at: pattern"),
         ("shipment.delayed", {"new_eta": "2026-11-02T24:00:00Z"}, "/data/new_eta: pattern"),
+        # Python's \d takes any script's digits and its $ a final newline; ECMA-262's do not
+        ("clock.tick", {"occurred_at": "٢٠٢٦-11-02T08:00:00Z"}, "/occurred_at: pattern"),
+        ("clock.tick", {"occurred_at": "2026-11-02T08:00:00Z\n"}, "/occurred_at: pattern"),
+        ("budget.allocated", {"period": "2026-11\n"}, "/data/period: pattern"),
+        ("budget.allocated", {"period": "2026-13"}, "/data/period: pattern"),
+        ("budget.allocated", {"period": "2026-W00"}, "/data/period: pattern"),
+        ("budget.allocated", {"period": "2026-W54"}, "/data/period: pattern"),
+        ("budget.allocated", {"period": "2026-11-32"}, "/data/period: pattern"),
     ],
 )
 def test_schemas_reject_what_the_codec_rejects(
@@ -206,6 +214,27 @@ def test_schemas_reject_what_the_codec_rejects(
     assert errors == [complaint]
     with pytest.raises(DecodeError):  # a producer validating with the schema loses nothing
         decode(json.dumps(event).encode())
+
+
+@pytest.mark.parametrize(
+    ("type_name", "overrides"),
+    [
+        # RFC 3339 allows any number of fractional digits (.NET writes 7, Java up to 9);
+        # the codec keeps microseconds
+        ("clock.tick", {"occurred_at": "2026-11-02T08:00:00.1234567Z"}),
+        ("clock.tick", {"occurred_at": "2026-11-02T08:00:00.123456789+01:00"}),
+        ("budget.allocated", {"period": "2026-W53"}),
+        ("budget.allocated", {"period": "2026-12-31"}),
+    ],
+)
+def test_schemas_accept_what_the_codec_accepts(
+    type_name: str, overrides: dict[str, Any], all_schemas: dict[str, Any]
+) -> None:
+    schema = all_schemas[type_name]
+    event = sample(type_name, **overrides)
+
+    assert check(event, schema, schema) == []
+    decode(json.dumps(event).encode())
 
 
 def test_write_schemas_writes_sorted_files_and_an_index(tmp_path: Path) -> None:
