@@ -116,8 +116,7 @@ def _decode_checked(raw: bytes, outputs: bool) -> Envelope:
         obj = _parse_json(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
-        what = _JSON_HINTS.get(exc.msg, exc.msg) if text.strip() else "the record is empty"
-        _fail("invalid_json", None, f"not valid JSON at {where}: {what}")
+        _fail("invalid_json", None, f"not valid JSON at {where}: {_json_hint(text, exc)}")
     except RecursionError:
         _fail("invalid_json", None, "JSON is nested too deeply to be an event")
     except ValueError as exc:  # NaN/Infinity, or an integer longer than Python will parse
@@ -160,6 +159,21 @@ def _refuse_constant(name: str) -> NoReturn:
 
 
 _JSON_HINTS = {"Extra data": "more data after the first JSON value; send one event per record"}
+
+
+def _json_hint(text: str, exc: json.JSONDecodeError) -> str:
+    """What is wrong, in the words of the mistake where one is common: Python's own
+    message for a trailing comma is "Expecting property name", and for a BOM "Expecting
+    value" at 1:1."""
+    if not text.strip():
+        return "the record is empty"
+    if text.startswith("\ufeff"):
+        return "the record starts with a byte order mark (U+FEFF); send UTF-8 without one"
+    closing = text[exc.pos : exc.pos + 1]
+    if closing in ("}", "]") and text[: exc.pos].rstrip().endswith(","):
+        return f"a trailing comma before '{closing}': JSON allows none; remove the comma"
+    return _JSON_HINTS.get(exc.msg, exc.msg)
+
 
 # Built once: json.loads with a hook would build a new decoder for every record.
 _JSON = json.JSONDecoder(parse_constant=_refuse_constant)
