@@ -133,6 +133,18 @@ Instant = Annotated[
 """A moment with its offset, that exists in UTC."""
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4000)]
+
+
+def _refuse_bool(value: Any) -> Any:
+    # JSON's true is not 1, though pydantic reads it so (a CSAT score of true was a 1).
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    return value
+
+
+_NOT_BOOL = BeforeValidator(_refuse_bool)
+"""For an integer field, after its bounds (so that the schema keeps them): true and false
+are refused, as the schemas refuse them."""
 Remedy = Literal["replacement", "expedite", "credit", "refund"]
 ServiceLevel = Literal["standard", "expedited", "overnight"]
 
@@ -145,7 +157,7 @@ class LineItem(Payload):
     sku: Id
     # Bounded so an order's item count stays a 64-bit integer (state and matcher): an
     # absurd quantity is refused with the record, never stops the engine.
-    qty: int = Field(gt=0, le=1_000_000_000)
+    qty: Annotated[int, Field(gt=0, le=1_000_000_000), _NOT_BOOL]
     unit_price: Money
 
 
@@ -216,7 +228,7 @@ class RemedyFulfilled(Payload):
 class CaseResolved(Payload):
     case_id: Id
     resolution: Id
-    csat: int | None = Field(default=None, ge=1, le=5)
+    csat: Annotated[int, Field(ge=1, le=5), _NOT_BOOL] | None = None
 
 
 _PERIOD = (

@@ -210,6 +210,24 @@ def test_float_money_is_refused_with_the_field_and_the_fix() -> None:
     assert err.errors == [("data.amount", err.detail)]
 
 
+@pytest.mark.parametrize(
+    ("type_name", "overrides", "field"),
+    [
+        ("case.resolved", {"csat": True}, "data.csat"),
+        (
+            "order.placed",
+            {"items": [{"sku": "S", "qty": True, "unit_price": "1"}]},
+            "data.items.0.qty",
+        ),
+    ],
+)
+def test_true_is_not_a_number(type_name: str, overrides: dict[str, Any], field: str) -> None:
+    err = rejected(raw(sample(type_name, **overrides)))
+
+    assert (err.reason, err.field) == ("schema_invalid", field)
+    assert err.detail == f"{field}: must be a whole number, not true or false"
+
+
 def test_missing_field() -> None:
     err = rejected(raw(sample("remedy.requested", case_id=OMIT)))
 
