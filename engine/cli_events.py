@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,7 +21,11 @@ from engine.cli_options import (
     wants_kafka,
 )
 
+if TYPE_CHECKING:
+    from events.codec import DecodeError
+
 EMBEDDED_EVENTS = "goodwill.events"  # engine.embedded.EVENTS_TOPIC, without importing the engine
+_SHOWN = 20  # problems listed for one invalid event
 
 
 def schema(
@@ -68,7 +72,7 @@ def emit(
     good = []
     for where, event in parsed:
         if isinstance(event, DecodeError):
-            typer.echo(f"{where}: {event.reason}: {event.detail} (not sent)", err=True)
+            _report(where, event)
         else:
             good.append(event)
     bad = len(parsed) - len(good)
@@ -92,6 +96,18 @@ def emit(
         f"sent {len(good)} event(s) to {where}" + (f"; {bad} invalid, not sent" if bad else "")
     )
     raise typer.Exit(1 if bad else 0)
+
+
+def _report(where: str, err: DecodeError) -> None:
+    """Every problem of an invalid event, one line each (the codec's detail names the
+    first and counts the rest), so that one fix and one more try put the event right."""
+    messages = [message for _, message in err.errors]
+    for i, message in enumerate(messages[:_SHOWN]):
+        typer.echo(
+            f"{where}: {err.reason}: {message}" + (" (not sent)" if i == 0 else ""), err=True
+        )
+    if len(messages) > _SHOWN:
+        typer.echo(f"{where}: {err.reason}: {len(messages) - _SHOWN} more", err=True)
 
 
 @kafka_options("events_topic", "deadletter_topic", "max_message_bytes")

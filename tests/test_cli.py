@@ -307,6 +307,28 @@ def test_schema_writes_one_file_per_event_type(tmp_path: Path) -> None:
     assert "remedy.requested.schema.json" in names and "index.json" in names
 
 
+def test_emit_names_every_problem_of_an_invalid_event(tmp_path: Path) -> None:
+    good = json.loads(EXAMPLE.read_bytes().splitlines()[10])  # an order.placed
+    bad = {**good, "occurred_at": "2026-11-02T08:00:00", "customer_id": 7}
+    bad["data"] = {**good["data"], "amount": 1.5, "currency": "usd"}
+    source = tmp_path / "events.jsonl"
+    source.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+
+    result = goodwill("emit", source, "--data-dir", tmp_path / "data")
+
+    assert result.returncode == 1
+    # one line each, so that one fix and one more try put the event right
+    assert result.stderr.splitlines() == [
+        f"{source}:2: schema_invalid: data.amount: money must be a decimal string such as"
+        ' "12.50", not a float (not sent)',
+        f"{source}:2: schema_invalid: data.currency: must match pattern '^[A-Z]{{3}}$' (got 'usd')",
+        f"{source}:2: schema_invalid: occurred_at: must have timezone info"
+        " (got '2026-11-02T08:00:00')",
+        f"{source}:2: schema_invalid: customer_id: must be a valid string (got 7)",
+    ]
+    assert "sent 1 event(s)" in result.stdout and "1 invalid, not sent" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
