@@ -62,6 +62,17 @@ def rewrite(data: Path, change: Callable[[list[dict[str, Any]]], None]) -> None:
     path.write_text(text)
 
 
+def halves(tmp_path: Path, copy_of_line: int | None = None) -> tuple[Path, Path]:
+    """The example's first 300 lines and the rest, as two files; with `copy_of_line`, a
+    copy of that line of the first amid the second."""
+    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:300]))
+    copy = [] if copy_of_line is None else lines[copy_of_line : copy_of_line + 1]
+    second.write_bytes(b"".join(lines[300:400] + copy + lines[400:]))
+    return first, second
+
+
 def with_limit(tmp_path: Path, old: str, new: str) -> CompiledSet:
     """The library with one line of goodwill-by-lifetime-value changed."""
     policies = tmp_path / "changed"
@@ -157,11 +168,8 @@ def test_outputs_of_inputs_not_given_are_missing(
 def test_a_policy_change_midway_is_replayed_with_the_set_each_decision_names(
     current: CompiledSet, tmp_path: Path
 ) -> None:
-    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
-    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first.write_bytes(b"".join(lines[:300]))
     # a copy of an early event amid the second file is a duplicate, whatever set is active
-    second.write_bytes(b"".join(lines[300:400] + lines[10:11] + lines[400:]))
+    first, second = halves(tmp_path, copy_of_line=10)
     changed = with_limit(tmp_path, "up_to: 75", "up_to: 70")
     data = tmp_path / "data"
     run_embedded(current, data, first, 500)
@@ -263,10 +271,7 @@ def test_the_command_names_a_policy_set_neither_kept_nor_given(
 def test_each_run_keeps_its_policy_set_and_verify_uses_the_kept_ones(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
-    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first.write_bytes(b"".join(lines[:300]))
-    second.write_bytes(b"".join(lines[300:]))
+    first, second = halves(tmp_path)
     changed = with_limit(tmp_path, "up_to: 75", "up_to: 70")
     data = tmp_path / "data"
     assert goodwill(capsys, "run", "-q", first, "--data-dir", data)[0] == 0
@@ -320,10 +325,7 @@ def test_the_embedded_events_log_is_the_default_input(
 def test_files_then_the_embedded_events_log_as_the_history_read_them(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    lines = EXAMPLE.read_bytes().splitlines(keepends=True)
-    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    first.write_bytes(b"".join(lines[:300]))
-    second.write_bytes(b"".join(lines[300:]))
+    first, second = halves(tmp_path)
     data = tmp_path / "data"
     assert goodwill(capsys, "run", "-q", first, "--data-dir", data)[0] == 0
     goodwill(capsys, "emit", second, "--data-dir", data, "--embedded")
