@@ -167,7 +167,8 @@ def verify(
     from engine.archive import kept
     from engine.compile import CompiledSet
     from engine.state_file import StateVersionError
-    from engine.verify import NoHistory, recorded_log, report
+    from engine.verdict import report
+    from engine.verify import NoHistory, recorded_log
     from engine.verify import verify as replay
     from events.log import LogCorrupted, Record, scan_topic
 

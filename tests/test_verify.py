@@ -18,7 +18,8 @@ from engine.cli import main
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
 from engine.embedded import EVENTS_TOPIC, file_records, run_embedded
-from engine.verify import first_difference, verify
+from engine.verdict import first_difference
+from engine.verify import verify
 from events.log import scan_topic
 from events.models import Envelope
 
