@@ -544,6 +544,7 @@ def test_status_reads_the_state_beside_a_batch_that_holds_the_write_lock(tmp_pat
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["policy_set"] == load(ROOT / "policies").hash
+    assert found["policy_sets_kept"] == [found["policy_set"]]  # its files in policy-sets/
     assert found["watermark"] == max(e.occurred_at for e in events).astimezone(UTC).isoformat()
     latest = max(e.occurred_at for e in events).astimezone(UTC).isoformat()
     assert found["positions"] == [
