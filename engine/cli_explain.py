@@ -180,6 +180,9 @@ def verify(
         recorded_log(data_dir)
     except NoHistory as err:
         raise fail(str(err), 1) from None
+    events_file = data_dir / "log" / f"{embedded.EVENTS_TOPIC}.jsonl"
+    if (events_log or not files) and not events_file.is_file():
+        raise fail(_no_events_log(data_dir, events_file, bool(files)), 1)
     archive = kept(data_dir)
     for line in archive.refused:
         typer.echo(f"goodwill: warning: {line}", err=True)
@@ -209,3 +212,28 @@ def verify(
     for line in report(verdict):
         typer.echo(line)
     raise typer.Exit(0 if verdict.ok else 1)
+
+
+def _no_events_log(data_dir: Path, events_file: Path, files_given: bool) -> str:
+    """Why there is nothing to replay after the files: a history read from files names
+    them, so an auditor is not shown every output as missing."""
+    import sqlite3
+
+    from engine.state import StateStore
+    from engine.state_file import StateVersionError
+
+    said = f"{data_dir} has no embedded events log ({events_file})"
+    if files_given:
+        return said
+    try:
+        store = StateStore.open_readonly(data_dir)
+        try:
+            read = [
+                s.removeprefix("file:") for s, _, _ in store.positions() if s.startswith("file:")
+            ]
+        finally:
+            store.close()
+    except (FileNotFoundError, StateVersionError, sqlite3.Error):
+        read = []
+    names = f"; its state names {', '.join(read)}" if read else ""
+    return f"{said}: give the files its history read, in the order it read them{names}"

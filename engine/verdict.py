@@ -123,7 +123,7 @@ def report(v: Verdict) -> list[str]:
         )
     if v.stopped_at is not None:
         lines.append(
-            f"the replay stopped at {v.stopped_at}, the first event that set decided;"
+            f"the replay stopped at the first event that set decided ({v.stopped_at});"
             f" {v.unreplayed:,} recorded outputs after it were not reached"
         )
     if v.counts:

@@ -18,7 +18,7 @@ from engine.cli import main
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
 from engine.embedded import EVENTS_TOPIC, file_records, run_embedded
-from engine.verdict import first_difference
+from engine.verdict import first_difference, report
 from engine.verify import verify
 from events.log import scan_topic
 from events.models import Envelope
@@ -199,10 +199,18 @@ def test_a_policy_change_midway_is_replayed_with_the_set_each_decision_names(
     first_of_changed = next(o for o in later if o["data"]["policy_set"] == changed.hash)
     assert v.stopped_at == first_of_changed["data"]["caused_by"]
     assert v.unreplayed > 0 and not v.counts  # not reached is not the same as missing
+    assert (
+        f"the replay stopped at the first event that set decided ({v.stopped_at});"
+        f" {v.unreplayed:,} recorded outputs after it were not reached"
+    ) in report(v)
 
     # and the other way round: the set that decided the first event is not given
     v = verify(data, inputs(), {changed.hash: changed})
     assert v.stopped_at == "the first event" and not v.reproduced
+    assert any(
+        line.startswith("the replay stopped at the first event that set decided (the first event)")
+        for line in report(v)
+    )
     assert v.lacking == {current.hash: by_set[current.hash]}
 
 
@@ -351,6 +359,23 @@ def test_a_data_dir_without_an_embedded_history_is_one_line_and_exit_1(
     assert not (tmp_path / "none").exists()
     code, _, err = goodwill(capsys, "verify", tmp_path / "nope.jsonl")
     assert code == 2 and err == f"goodwill: no such input file: {tmp_path / 'nope.jsonl'}\n"
+
+
+def test_a_history_read_from_files_and_no_file_given_is_one_line_naming_them(
+    history: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # the quickstart's data directory, verified as the embedded events log: it has none
+    data = copy_of(history, tmp_path)
+    code, out, err = goodwill(capsys, "verify", "--data-dir", data)
+    assert (code, out) == (1, "")
+    events = data / "log" / f"{EVENTS_TOPIC}.jsonl"
+    assert err.splitlines() == [
+        f"goodwill: {data} has no embedded events log ({events}): give the files its history"
+        f" read, in the order it read them; its state names {EXAMPLE}"
+    ]
+    code, out, err = goodwill(capsys, "verify", EXAMPLE, "--events-log", "--data-dir", data)
+    assert (code, out) == (1, "")
+    assert err == f"goodwill: {data} has no embedded events log ({events})\n"
 
 
 def test_every_copy_of_an_output_published_twice_is_compared(
