@@ -94,7 +94,7 @@ class Printer:
         echo(f"routed             {routed}" + (" to a person, with context:" if routed else ""))
         for (to, reason), n in sorted(t.routes.items(), key=lambda kv: (-kv[1], kv[0])):
             echo(f"  {n:>4} to {to}: {reason}")
-        echo(f"follow-ups         {t.followups_created} created, {t.overdue} overdue")
+        echo(f"follow-ups         {t.followups_promised} promised, {t.overdue} overdue")
         echo(f"root-cause alerts  {t.alerts}")
         dead = sum(t.deadlettered.values())
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.deadlettered.items()))

@@ -353,7 +353,7 @@ class Processor:
             self.store.apply_decision(
                 folded, partial.event.occurred_at, partial.event.customer_id, self._lane
             )
-            self.tally.followups_created += len(obligations)
+            self.tally.followups_promised += len(obligations)
         self._forward(b"request", partial.dump(), partial.event.customer_id, partial.decision_id)
         self.tally.deferred += 1
 
@@ -374,7 +374,7 @@ class Processor:
             tally.by_policy[policy_id] += 1
         for route in effects.routes:
             tally.routes[route] += 1
-        tally.followups_created += len((fold or effects).obligations)
+        tally.followups_promised += len((fold or effects).obligations)
         self._publish(
             outcome.raw, "decision.made", effects.decision_id, outcome.customer_id, outcome
         )

@@ -20,7 +20,7 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     by_policy: Counter[str] = field(default_factory=Counter)
     routes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (to, reason)
-    followups_created: int = 0
+    followups_promised: int = 0
     overdue: int = 0
     alerts: int = 0
     recalled: int = 0  # decisions folded as recorded facts during a rebuild

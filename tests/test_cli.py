@@ -153,6 +153,9 @@ def test_readable_output_and_summary(tmp_path: Path) -> None:
     assert "events read        608" in out
     assert "dead-lettered      7" in out
     assert "expedite/dee 2026-11:" in out
+    # promises, not deadlines: a case keeps one deadline, so several promises share it
+    promised = out.count("    follow up   case ")
+    assert f"follow-ups         {promised} promised, 8 overdue" in out
     # each bad line is named as FILE:LINE, as `goodwill emit` names them
     rows = EXAMPLE.read_bytes().splitlines()
     not_json = [number for number, row in enumerate(rows, 1) if not _is_json(row)]
