@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -141,6 +142,21 @@ def test_the_example_guide_tells_what_the_run_does(first_run: tuple[Path, str]) 
     overdue = [doc for doc in outputs if doc["type"] == "followup.overdue"]
     assert "counts eight overdue follow-ups" in guide and len(overdue) == 8
     assert len({doc["data"]["case_id"] for doc in overdue}) == 8  # "Eight cases ...", once each
+
+
+def test_the_readmes_note_is_one_the_example_run_writes(first_run: tuple[Path, str]) -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    quoted = re.search(r"its `note` reads `(no alert: [^`]*) …`", readme)
+    assert quoted is not None
+    _, out = first_run
+    notes = [
+        why["note"]
+        for line in out.splitlines()
+        if '"note":' in line
+        for why in json.loads(line)["data"]["why"]
+        if "note" in why
+    ]
+    assert notes and all(note.startswith(quoted[1] + " ") for note in notes)
 
 
 def test_readable_output_and_summary(tmp_path: Path) -> None:

@@ -94,3 +94,23 @@ def test_the_contexts_table_lists_every_state_field_and_only_those() -> None:
     fields = set(STATE_FIELDS) | set(BUDGET_FIELDS)
     assert sorted(fields - listed) == [], "fields the README's contexts table does not list"
     assert sorted(listed - fields) == [], "names in the contexts table that are no field"
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_to_a_readme_section_names_one() -> None:
+    sections = {_slug(h) for h in re.findall(r"^#+ (.+)$", README, re.M)}
+    links = re.findall(r"\]\(#([\w-]+)\)", README)
+    for doc in ("docs/kafka.md", "docs/specs.md", "examples/README.md", "bench/README.md"):
+        links += re.findall(r"README\.md#([\w-]+)\)", (ROOT / doc).read_text())
+    assert links and sorted(set(links) - sections) == []
+
+
+def test_the_state_schema_version_is_the_one_upgrading_names() -> None:
+    from engine.state_file import STATE_SCHEMA_VERSION
+
+    upgrading = " ".join(README.split("## Upgrading", 1)[1].split("\n## ", 1)[0].split())
+    assert f"raises the file's schema version (now {STATE_SCHEMA_VERSION};" in upgrading
