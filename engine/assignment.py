@@ -24,6 +24,7 @@ from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
 from engine.metrics import Metrics
 from engine.micros import datetime_of
+from engine.placement import Placement
 from engine.state import StateStore
 from events.kafka import KafkaConfig
 
@@ -82,6 +83,7 @@ class Assignment:
     store: StateStore | None
     consumer: KafkaConsumer | None
     budget_stage: BudgetStage | None
+    placement: Placement
     positions: dict[TopicPartition, int]
     stored: dict[str, dict[int, int]]
     stored_times: dict[tuple[str, int], int | None]
@@ -96,6 +98,8 @@ class Assignment:
         topic = self.cfg.events_topic
         found = self.consumer.partitions_for_topic(topic) if self.consumer else None
         total: set[int] = set(found or ())
+        if total:
+            self.placement.partitions(total)
         mine = {tp.partition for tp in assigned if tp.topic == topic}
         readers = _cross_customer(self.compiled, self.options.budget_stage)
         partial = bool(total) and bool(readers) and mine < total

@@ -51,6 +51,7 @@ from engine.errors import PolicyError
 from engine.ledger import StateModeError
 from engine.metrics import Metrics
 from engine.offset_gaps import GapGuard
+from engine.placement import Placement
 from engine.service import (
     BUDGET_TOPIC,
     DEADLETTER_TOPIC,
@@ -108,6 +109,7 @@ class KafkaService(Assignment, GapGuard, Delivery):
         self.processor: Processor | None = None
         self.consumer: KafkaConsumer | None = None
         self.budget_stage: BudgetStage | None = None  # --budget-stage kafka
+        self.placement = Placement(cfg.events_topic, self.metrics.misplaced)
         self.outlet: Outlet | None = None
         self.in_flight: InFlight | None = None  # outputs sent, acks not yet seen
         self.positions: dict[TopicPartition, int] = {}  # next offset, for lag
@@ -161,6 +163,7 @@ class KafkaService(Assignment, GapGuard, Delivery):
             self.store.retain(opts.retain_days)
         split = opts.budget_stage == "kafka"
         self.processor = Processor(self.store, Decider(self.compiled), self.on_output, split=split)
+        self.processor.placement = self.placement.check
         if split:
             self.budget_stage = BudgetStage(self.store, Decider(self.compiled), self.on_output)
         self.metrics.budget_stage.set(1 if split else 0)

@@ -13,18 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import TopicPartition
-from kafka.partitioner.default import murmur2
 
+from engine.placement import partition_for
 from engine.rebuild import drain, partitions_of
 from events.kafka import KafkaConfig, make_consumer
 
 _IDLE_POLLS = 20
 _POLL_MS = 250
-
-
-def partition_for(key: bytes, partitions: list[int]) -> int:
-    """The partition a keyed record goes to (kafka-python's and Java's default)."""
-    return sorted(partitions)[(int(murmur2(key)) & 0x7FFFFFFF) % len(partitions)]
 
 
 def find_decision(

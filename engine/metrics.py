@@ -90,6 +90,13 @@ class Metrics:
         self.deadlettered = PromCounter(
             "goodwill_deadlettered", "records sent to the dead-letter topic", ["reason"], registry=r
         )
+        self.misplaced = PromCounter(
+            "goodwill_misplaced_events",
+            "input events that came on another partition than their key places them on"
+            " (murmur2, as Goodwill's producers and Java's place keys): decided all the same,"
+            " possibly out of order or against another instance's share of their customer",
+            registry=r,
+        )
         self.duplicates = PromCounter(
             "goodwill_duplicates", "records whose event_id was already decided", registry=r
         )

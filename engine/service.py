@@ -112,6 +112,8 @@ class Processor:
             store.keep_reports = True  # the budget stage's (StateStore._prune)
         self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
         self._lane: int | None = None  # the partition of the event being decided
+        # On Kafka: told of each decoded input, to check it came on its key's partition.
+        self.placement: Callable[[Record, Envelope], None] | None = None
 
     def activate(self) -> Envelope | None:
         """Record `policy_set.activated` when this policy set was not the active one."""
@@ -228,6 +230,8 @@ class Processor:
         except DecodeError as err:
             self._deadletter(record, err.reason, err.detail)
             return
+        if self.placement is not None:
+            self.placement(record, event)
         # A decision on record is a fact, even where this build would refuse its event
         # (money in another currency, decided as dollars by a build before that rule).
         outcome = self.recall.outcome(event) if self.recall is not None else None

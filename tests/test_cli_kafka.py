@@ -307,7 +307,7 @@ def test_explain_finds_a_decision_on_the_decisions_topic(
 ) -> None:
     from engine.compile import load as load_policies
     from engine.embedded import run_embedded
-    from engine.lookup import partition_for
+    from engine.placement import partition_for
     from events.kafka import make_producer
     from events.log import scan_topic
 

@@ -47,7 +47,7 @@ def test_the_cache_is_bounded() -> None:
 
 
 def test_explain_reads_the_partition_the_default_partitioner_puts_a_customer_on() -> None:
-    from engine.lookup import partition_for
+    from engine.placement import partition_for
 
     default = DefaultPartitioner()
     for count in (1, 3, 4, 12):

@@ -254,6 +254,31 @@ def test_shop_stream_gives_the_embedded_decisions_and_dead_letters(
         assert found["goodwill.reason"] and found["goodwill.detail"]
 
 
+@pytest.mark.kafka
+def test_an_event_on_another_partition_than_its_key_is_decided_and_counted(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path, caplog: Any
+) -> None:
+    from engine.placement import partition_for
+
+    create_topics(kafka_config, partitions=2)
+    lines = [line for line in shop_lines() if not _invalid(line) and b'"customer_id"' in line]
+    right, wrong = lines[0], lines[1]
+    key = key_of(wrong)
+    assert key is not None
+    elsewhere = 1 - partition_for(key, [0, 1])  # as a CRC32-placing client may put it
+    with closing(make_producer(kafka_config)) as producer:
+        producer.send(kafka_config.events_topic, key=key_of(right), value=right)
+        producer.send(kafka_config.events_topic, key=key, value=wrong, partition=elsewhere)
+        producer.flush(timeout=30)
+    with running(kafka_config, compiled, tmp_path / "data") as service:
+        read_topic(kafka_config, kafka_config.decisions_topic, 2, 60, DECIDED)
+    assert service.metrics.registry.get_sample_value("goodwill_misplaced_events_total") == 1
+    [warning] = [r for r in caplog.records if r.name == "goodwill.placement"]
+    event_id = json.loads(wrong)["event_id"]
+    assert f"{event_id} (key '{key.decode()}') came on partition {elsewhere}" in warning.message
+    assert "decided all the same (1 misplaced so far)" in warning.message
+
+
 def _invalid(line: bytes) -> bool:
     from events.codec import DecodeError, decode
 
@@ -278,10 +303,12 @@ def test_each_customer_is_decided_in_order_on_one_partition(
     for line in good:
         doc = json.loads(line)
         causes[doc.get("customer_id") or ""].append(doc["event_id"])
-    with running(kafka_config, compiled, tmp_path / "data"):
+    with running(kafka_config, compiled, tmp_path / "data") as service:
         published = read_topic(
             kafka_config, kafka_config.decisions_topic, len(good), containing=DECIDED
         )
+    # each came on its key's partition: none is counted misplaced
+    assert service.metrics.registry.get_sample_value("goodwill_misplaced_events_total") == 0
 
     decided: dict[str, list[str]] = defaultdict(list)
     partitions: dict[str, set[int]] = defaultdict(set)
