@@ -47,7 +47,7 @@ from events.kafka import (
 )
 
 JOIN_TIMEOUT_S = 30.0
-POLL_MS = 100  # engine.kafka_service.ServiceOptions.poll_ms
+POLL_MS = 100  # engine.service_options.ServiceOptions.poll_ms
 
 KeyValue = tuple[bytes | None, bytes]
 

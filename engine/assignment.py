@@ -16,20 +16,18 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
 from engine.budget_stage import BudgetStage
 from engine.compile import CompiledSet
+from engine.drain import partitions_of
 from engine.metrics import Metrics
 from engine.micros import datetime_of
 from engine.placement import Placement
+from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.kafka import KafkaConfig
-
-if TYPE_CHECKING:
-    from engine.kafka_service import ServiceOptions
 
 log = logging.getLogger("goodwill.kafka")
 
@@ -130,8 +128,6 @@ class Assignment:
 
     def _load_stored(self) -> None:
         assert self.store is not None and self.consumer is not None
-        from engine.rebuild import partitions_of
-
         found: dict[str, dict[int, int]] = {}
         times: dict[tuple[str, int], int | None] = {}
         topics = [self.cfg.events_topic]
@@ -174,8 +170,6 @@ class Assignment:
         stats = self.store.stats()
         if stats["events_seen"] or stats["outputs"]:
             return False
-        from engine.rebuild import partitions_of
-
         partitions = partitions_of(self.consumer, self.cfg.events_topic)
         return all(self.store.position(self.cfg.events_topic, p) is None for p in partitions)
 

@@ -290,8 +290,9 @@ def _run_kafka(
     budget_stage: str,
     retain_days: int | None,
 ) -> None:
-    from engine.kafka_service import ServiceOptions, run_kafka
+    from engine.kafka_service import run_kafka
     from engine.logs import setup_logging
+    from engine.service_options import ServiceOptions
     from events.codec import encode
 
     cfg = kafka_config(flags)
@@ -352,9 +353,9 @@ def rebuild(
     Recorded decisions are folded as facts, never decided again; inputs the history has not
     decided are then decided normally (their outputs are published by the next `run`).
     """
-    from engine.kafka_service import ServiceOptions
     from engine.logs import setup_logging
     from engine.rebuild import rebuild as rebuild_state
+    from engine.service_options import ServiceOptions
     from engine.state import StateStore
     from events.kafka import KafkaUnavailable
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError
@@ -31,14 +31,12 @@ from engine.compile import CompiledSet
 from engine.crash_hook import CrashHook
 from engine.metrics import Metrics
 from engine.service import DEADLETTER_TOPIC, Processor, relay
+from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from engine.tally import Tally
 from events.kafka import PublishError
 from events.kafka_log import KafkaLog
 from events.log import Headers, Record
-
-if TYPE_CHECKING:
-    from engine.kafka_service import ServiceOptions
 
 log = logging.getLogger("goodwill.kafka")
 

@@ -31,8 +31,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
@@ -52,6 +50,7 @@ from engine.ledger import StateModeError
 from engine.metrics import Metrics
 from engine.offset_gaps import GapGuard
 from engine.placement import Placement
+from engine.rebuild import fold_history
 from engine.service import (
     BUDGET_TOPIC,
     DEADLETTER_TOPIC,
@@ -59,6 +58,7 @@ from engine.service import (
     Listener,
     Processor,
 )
+from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.kafka import KafkaConfig, KafkaUnavailable, make_consumer, probe, to_record
 from events.kafka_log import KafkaLog
@@ -66,24 +66,6 @@ from events.kafka_log import KafkaLog
 log = logging.getLogger("goodwill.kafka")
 
 _QUIET_PROBE_S: Final = 15.0  # an idle consumer this long checks that the brokers answer
-
-
-@dataclass(frozen=True)
-class ServiceOptions:
-    data_dir: Path
-    batch: int = 500  # most records per poll, so per SQLite transaction
-    poll_ms: int = 100
-    backoff_first_s: float = 0.5
-    backoff_cap_s: float = 30.0
-    rebuild_on_start: bool = True  # fold the decisions topic when the store is empty
-    idle_polls: int = 5  # reading a topic to its end: stop after this many empty polls
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    policies: Path | None = None  # reloaded on SIGHUP (request_reload); None: never
-    # "local": budgets are checked in this process (one instance); "kafka": the budget
-    # stage, on the budget topic, checks them for every instance (engine/budget_stage.py)
-    budget_stage: str = "local"
-    retain_days: int | None = None  # StateStore.retain; None: as stored (everything)
 
 
 class KafkaService(Assignment, GapGuard, Delivery):
@@ -237,8 +219,6 @@ class KafkaService(Assignment, GapGuard, Delivery):
         assert self.consumer is not None
         self._relay()  # outputs a crash left unpublished go first, unchanged
         if self.options.rebuild_on_start and self._store_is_empty():
-            from engine.rebuild import fold_history
-
             self.metrics.health.rebuilding(True)
             try:
                 report = fold_history(self.cfg, self.processor, self.options, self.stopping)

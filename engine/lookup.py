@@ -14,8 +14,8 @@ from typing import Any
 
 from kafka import TopicPartition
 
+from engine.drain import drain, partitions_of
 from engine.placement import partition_for
-from engine.rebuild import drain, partitions_of
 from events.kafka import KafkaConfig, make_consumer
 
 _IDLE_POLLS = 20

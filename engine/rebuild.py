@@ -23,26 +23,26 @@ import hashlib
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from engine.archive import keep
 from engine.compile import CompiledSet
 from engine.deadletter import copy_ident
 from engine.decide import Decider
-from engine.kafka_service import ServiceOptions
+from engine.drain import drain, partitions_of
 from engine.ledger import StateModeError
 from engine.micros import datetime_of
 from engine.outcome import Outcome
 from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
+from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.codec import DecodeError, decode
-from events.kafka import KafkaConfig, KafkaUnavailable, make_consumer, to_record
+from events.kafka import KafkaConfig, make_consumer, to_record
 from events.log import Record
 from events.models import DecisionData, Envelope, RootcauseAlert
 
@@ -182,49 +182,6 @@ class Spool:
     def was_deadlettered(self, ident: str) -> bool:
         found = self._db.execute("SELECT 1 FROM deadlettered WHERE ident = ?", (ident,)).fetchone()
         return found is not None
-
-
-def partitions_of(consumer: KafkaConsumer, topic: str, attempts: int = 50) -> list[int]:
-    """The topic's partition numbers from cluster metadata (waits for it, bounded)."""
-    for _ in range(attempts):
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return sorted(found)
-        time.sleep(0.1)  # kafka-python refreshes metadata in the background
-    raise KafkaUnavailable(f"no metadata for topic {topic!r}: does it exist?")
-
-
-def drain(
-    consumer: KafkaConsumer,
-    partitions: Sequence[TopicPartition],
-    idle_polls: int,
-    poll_ms: int,
-    max_records: int,
-    stop: threading.Event | None = None,
-) -> Iterator[list[Any]]:
-    """Batches of records from the assigned partitions until each is read to its end.
-
-    The end is reached when every unpaused partition's position is at the high watermark
-    a fetch reported, or after `idle_polls` consecutive empty polls.
-    """
-    empty = 0
-    while empty < idle_polls and not (stop is not None and stop.is_set()):
-        polled = consumer.poll(timeout_ms=poll_ms, max_records=max_records)
-        batch = [r for records in polled.values() for r in records]
-        if batch:
-            empty = 0
-            yield batch
-        else:
-            empty += 1
-        paused = consumer.paused()
-        active = [tp for tp in partitions if tp not in paused]
-        if all(_at_end(consumer, tp) for tp in active):
-            return
-
-
-def _at_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
-    high = consumer.highwater(tp)
-    return high is not None and consumer.position(tp) >= high
 
 
 def spool(cfg: KafkaConfig, spool_: Spool, options: ServiceOptions) -> int:

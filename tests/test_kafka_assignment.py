@@ -12,7 +12,8 @@ import pytest
 from kafka import TopicPartition
 
 from engine.compile import load
-from engine.kafka_service import KafkaService, ServiceOptions
+from engine.kafka_service import KafkaService
+from engine.service_options import ServiceOptions
 from events.kafka import KafkaConfig
 
 ROOT = Path(__file__).resolve().parent.parent

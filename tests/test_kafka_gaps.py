@@ -17,8 +17,9 @@ import pytest
 from kafka import TopicPartition
 
 from engine.compile import load
-from engine.kafka_service import KafkaService, ServiceOptions
+from engine.kafka_service import KafkaService
 from engine.offset_gaps import first_gap
+from engine.service_options import ServiceOptions
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 from tests.kafka_broker import consume
 

@@ -27,7 +27,8 @@ from kafka import TopicPartition
 from engine.archive import SETS_DIR
 from engine.compile import CompiledSet, load
 from engine.embedded import run_embedded
-from engine.kafka_service import KafkaService, ServiceOptions
+from engine.kafka_service import KafkaService
+from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 from events.log import FileLog, read_jsonl_source

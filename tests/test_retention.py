@@ -322,7 +322,8 @@ def test_a_partition_that_comes_back_after_history_was_forgotten_is_named_in_a_w
 ) -> None:
     from kafka import TopicPartition
 
-    from engine.kafka_service import KafkaService, ServiceOptions
+    from engine.kafka_service import KafkaService
+    from engine.service_options import ServiceOptions
     from events.kafka import KafkaConfig
 
     cfg = KafkaConfig(bootstrap_servers="127.0.0.1:9")  # never connected to here
