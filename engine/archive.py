@@ -41,7 +41,10 @@ def keep(data_dir: Path, policy_set: PolicySet) -> Path | None:
         shutil.rmtree(scratch, ignore_errors=True)  # left by a run that died writing it
         scratch.mkdir()
         for name, text in policy_set.texts:
-            (scratch / name).write_text(text, encoding="utf-8")
+            with (scratch / name).open("w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())  # on disk before the name says the set is whole
         scratch.rename(target)
     except OSError as err:
         if not target.is_dir():  # not merely another run that kept it first
