@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine.archive import SETS_DIR, keep
+from engine.archive import SETS_DIR, keep, kept
 from engine.cli import main
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
@@ -315,6 +316,36 @@ def test_a_set_that_cannot_be_kept_is_a_warning_and_the_run_goes_on(
     assert f"could not keep policy set {current.hash}" in caplog.text
     assert len(recorded(data)) > 600  # decided all the same
     assert keep(data, current.policy_set) is None
+
+
+def test_a_set_is_kept_whole_or_not_at_all(
+    current: CompiledSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    sets = data / SETS_DIR
+    # a run that died writing the set, under this process's id: half its files
+    died = sets / f".{current.hash}-{os.getpid()}"
+    died.mkdir(parents=True)
+    (died / "follow-through.yaml").write_text("")
+    found = kept(data)
+    assert (found.sets, found.refused) == ({}, [])  # never read as a set
+    assert keep(data, current.policy_set) == sets / current.hash
+    assert [p.name for p in sets.iterdir()] == [current.hash]  # what it left is gone
+    files = {p.name: p.read_text() for p in (sets / current.hash).iterdir()}
+    assert files == {p.name: p.read_text() for p in (ROOT / "policies").glob("*.yaml")}
+
+    # a write that fails midway leaves nothing behind, not a set missing files
+    shutil.rmtree(sets)
+    synced: list[int] = []
+
+    def fails_on_the_second(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fails_on_the_second)
+    assert keep(data, current.policy_set) is None
+    assert len(synced) == 2 and list(sets.iterdir()) == []
 
 
 def test_the_embedded_events_log_is_the_default_input(
