@@ -680,10 +680,11 @@ def test_a_case_keeps_one_deadline_its_earliest_promise(store: StateStore) -> No
     assert [d.obligation_id for d in store.due_followups(T0 + 5 * DAY)] == ["ob-again"]
     # on a resolved case, the parked ones keep one deadline too, which a reopening brings back
     fold(store, resolved("case-1"))
-    promise("ob-parked", T0 + 6 * DAY)
-    promise("ob-parked-earlier", T0 + 5 * DAY)
+    promise("ob-parked", T0 + 6 * DAY)  # kept by ob-again, parked
+    promise("ob-parked-earlier", T0 + 2 * DAY)  # takes ob-again's place
     fold(store, opened("case-1", "rep-1", at=T0 + DAY))
-    assert [d.obligation_id for d in store.due_followups(T0 + 9 * DAY)] == ["ob-again"]
+    assert [d.obligation_id for d in store.due_followups(T0 + 9 * DAY)] == ["ob-parked-earlier"]
+    assert store.stats()["followups_overdue"] == 1  # an escalated one is not replaced
 
 
 def test_due_followups_sees_every_change_after_a_query(store: StateStore) -> None:
