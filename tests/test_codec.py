@@ -137,6 +137,7 @@ def test_not_utf8_names_the_byte() -> None:
         (b'[{"type": "order.placed"},\n]', "line 2, column 1", "a trailing comma before ']'"),
         (b'{"a": 1,\n  \n}', "line 3, column 1", "JSON allows none"),
         (b'{"a": ,}', "line 1, column 7", "Expecting value"),  # no comma before the value
+        (b'{"a": }', "line 1, column 7", "Expecting value"),  # a '}' with no comma before it
         (b'\xef\xbb\xbf{"type": "order.placed"}', "line 1, column 1", "byte order mark"),
         (b'{\n  "type": "order.placed"\n  "x": 1}', "line 3, column 3", "delimiter"),
         (b"", "line 1, column 1", "empty"),
