@@ -348,6 +348,21 @@ def test_emit_names_every_problem_of_an_invalid_event(tmp_path: Path) -> None:
     assert "sent 1 event(s)" in result.stdout and "1 invalid, not sent" in result.stdout
 
 
+def test_emit_lists_twenty_problems_of_an_event_and_counts_the_rest(tmp_path: Path) -> None:
+    order = json.loads(EXAMPLE.read_bytes().splitlines()[10])
+    order["data"]["items"] = [{"sku": "S", "qty": i, "unit_price": "1.00"} for i in range(-24, 1)]
+    source = tmp_path / "event.json"  # one event: named by the file alone
+    source.write_text(json.dumps(order))
+
+    result = goodwill("emit", source, "--data-dir", tmp_path / "data")
+
+    problems = result.stderr.splitlines()
+    assert result.returncode == 1 and len(problems) == 21  # 25 items with no quantity
+    assert problems[0].startswith(f"{source}: schema_invalid: data.items.0.qty: ")
+    assert problems[0].endswith(" (not sent)")
+    assert problems[-1] == f"{source}: schema_invalid: 5 more"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
