@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine.archive import SETS_DIR
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
 from engine.service import BUDGET_TOPIC, Processor
@@ -89,6 +90,8 @@ def test_rebuild_folds_recorded_decisions_and_decides_the_rest(
     result = rebuild_cli(kafka_config, tmp_path / "rebuilt")
     assert result.returncode == 0, result.stderr
     assert "recorded decisions folded" in result.stdout
+    # the set it activates is kept, as every run keeps it, for verify and explain
+    assert [d.name for d in (tmp_path / "rebuilt" / SETS_DIR).iterdir()] == [compiled.hash]
 
     # Nothing was published by the rebuild, and nothing recorded was decided again.
     after = read_topic(kafka_config, kafka_config.decisions_topic, len(before))
