@@ -157,6 +157,23 @@ def test_two_promises_on_one_case_escalate_once_at_the_earlier(engine: Engine) -
     assert str(overdue.occurred_at) == "2026-11-04 10:00:00+00:00"
 
 
+def test_a_promise_already_due_when_made_is_escalated_with_its_decision(engine: Engine) -> None:
+    # A contact read late (its time before the partition's): its 48-hour follow-up is past
+    # due when promised, so it is escalated at once, not at some later event.
+    engine.feed(sample("clock.tick", event_id="t", occurred_at="2026-11-10T00:00:00Z"))
+    late = sample(
+        "contact.opened",
+        event_id="k9",
+        case_id="case-9",
+        rep_id="ana",
+        occurred_at="2026-11-02T12:00:00Z",
+    )
+    outs = engine.feed(late)
+    assert [o.type for o in outs] == ["decision.made", "followup.overdue"]
+    assert outs[1].data.case_id == "case-9"  # type: ignore[attr-defined]
+    assert str(outs[1].data.due_at) == "2026-11-04 12:00:00+00:00"  # type: ignore[attr-defined]
+
+
 def test_a_resolved_case_never_goes_overdue(engine: Engine) -> None:
     engine.feed(sample("case.resolved", event_id="res", occurred_at="2026-11-03T09:00:00Z"))
     outs = engine.feed(sample("clock.tick", event_id="t", occurred_at="2026-11-09T00:00:00Z"))
