@@ -181,7 +181,8 @@ def verify(
     except NoHistory as err:
         raise fail(str(err), 1) from None
     events_file = data_dir / "log" / f"{embedded.EVENTS_TOPIC}.jsonl"
-    if (events_log or not files) and not events_file.is_file():
+    events_log = events_log or not files  # with no file, the embedded events log
+    if events_log and not events_file.is_file():
         raise fail(_no_events_log(data_dir, events_file, bool(files)), 1)
     archive = kept(data_dir)
     for line in archive.refused:
@@ -195,7 +196,7 @@ def verify(
         typer.echo(f"policy set {compiled.hash} from {directory}")
     read: list[Iterator[Record]] = [embedded.file_records(p, 1) for p in files]
     named = [str(p) for p in files]
-    if events_log or not files:
+    if events_log:
         read.append(scan_topic(data_dir / "log", embedded.EVENTS_TOPIC))
         named.append(f"the embedded events log of {data_dir}")
     inputs = itertools.chain.from_iterable(read)
