@@ -113,8 +113,17 @@ _ADD_FOLLOWUP: Final = """
 INSERT OR IGNORE INTO followups (obligation_id, case_id, customer, rep, due_at, state, lane)
 VALUES (?, ?, ?, ?, ?, ?, ?)
 """
-_CASE_FOLLOWUP: Final = "SELECT min(due_at) FROM followups WHERE case_id = ? AND state = ?"
-_DROP_CASE_FOLLOWUPS: Final = "DELETE FROM followups WHERE case_id = ? AND state = ?"
+# A case's kept follow-up, per state. The state is written into the SQL, not bound: a
+# parameter compared with the column a partial index filters on (followups_due_by_lane,
+# `state = 0`) makes SQLite prepare the statement again at every execution, which tripled
+# the cost of the earliest-promise check.
+_CASE_FOLLOWUP: Final = {
+    s: f"SELECT min(due_at) FROM followups WHERE case_id = ? AND state = {s}"
+    for s in (PENDING, PARKED)
+}
+_DROP_CASE_FOLLOWUPS: Final = {
+    s: f"DELETE FROM followups WHERE case_id = ? AND state = {s}" for s in (PENDING, PARKED)
+}
 _CHARGE: Final = """
 INSERT INTO budgets (budget, owner, period, charged) VALUES (?1, ?2, ?3, ?4)
 ON CONFLICT (budget, owner, period) DO UPDATE SET charged = charged + ?4
@@ -495,11 +504,11 @@ class StateStore(Outbox):
             # One deadline per case: the earliest promise. A later one is kept by it (its
             # lead hears of the case once, not once per policy that promised), and an
             # earlier one takes its place.
-            (kept,) = cur.execute(_CASE_FOLLOWUP, (o.case_id, state)).fetchone()
+            (kept,) = cur.execute(_CASE_FOLLOWUP[state], (o.case_id,)).fetchone()
             if kept is not None and kept <= due:
                 continue
             if kept is not None:
-                cur.execute(_DROP_CASE_FOLLOWUPS, (o.case_id, state))
+                cur.execute(_DROP_CASE_FOLLOWUPS[state], (o.case_id,))
             cur.execute(_ADD_FOLLOWUP, (o.obligation_id, o.case_id, owner, rep, due, state, lane))
             self.pending_changes += 1
             self.laneless = self.laneless or lane is None

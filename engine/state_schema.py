@@ -71,6 +71,9 @@ CREATE TABLE alerts (sku TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 # (engine.state_file.connect). A follow-up's `lane` is the input partition its case is read
 # from, whose watermark it falls due by; NULL for those made before lanes, which fall
 # due by the store's watermark as they did.
+# Queries on followups write `state` as a literal: compared with a bound parameter, the
+# column followups_due_by_lane filters on makes SQLite prepare the statement again at
+# every execution.
 ADDED_COLUMNS: Final = (("followups", "lane", "INTEGER"),)
 ADDED: Final = f"""
 CREATE TABLE IF NOT EXISTS stage_reps (
