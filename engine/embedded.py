@@ -20,7 +20,15 @@ from pathlib import Path
 from engine.archive import keep
 from engine.compile import CompiledSet
 from engine.decide import Decider
-from engine.service import DEADLETTER_TOPIC, DECISIONS_TOPIC, Listener, Processor, relay
+from engine.outbox import Pending
+from engine.service import (
+    DEADLETTER_TOPIC,
+    DECISIONS_TOPIC,
+    RELAY_CHUNK,
+    Listener,
+    Processor,
+    relay,
+)
 from engine.state import StateStore
 from engine.tally import Tally
 from events.log import FileLog, Record, read_jsonl_source
@@ -120,6 +128,49 @@ def _log_records(log: FileLog, start: int, batch: int) -> Iterator[Record]:
         offset = records[-1].offset + 1
 
 
+def settle_published(store: StateStore, out: FileLog) -> int:
+    """Mark sent the unsent outputs the log already holds, and return how many.
+
+    A run that stopped after appending a chunk of outputs but before its store recorded
+    them sent (killed, or a disk that failed at that commit) left them in both; `relay`
+    alone would append them again. `relay` appends the oldest unsent outputs first, at
+    most `RELAY_CHUNK` at a time, so such outputs are the first unsent ones of each topic,
+    and the last records of its file, in the same order: those are matched by key, value
+    and headers, made durable, and marked sent. Anything else stays unsent.
+    """
+    by_topic: dict[str, list[Pending]] = {}
+    for row in store.outbox_pending(RELAY_CHUNK):
+        by_topic.setdefault(row[1], []).append(row)
+    held: list[int] = []
+    for topic, rows in sorted(by_topic.items()):
+        end = out.end_offset(topic, 0)
+        tail = out.read(topic, 0, max(0, end - len(rows)), len(rows))
+        held += [row[0] for row in rows[: _held(tail, rows)]]
+    if held:
+        out.flush()  # on disk before the store says they are published
+        store.begin()
+        store.outbox_mark_sent(sorted(held))
+        store.commit()
+        log.info(
+            "%d unsent outputs are in %s already (a run stopped before it recorded them"
+            " published); they are not published again",
+            len(held),
+            out.directory,
+        )
+    return len(held)
+
+
+def _held(tail: list[Record], rows: list[Pending]) -> int:
+    """The largest k for which the last k records of `tail` are the first k of `rows`."""
+    for start in range(len(tail)):  # the earliest match is the longest
+        if all(
+            (r.key, r.value, r.headers) == (key, value, headers)
+            for r, (_, _, key, value, headers) in zip(tail[start:], rows, strict=False)
+        ):
+            return len(tail) - start
+    return 0
+
+
 def run_embedded(
     compiled: CompiledSet,
     data_dir: Path,
@@ -151,6 +202,7 @@ def run_embedded(
             )
         if retain_days is not None:
             store.retain(retain_days)
+        settle_published(store, out)
         relay(store, out)  # outputs a crash left unpublished go out first, unchanged
         processor = Processor(store, Decider(compiled), on_output)
         keep(data_dir, compiled.policy_set)

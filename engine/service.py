@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 from engine.deadletter import (
     DETAIL_CHARS,
@@ -475,8 +475,13 @@ class Processor:
             log.info("was dead-lettered %s: %s: %s", where, reason, detail)
 
 
-def relay(store: StateStore, out: Sink, batch: int = 500) -> int:
-    """Publish pending outputs in order; mark them sent only after the log has them."""
+RELAY_CHUNK: Final = 500
+"""Outputs `relay` publishes, then marks sent, at a time."""
+
+
+def relay(store: StateStore, out: Sink, batch: int = RELAY_CHUNK) -> int:
+    """Publish pending outputs in order, `batch` at a time; mark them sent only after the
+    log has them."""
     sent = 0
     while True:
         pending = store.outbox_pending(batch)
