@@ -1,10 +1,10 @@
-"""Writes that fail mid-run, on the embedded backend: the run stops in one line, and the
-next one goes on to the outputs and the state of a run that never failed, nothing
-published twice.
+"""Embedded runs that stop mid-way, by a write that fails or by kill -9: the next run goes
+on to the outputs and the state of a run that never stopped, nothing published twice.
 
-The real failures come from the kernel: the run is a child process whose files may not
-grow past a limit (RLIMIT_FSIZE, with SIGXFSZ ignored), so some write of SQLite or of the
-log fails with EFBIG wherever that limit falls.
+The failures are real: a write fails because the kernel refuses it (the run is a child
+process whose files may not grow past a limit, RLIMIT_FSIZE, with SIGXFSZ ignored, so
+some write of SQLite or of the log fails with EFBIG wherever that limit falls), and a
+kill is SIGKILL at some point of a run reading a larger stream.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,10 @@ def _run(data: Path, file_limit: int | None = None) -> subprocess.CompletedProce
         check=False,
         preexec_fn=None if file_limit is None else limit_files,
     )
+
+
+def _logs(data: Path) -> dict[str, bytes | None]:
+    return {name: (data / name).read_bytes() if (data / name).exists() else None for name in LOGS}
 
 
 def _digest(data: Path) -> str:
@@ -76,8 +81,8 @@ def test_files_that_cannot_grow_stop_the_run_in_one_line_and_the_next_run_loses_
             assert last.startswith("goodwill: ") and "Traceback" not in first.stderr, last
         again = _run(data)
         assert again.returncode == 0, again.stderr
-        for log in LOGS:  # every output once, in the order of a run that never failed
-            assert (data / log).read_bytes() == (clean / log).read_bytes(), (file_limit, log)
+        # Every output once, in the order of a run that never failed.
+        assert _logs(data) == _logs(clean), file_limit
         assert _digest(data) == _digest(clean), file_limit  # nothing folded twice
     assert failed >= 3  # the limits did stop runs: this is not a test of clean runs
 
@@ -107,6 +112,52 @@ def test_outputs_a_run_published_but_did_not_mark_are_not_published_again(
 
     summary = run_embedded(compiled, data, EXAMPLE, 100)
     assert summary.tally.read > 0
-    for log in LOGS:
-        assert (data / log).read_bytes() == (clean / log).read_bytes(), log
+    assert _logs(data) == _logs(clean)
+    assert _digest(data) == _digest(clean)
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 6,000-event stream, and a data directory that decided it uninterrupted."""
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "workload.py"), "--events", "6000"],
+        capture_output=True,
+        check=True,
+    )
+    directory = tmp_path_factory.mktemp("stream")
+    path = directory / "big.jsonl"
+    path.write_bytes(made.stdout)
+    data = directory / "clean"
+    assert _goodwill("run", path, "--data-dir", data, "--quiet").wait(timeout=300) == 0
+    return path, data
+
+
+def _goodwill(*args: str | Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from engine.cli import main; main()", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("published", [1, 1_500, 4_000])
+def test_a_run_killed_at_any_point_is_gone_on_from_as_if_it_had_not_been(
+    stream: tuple[Path, Path], tmp_path: Path, published: int
+) -> None:
+    path, clean = stream
+    data = tmp_path / "data"
+    log = data / LOGS[0]
+    run = _goodwill("run", path, "--data-dir", data, "--batch", "200", "--quiet")
+    deadline = time.monotonic() + 120
+    # Until the log holds `published` outputs; polled, as nothing else tells.
+    while run.poll() is None and time.monotonic() < deadline:
+        if log.exists() and log.read_bytes().count(b"\n") >= published:
+            break
+        time.sleep(0.005)
+    assert run.poll() is None, "the run ended before it was killed"
+    run.kill()
+    assert run.wait(timeout=60) == -signal.SIGKILL
+    assert _goodwill("run", path, "--data-dir", data, "--quiet").wait(timeout=300) == 0
+    assert _logs(data) == _logs(clean)
     assert _digest(data) == _digest(clean)
