@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -405,6 +406,52 @@ def test_kill_9_at_every_step_loses_nothing_and_charges_nothing_twice(
     # And the state is the one a clean, uninterrupted run reaches on the same input.
     assert crashed_digest == clean_run_digest(
         kafka_config, compiled, tmp_path / "clean", len(embedded), budget_stage=stage
+    )
+
+
+@pytest.mark.kafka
+def test_a_disk_that_refuses_writes_is_retried_and_nothing_is_lost_once_it_takes_them(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    """A real write failure: the service's files may not grow past 150 kB (RLIMIT_FSIZE,
+    SIGXFSZ ignored), so the state's writes fail with EFBIG a few batches in, as on a full
+    disk. The service retries with backoff; once the limit is lifted it goes on."""
+    create_topics(kafka_config, partitions=1)
+    produce(kafka_config, shop_lines())
+    data_dir = tmp_path / "data"
+    small = 150_000
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (small, resource.RLIM_INFINITY))
+
+    service = subprocess.Popen(
+        service_args(kafka_config, data_dir, "--batch", "40"),
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+        preexec_fn=small_files,
+    )
+    assert service.stderr is not None
+    try:
+        retrying = []
+        for line in service.stderr:  # bounded by the service: it logs each retry
+            if b"store failed; retrying" in line:
+                retrying.append(line)
+                if len(retrying) == 2:  # retried, and failed again: not a one-off
+                    break
+        assert len(retrying) == 2, "the service never failed to write its state"
+        assert service.poll() is None  # retrying, not crashed
+        unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        resource.prlimit(service.pid, resource.RLIMIT_FSIZE, unlimited)  # "space freed"
+        threading.Thread(target=service.stderr.read, daemon=True).start()  # keep it drained
+        published = read_unique(kafka_config, kafka_config.decisions_topic, len(embedded), 90)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=30)
+    assert service.returncode == 0
+    assert sorted(decisions_by_id(published).values()) == sorted(embedded)
+    assert digest(data_dir) == clean_run_digest(
+        kafka_config, compiled, tmp_path / "clean", len(embedded)
     )
 
 
