@@ -111,6 +111,9 @@ class Processor:
         if split:
             store.keep_reports = True  # the budget stage's (StateStore._prune)
         self._heard: list[Envelope | Outcome] = []  # outputs of the open transaction
+        # Log lines about its records (dead letters), said once it commits: a batch rolled
+        # back (a full disk) and retried would otherwise report each of them again.
+        self._said: list[tuple[int, str, tuple[object, ...]]] = []
         self._lane: int | None = None  # the partition of the event being decided
         # On Kafka: told of each decoded input, to check it came on its key's partition.
         self.placement: Callable[[Record, Envelope], None] | None = None
@@ -205,9 +208,11 @@ class Processor:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One SQLite transaction. The tally and the listener see only what it commits."""
+        """One SQLite transaction. The tally, the listener and the log see only what it
+        commits."""
         total, self.tally = self.tally, Tally()
         heard, self._heard = self._heard, []
+        said, self._said = self._said, []
         self.store.begin()
         try:
             yield
@@ -218,7 +223,10 @@ class Processor:
         finally:
             batch, self.tally = self.tally, total
             outputs, self._heard = self._heard, heard
+            lines, self._said = self._said, said
         total.add(batch)
+        for level, message, args in lines:
+            log.log(level, message, *args)
         if self.on_output is not None:
             for output in outputs:
                 self.on_output(output.decision if isinstance(output, Outcome) else output)
@@ -470,9 +478,13 @@ class Processor:
         else:
             where = f"{record.topic}[{record.partition}]@{record.offset}"
         if self.recall is None:
-            log.warning("dead-lettered %s: %s: %s", where, reason, detail)
+            self._said.append(
+                (logging.WARNING, "dead-lettered %s: %s: %s", (where, reason, detail))
+            )
         else:  # rebuilding: the history holds its dead letter, which is not sent again
-            log.info("was dead-lettered %s: %s: %s", where, reason, detail)
+            self._said.append(
+                (logging.INFO, "was dead-lettered %s: %s: %s", (where, reason, detail))
+            )
 
 
 RELAY_CHUNK: Final = 500

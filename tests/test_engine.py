@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -481,6 +482,33 @@ def test_a_failure_of_the_surroundings_is_retried_never_dead_lettered(
     assert engine.store.digest() == before
     assert len(engine.outputs) == heard_before  # nothing heard of the rolled-back batch
     assert engine.processor.tally.deadlettered == {}
+
+
+def test_a_dead_letter_is_reported_once_its_batch_commits_not_at_each_try(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On a full disk the Kafka service retries a batch until it commits: its bad records
+    # must not be reported as dead-lettered at every try, only once they are.
+    bad = Record("in", 0, engine.offset, None, b"{not json")
+    commit = engine.store.commit
+    tries = []
+
+    def full_twice() -> None:
+        tries.append(1)
+        if len(tries) <= 2:
+            raise sqlite3.OperationalError("database or disk is full")
+        commit()
+
+    monkeypatch.setattr(engine.store, "commit", full_twice)
+    caplog.set_level(logging.INFO, logger="goodwill.service")
+    for _ in range(2):
+        with pytest.raises(sqlite3.OperationalError):
+            engine.processor.process([bad])
+    assert not [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    engine.processor.process([bad])
+    (said,) = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert said.startswith("dead-lettered in[0]@") and "invalid_json" in said
+    assert engine.processor.tally.deadlettered == {"invalid_json": 1}
 
 
 def placed_again() -> dict[str, Any]:
