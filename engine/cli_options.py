@@ -54,6 +54,17 @@ Embedded = Annotated[
 ]
 
 
+NO_ROOM = (
+    "; free space (or raise the quota or the file-size limit), then run the same command"
+    " again: what was stored is kept"
+)
+"""The end of the line a command fails with when a disk or a limit has no room left."""
+MAYBE_NO_ROOM = "; if the disk is full or a file is at its size limit" + NO_ROOM.replace(
+    ";", ",", 1
+)
+"""The same, for an I/O error that a full disk also gives (SQLite's "disk I/O error")."""
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"goodwill: {message}", err=True)
     return typer.Exit(code)

@@ -16,6 +16,8 @@ import typer
 
 from engine.cli_options import (
     KAFKA_FLAGS,
+    MAYBE_NO_ROOM,
+    NO_ROOM,
     DataDir,
     Embedded,
     Policies,
@@ -194,7 +196,9 @@ def run(
     except (StateVersionError, StateLost) as err:
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file, a full disk, ...
-        raise fail(f"the state in {data_dir}: {err}", 1) from None
+        hint = NO_ROOM if "full" in str(err) else ""
+        hint = MAYBE_NO_ROOM if "disk I/O error" in str(err) else hint
+        raise fail(f"the state in {data_dir}: {err}{hint}", 1) from None
     printer.summary(summary)
     if summary.stopped:
         raise fail(

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SUFFIX = ".jsonl"
+_WRITE_BYTES = 1 << 16  # appended lines written to the file at once
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -89,21 +90,50 @@ def check_topic(topic: str) -> str:
 
 
 class _TopicFile:
-    """One topic's file, its write and read handles, and the byte position of every offset."""
+    """One topic's file, its write and read handles, and the byte position of every offset.
+
+    Appended lines wait in `pending` until `write_out` (at 64 KB, a read, a flush). After a
+    write fails (a full disk) nothing is written to the file again: it may end in part of
+    a line, which reopening truncates as a torn tail, and a retry must not put whole lines
+    after it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         # 8 bytes per record keeps reads O(1) without rescanning; a million records is 8 MB.
         self.positions = array("q")
         self.size = _recover(path, self.positions) if path.exists() else 0
-        self.writer: IO[bytes] = path.open("ab")
+        self.writer = path.open("ab", buffering=0)
         self.reader: IO[bytes] = path.open("rb")
-        self.unflushed = False  # the writer's buffer holds bytes the reader cannot see yet
+        self.pending = bytearray()  # lines appended, not yet written: the reader cannot see them
         self.failed = False
 
+    def add(self, line: bytes) -> None:
+        self.pending += line
+        if len(self.pending) >= _WRITE_BYTES:
+            self.write_out()
+
+    def write_out(self) -> None:
+        try:
+            while self.pending:
+                written = self.writer.write(self.pending)
+                del self.pending[: written or 0]
+        except OSError as err:
+            self.failed = True
+            self.pending.clear()
+            raise _named(err, self.path) from None
+
+    def sync(self) -> None:
+        self.write_out()
+        os.fsync(self.writer.fileno())
+
     def close(self) -> None:
-        self.writer.close()
-        self.reader.close()
+        try:
+            if not self.failed:
+                self.write_out()
+        finally:
+            self.writer.close()
+            self.reader.close()
 
 
 class FileLog:
@@ -146,14 +176,13 @@ class FileLog:
             offset = len(file.positions)
             line = _encode_line(offset, key, value, headers)
             try:
-                file.writer.write(line)
-            except BaseException:
+                file.add(line)
+            except BaseException:  # a full disk, an interrupt
                 # Part of the line may be in the file; reopening truncates it as a torn tail.
                 file.failed = True
                 raise
             file.positions.append(file.size)
             file.size += len(line)
-            file.unflushed = True
         return Record(topic, 0, offset, key, value, headers)
 
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[Record]:
@@ -167,9 +196,8 @@ class FileLog:
             stop = min(len(file.positions), offset + limit)
             start = file.positions[offset]
             end = file.positions[stop] if stop < len(file.positions) else file.size
-            if file.unflushed:
-                file.writer.flush()
-                file.unflushed = False
+            if file.pending:
+                file.write_out()
             file.reader.seek(start)
             chunk = file.reader.read(end - start)
         if len(chunk) != end - start:
@@ -230,9 +258,10 @@ class FileLog:
             raise LogError(f"{self.directory}: the log is closed")
         for file in self._topics.values():
             if not file.failed:
-                file.writer.flush()
-                os.fsync(file.writer.fileno())
-            file.unflushed = False
+                try:
+                    file.sync()
+                except OSError as err:
+                    raise _named(err, file.path) from None
         if self._new_files:
             # A new file's directory entry is only durable once the directory is synced.
             dir_fd = os.open(self.directory, os.O_RDONLY)
@@ -296,6 +325,13 @@ def scan_topic(directory: Path, topic: str) -> Iterator[Record]:
             if not line.endswith(b"\n"):
                 return
             yield _decode_line(line[:-1], topic, offset, path)
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """`err`, naming the file it happened to: a failed write on an open file names none."""
+    if err.filename is None and err.errno is not None:
+        return OSError(err.errno, err.strerror, str(path))
+    return err
 
 
 def _lock_directory(directory: Path) -> int:

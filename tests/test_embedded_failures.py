@@ -9,6 +9,7 @@ kill is SIGKILL at some point of a run reading a larger stream.
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import sqlite3
@@ -22,6 +23,8 @@ import pytest
 from engine.compile import load
 from engine.embedded import run_embedded
 from engine.state import StateStore
+from events.codec import DecodeError, decode
+from events.log import FileLog
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -29,14 +32,20 @@ LOGS = ("log/goodwill.decisions.jsonl", "log/goodwill.deadletter.jsonl")
 
 
 def _run(data: Path, file_limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    command = ["run", str(EXAMPLE), "--data-dir", str(data), "--batch", "100", "--quiet"]
+    return _goodwill_limited(file_limit, *command)
+
+
+def _goodwill_limited(file_limit: int | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """`goodwill ARGS`, whose files may not grow past `file_limit` bytes."""
+
     def limit_files() -> None:
         assert file_limit is not None
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    command = ["run", str(EXAMPLE), "--data-dir", str(data), "--batch", "100", "--quiet"]
     return subprocess.run(
-        [sys.executable, "-c", "from engine.cli import main; main()", *command],
+        [sys.executable, "-c", "from engine.cli import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -79,6 +88,7 @@ def test_files_that_cannot_grow_stop_the_run_in_one_line_and_the_next_run_loses_
             failed += 1
             last = first.stderr.splitlines()[-1]
             assert last.startswith("goodwill: ") and "Traceback" not in first.stderr, last
+            assert last.endswith("then run the same command again: what was stored is kept")
         again = _run(data)
         assert again.returncode == 0, again.stderr
         # Every output once, in the order of a run that never failed.
@@ -161,3 +171,33 @@ def test_a_run_killed_at_any_point_is_gone_on_from_as_if_it_had_not_been(
     assert _goodwill("run", path, "--data-dir", data, "--quiet").wait(timeout=300) == 0
     assert _logs(data) == _logs(clean)
     assert _digest(data) == _digest(clean)
+
+
+def test_emit_to_a_full_embedded_log_names_the_file_and_what_to_do(tmp_path: Path) -> None:
+    good = [line for line in EXAMPLE.read_bytes().splitlines()[:200] if _valid(line)]
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"\n".join(good) + b"\n")
+    data = tmp_path / "data"
+    log = data / "log" / "goodwill.events.jsonl"
+
+    full = _goodwill_limited(20_000, "emit", str(source), "--data-dir", str(data))
+    assert full.returncode == 1
+    assert full.stderr.splitlines()[-1] == (
+        f"goodwill: {log}: File too large; free space (or raise the quota or the file-size"
+        " limit), then run the same command again: what was stored is kept"
+    )
+    again = _goodwill_limited(None, "emit", str(source), "--data-dir", str(data))
+    assert again.returncode == 0, again.stderr
+    with FileLog.open(data / "log") as opened:  # the torn line is cut; the rest reads
+        sent = opened.read("goodwill.events", 0, 0, 1_000)
+    ids = [json.loads(line)["event_id"] for line in good]
+    assert 0 < len(sent) - len(ids) < len(ids)  # the first try stored some, not all
+    assert [json.loads(r.value)["event_id"] for r in sent[-len(ids) :]] == ids
+
+
+def _valid(line: bytes) -> bool:
+    try:
+        decode(line)
+    except DecodeError:
+        return False
+    return True

@@ -253,3 +253,43 @@ def test_read_jsonl_source_leaves_a_last_line_being_written(
     with source.open("ab") as file:
         file.write(b"\n{oops\n")
     assert list(read_jsonl_source(source))[-1] == (4, b"{oops")  # ended: it is dead-lettered
+
+
+_FILL_A_SMALL_FILE = """
+import resource, signal, sys
+from pathlib import Path
+from events.log import FileLog
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+log = FileLog.open(Path(sys.argv[1]))
+try:
+    for i in range(10_000):
+        log.append("t", None, b"%06d" % i + b"x" * 200)
+    log.flush()
+except OSError as err:
+    print(err.filename, err.errno)
+log.close()  # does not write again after the failure
+"""
+
+
+def test_a_write_the_disk_refuses_names_the_file_and_leaves_only_a_torn_tail(
+    directory: Path,
+) -> None:
+    import errno
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL_A_SMALL_FILE, str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    path = directory / "t.jsonl"
+    assert done.stdout.split() == [str(path), str(errno.EFBIG)], done.stderr
+    assert path.stat().st_size == 100_000  # filled to the limit, ending in part of a line
+    with FileLog.open(directory) as log:  # the torn tail is cut; every whole line reads
+        records = log.read("t", 0, 0, 10_000)
+    assert 0 < len(records) < 10_000
+    assert [r.value[:6] for r in records] == [b"%06d" % i for i in range(len(records))]
