@@ -7,14 +7,13 @@ per audience (`engine.cli_service`, `engine.cli_policy`, `engine.cli_events`,
 
 from __future__ import annotations
 
-import errno
 import sys
 
 import typer
 
 from engine.cli_events import emit, redrive, schema
 from engine.cli_explain import explain, verify
-from engine.cli_options import NO_ROOM
+from engine.cli_options import room_hint
 from engine.cli_policy import check, docs, fields, simulate, steps
 from engine.cli_service import rebuild, run, status, topics_create
 
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except OSError as err:  # a directory that cannot be made, a disk that is full, ...
         where = f"{err.filename}: " if err.filename else ""
-        hint = NO_ROOM if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-        typer.echo(f"goodwill: {where}{err.strerror or err}{hint}", err=True)
+        typer.echo(f"goodwill: {where}{err.strerror or err}{room_hint(err)}", err=True)
         code = 1
     except typer.TyperException as err:  # every usage error of the CLI library derives from it
         if type(err).__name__ == "NoArgsIsHelpError":  # `goodwill topics`: its help, as for

@@ -18,6 +18,7 @@ from engine.cli_options import (
     fail,
     kafka_config,
     kafka_options,
+    room_hint,
     wants_kafka,
 )
 
@@ -37,7 +38,13 @@ def schema(
     """Write a JSON Schema per event type for producers."""
     from events.schema import write_schemas
 
-    written = write_schemas(out)
+    try:
+        written = write_schemas(out)
+    except OSError as err:
+        if err.filename is not None:
+            raise  # `main` names the file
+        hint = room_hint(err)
+        raise fail(f"cannot write the schemas to {out}: {err.strerror}{hint}", 1) from None
     typer.echo(f"wrote {len(written)} files to {out}")
 
 

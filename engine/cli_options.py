@@ -9,6 +9,7 @@ what they all take is here, so a flag reads and fails the same in every command.
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import os
@@ -59,6 +60,14 @@ NO_ROOM = (
     " again: what was stored is kept"
 )
 """The end of the line a command fails with when a disk or a limit has no room left."""
+
+
+def room_hint(err: BaseException | None) -> str:
+    """`NO_ROOM` if `err` says a disk, a quota or a file-size limit had no room left."""
+    full = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return NO_ROOM if isinstance(err, OSError) and err.errno in full else ""
+
+
 MAYBE_NO_ROOM = "; if the disk is full or a file is at its size limit" + NO_ROOM.replace(
     ";", ",", 1
 )

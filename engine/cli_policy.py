@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli_options import Policies, compile_policies, fail
+from engine.cli_options import Policies, compile_policies, fail, room_hint
 from engine.errors import Diagnostic, PolicyError
 
 
@@ -173,7 +173,8 @@ def docs(
     try:
         book = build_handbook(out, policies, features, results, coverage)
     except HandbookError as err:
-        raise fail(str(err)) from None
+        written = isinstance(err.__cause__, OSError)  # the input was fine, the disk was not
+        raise fail(f"{err}{room_hint(err.__cause__)}", 1 if written else 2) from None
     except PolicyError as err:
         typer.echo(err.render(), err=True)
         raise fail(f"policy set refused ({len(err.diagnostics)} problem(s))", 1) from None

@@ -380,10 +380,13 @@ def build_handbook(
         pages[f"policy-{doc.policy.id}.html"] = policy_html(doc, policy_set.hash, last)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, text in pages.items():
-            (out_dir / name).write_text(text, encoding="utf-8")
     except OSError as err:
-        raise HandbookError(f"cannot write the handbook to {out_dir}: {err.strerror}") from None
+        raise HandbookError(f"cannot write the handbook to {out_dir}: {err.strerror}") from err
+    for name, text in pages.items():
+        try:
+            (out_dir / name).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise HandbookError(f"cannot write {out_dir / name}: {err.strerror}") from err
     return Handbook(out_dir, tuple(out_dir / n for n in pages), policy_set.hash, last, docs)
 
 

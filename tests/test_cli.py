@@ -436,6 +436,41 @@ def test_a_directory_that_cannot_be_made_is_one_line_and_exit_1(
 
 
 @pytest.mark.parametrize(
+    ("command", "written"),
+    [
+        (["schema", "--out"], "cannot write the schemas to {out}: File too large"),
+        (["docs", "--out"], "cannot write {out}/index.html: File too large"),
+    ],
+)
+def test_a_write_with_no_room_is_one_line_naming_what_to_do(
+    tmp_path: Path, command: list[str], written: str
+) -> None:
+    # Files may not grow past 1 kB (RLIMIT_FSIZE), as on a full disk: the write fails.
+    import resource
+    import signal
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, 1_000))
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", *command, str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"goodwill: {written.format(out=out)}; free space (or raise the quota or the file-size"
+        " limit), then run the same command again: what was stored is kept"
+    ]
+
+
+@pytest.mark.parametrize(
     ("command", "reads", "ignores"),
     [
         (["run"], ["--kafka", "--group-id", "--budget-topic"], []),
