@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -128,7 +129,6 @@ def run(
     consumer group on the events topic instead and serve until SIGTERM or SIGINT; SIGHUP
     loads --policies again (a refused set is logged and the running one stays active).
     """
-    import sqlite3
 
     from engine.embedded import StateLost, run_embedded, stop_after_batch
     from engine.report import Printer
@@ -193,12 +193,10 @@ def run(
         raise fail(str(err), 1) from None
     except LogError as err:
         raise fail(f"{err} (is `goodwill run` running on {data_dir}?)", 1) from None
-    except (StateVersionError, StateLost) as err:
+    except (StateVersionError, StateLost, StateModeError) as err:
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file, a full disk, ...
-        hint = NO_ROOM if "full" in str(err) else ""
-        hint = MAYBE_NO_ROOM if "disk I/O error" in str(err) else hint
-        raise fail(f"the state in {data_dir}: {err}{hint}", 1) from None
+        raise _state_failed(data_dir, err) from None
     printer.summary(summary)
     if summary.stopped:
         raise fail(
@@ -212,7 +210,6 @@ def status(
 ) -> None:
     """Show where a data directory's state stands: policy set, event time, positions,
     what it holds and what waits to be published. Safe beside a running service."""
-    import sqlite3
 
     from engine.archive import SETS_DIR
     from engine.state import StateStore
@@ -318,6 +315,16 @@ def _run_kafka(
         raise fail(f"cannot run: {err}", 1) from None
     except StateModeError as err:
         raise fail(str(err), 1) from None
+    except sqlite3.Error as err:  # a damaged state file (the running service retries a full disk)
+        raise _state_failed(data_dir, err) from None
+
+
+def _state_failed(data_dir: Path, err: sqlite3.Error) -> typer.Exit:
+    """The one line a command ends with when the state file fails it: damaged, or its disk
+    full (SQLite says "disk I/O error" when a file-size limit refuses a write)."""
+    hint = NO_ROOM if "full" in str(err) else ""
+    hint = MAYBE_NO_ROOM if "disk I/O error" in str(err) else hint
+    return fail(f"the state in {data_dir}: {err}{hint}", 1)
 
 
 @kafka_options("events_topic", "decisions_topic", "deadletter_topic", "budget_topic")
@@ -365,9 +372,16 @@ def rebuild(
 
     cfg = kafka_config(kafka or {})
     if (data_dir / "state.db").exists():
-        with StateStore.open(data_dir / "state.db") as store:
-            if store.stats()["events_seen"] or store.meta("policy_set"):
-                raise fail(f"{data_dir} already holds state; rebuild into an empty --data-dir")
+        try:
+            with StateStore.open(data_dir / "state.db") as store:
+                store.check_whole(str(data_dir))
+                held = store.stats()["events_seen"] or store.meta("policy_set")
+        except sqlite3.Error as err:
+            raise _state_failed(data_dir, err) from None
+        except StateModeError as err:
+            raise fail(str(err), 1) from None
+        if held:
+            raise fail(f"{data_dir} already holds state; rebuild into an empty --data-dir")
     compiled = compile_policies(policies)
     setup_logging(_log_level("WARNING"))
     options = ServiceOptions(
@@ -382,6 +396,14 @@ def rebuild(
         report = rebuild_state(cfg, compiled, options)
     except (KafkaUnavailable, StateModeError) as err:
         raise fail(str(err), 1) from None
+    except sqlite3.Error as err:  # its disk full, most likely: it was an empty directory
+        room = " (if the disk is full or a file is at its size limit, free space first)"
+        raise fail(
+            f"rebuilding into {data_dir} stopped part way: {err}"
+            f"{room if 'full' in str(err) or 'I/O' in str(err) else ''}; its state is partial"
+            f" and is refused: delete {data_dir / 'state.db'}* and rebuild again",
+            1,
+        ) from None
     typer.echo(
         f"rebuilt {data_dir}: {report.inputs} input records, {report.recalled} recorded decisions "
         f"folded, {report.decided} decided now, {report.pending} outputs to publish"

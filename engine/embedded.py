@@ -192,6 +192,7 @@ def run_embedded(
         out.close()
         raise
     try:
+        store.check_whole(str(data_dir))
         published = out.end_offset(DECISIONS_TOPIC, 0)
         if published and store.meta("policy_set") is None:
             raise StateLost(

@@ -137,6 +137,7 @@ class KafkaService(Assignment, GapGuard, Delivery):
             )
         self.store = StateStore.open(opts.data_dir / "state.db")
         try:
+            self.store.check_whole(str(opts.data_dir))
             self.store.keep_mode("budget_stage", opts.budget_stage, str(opts.data_dir))
         except StateModeError:
             self.store.close()
@@ -220,10 +221,18 @@ class KafkaService(Assignment, GapGuard, Delivery):
         self._relay()  # outputs a crash left unpublished go first, unchanged
         if self.options.rebuild_on_start and self._store_is_empty():
             self.metrics.health.rebuilding(True)
+            self.store.rebuilding(True)  # a rebuild that stops part way is refused at start
             try:
                 report = fold_history(self.cfg, self.processor, self.options, self.stopping)
             finally:
                 self.metrics.health.rebuilding(False)
+            if self.stopping.is_set():  # stopped part way: the next start refuses it
+                raise Stopped(
+                    f"stopped while rebuilding from the topics: the next start refuses the"
+                    f" partial state in {self.options.data_dir}; delete its state.db* first,"
+                    " and that start rebuilds it again"
+                )
+            self.store.rebuilding(False)
             if report.empty:
                 log.info("new store, and no history on the topics: starting from the start")
             else:

@@ -23,6 +23,7 @@ from engine.state_file import STATE_SCHEMA_VERSION, version
 
 _WATERMARK: Final = "watermark"  # its meta key
 _RETAIN: Final = "retain_days"  # its meta key (see Ledger.retain)
+_REBUILDING: Final = "rebuilding"  # set while `goodwill rebuild` makes the state
 _SOURCE_HEAD: Final = "source-head:"  # + a file source's topic (see Ledger.note_source)
 
 _P = ParamSpec("_P")
@@ -355,8 +356,28 @@ class Ledger:
     def source_head(self, source: str) -> str | None:
         return self.meta(_SOURCE_HEAD + source)
 
+    def check_whole(self, where: str) -> None:
+        """Raise StateModeError if a rebuild into this state stopped part way (`rebuilding`):
+        deciding on from it would decide again what the history recorded."""
+        if self.meta(_REBUILDING) is not None:
+            raise StateModeError(
+                f"{where} holds the partial state of a `goodwill rebuild` that stopped part"
+                f" way; it must not be run: delete {where}/state.db* and rebuild again"
+            )
+
+    def rebuilding(self, underway: bool) -> None:
+        """Mark the state as a rebuild under way (`check_whole` refuses it), or not."""
+        self.begin()
+        if underway:
+            self._cur.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, '1')", (_REBUILDING,)
+            )
+        else:
+            self._cur.execute("DELETE FROM meta WHERE key = ?", (_REBUILDING,))
+        self.commit()
+
     def set_meta(self, key: str, value: str) -> None:
-        if key in (_WATERMARK, _RETAIN):
+        if key in (_WATERMARK, _RETAIN, _REBUILDING):
             raise ValueError(f"meta key {key!r} is reserved")
         self._cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 

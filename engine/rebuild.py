@@ -35,7 +35,6 @@ from engine.compile import CompiledSet
 from engine.deadletter import copy_ident
 from engine.decide import Decider
 from engine.drain import drain, partitions_of
-from engine.ledger import StateModeError
 from engine.micros import datetime_of
 from engine.outcome import Outcome
 from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
@@ -346,7 +345,8 @@ def rebuild(
     store = StateStore.open(data_dir / "state.db")
     try:
         store.keep_mode("budget_stage", options.budget_stage, str(data_dir))
-    except StateModeError:
+        store.rebuilding(True)  # until it is whole: a state that stops part way is refused
+    except BaseException:
         store.close()
         raise
     if options.retain_days is not None:
@@ -371,6 +371,7 @@ def rebuild(
         finally:
             consumer.close()
         report.recalled = processor.tally.recalled
+        store.rebuilding(False)
         report.pending = store.stats()["outputs_pending"]
         report.digest = store.digest()
         return report

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -16,7 +18,10 @@ import pytest
 from engine.archive import SETS_DIR
 from engine.compile import CompiledSet, load
 from engine.decide import Decider
+from engine.kafka_service import KafkaService
+from engine.ledger import StateModeError
 from engine.service import BUDGET_TOPIC, Processor
+from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics
 from events.log import Record
@@ -49,8 +54,20 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, compiled: CompiledSet) ->
 
 
 def rebuild_cli(
-    cfg: KafkaConfig, data_dir: Path, policies: Path = POLICIES, *extra: str
+    cfg: KafkaConfig,
+    data_dir: Path,
+    policies: Path = POLICIES,
+    *extra: str,
+    file_limit: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """`goodwill rebuild`; with `file_limit`, its files may not grow past that many bytes
+    (RLIMIT_FSIZE), so a write past it fails as on a full disk."""
+
+    def limit_files() -> None:
+        assert file_limit is not None
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
     args = [
         sys.executable, "-m", "engine.cli", "rebuild",
         "--kafka", cfg.bootstrap_servers,
@@ -63,7 +80,13 @@ def rebuild_cli(
         "--idle-polls", "3",
         *extra,
     ]  # fmt: skip
-    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=None if file_limit is None else limit_files,
+    )
 
 
 def lose_state_mid_stream(
@@ -192,6 +215,44 @@ def test_service_rebuilds_on_start_without_deciding_history_again(
     assert set(caused) == {json.loads(line)["event_id"] for line in good} and set(
         caused.values()
     ) == {1}
+
+
+@pytest.mark.kafka
+def test_a_rebuild_with_no_room_left_is_refused_until_it_is_done_again(
+    kafka_config: KafkaConfig, compiled: CompiledSet, embedded: list[bytes], tmp_path: Path
+) -> None:
+    lose_state_mid_stream(kafka_config, compiled, tmp_path / "lost")
+    data = tmp_path / "rebuilt"
+    full = rebuild_cli(kafka_config, data, file_limit=150_000)
+    assert full.returncode == 1, full.stderr
+    (said,) = full.stderr.splitlines()
+    assert said.startswith(f"goodwill: rebuilding into {data} stopped part way: ")
+    assert said.endswith(f"is refused: delete {data / 'state.db'}* and rebuild again")
+
+    # The partial state decides nothing: the service, a run and a rebuild refuse it.
+    refusal = (
+        f"{data} holds the partial state of a `goodwill rebuild` that stopped part way; it"
+        f" must not be run: delete {data}/state.db* and rebuild again"
+    )
+    service = KafkaService(kafka_config, compiled, ServiceOptions(data_dir=data))
+    with pytest.raises(StateModeError, match="partial state"):
+        service.run()
+    again = rebuild_cli(kafka_config, data)
+    assert (again.returncode, again.stderr) == (1, f"goodwill: {refusal}\n")
+    ran = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", "--data-dir", str(data), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (ran.returncode, ran.stderr) == (1, f"goodwill: {refusal}\n")
+
+    for name in [p.name for p in data.iterdir() if p.name.startswith("state.db")]:
+        (data / name).unlink()
+    done = rebuild_cli(kafka_config, data)
+    assert done.returncode == 0, done.stderr
+    want = clean_run_digest(kafka_config, compiled, tmp_path / "clean", len(embedded))
+    assert digest(data) == want
 
 
 @pytest.mark.kafka

@@ -1127,3 +1127,19 @@ def test_a_file_at_an_older_version_is_read_and_raised_by_its_first_batch(
         s.set_meta("policy_set", "ps-2")
         s.commit()
     assert version() == 4 == STATE_SCHEMA_VERSION
+
+
+def test_a_state_marked_as_a_rebuild_under_way_is_refused_until_it_is_done(
+    store: StateStore,
+) -> None:
+    from engine.ledger import StateModeError
+
+    store.check_whole("here")  # a state never rebuilt is whole
+    before = store.digest()
+    store.rebuilding(True)
+    assert store.digest() != before  # the mark is state: a copy of the file keeps it
+    with pytest.raises(StateModeError, match="here holds the partial state of a `goodwill"):
+        store.check_whole("here")
+    store.rebuilding(False)
+    store.check_whole("here")
+    assert store.digest() == before  # the mark leaves nothing behind
