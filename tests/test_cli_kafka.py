@@ -204,6 +204,29 @@ def test_metrics_endpoint_serves_the_named_metrics(
     assert "goodwill_kafka_connected 1.0" in text
 
 
+def test_a_damaged_state_file_stops_the_service_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "state.db").write_bytes(b"not a database" * 1000)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GOODWILL_", "KAFKA_BOOTSTRAP"))
+    }
+    where = ["--data-dir", str(data), "--policies", str(ROOT / "policies")]
+    for command in ("run", "rebuild"):
+        broker = f"127.0.0.1:{_free_port()}"  # never reached: the state is read first
+        done = subprocess.run(
+            [sys.executable, "-m", "engine.cli", command, "--kafka", broker, *where],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert (done.returncode, done.stderr) == (
+            1,
+            f"goodwill: the state in {data}: file is not a database\n",
+        ), command
+
+
 def test_unreachable_broker_is_retried_with_backoff_and_sigterm_still_exits_0(
     tmp_path: Path,
 ) -> None:
