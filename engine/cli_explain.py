@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,11 +19,13 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli_options import (
+    SCRATCH_HINT,
     DataDir,
     compile_policies,
     fail,
     kafka_config,
     kafka_options,
+    sqlite_hint,
     wants_kafka,
 )
 
@@ -56,7 +59,10 @@ def explain(
     flags = kafka or {}
     db = data_dir / "state.db"
     if db.exists():
-        store = StateStore.open_readonly(db)  # beside a running service too
+        try:
+            store = StateStore.open_readonly(db)  # beside a running service too
+        except sqlite3.Error as err:
+            raise fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1) from None
         try:
             # The outbox keeps unpublished and recent outputs; the embedded decisions log
             # has every published one.
@@ -168,7 +174,7 @@ def verify(
     from engine.compile import CompiledSet
     from engine.state_file import StateVersionError
     from engine.verdict import report
-    from engine.verify import NoHistory, recorded_log
+    from engine.verify import NoHistory, ScratchFailed, recorded_log
     from engine.verify import verify as replay
     from events.log import LogCorrupted, Record, scan_topic
 
@@ -210,6 +216,10 @@ def verify(
         verdict = replay(data_dir, inputs, sets, batch, show, progress)
     except (StateVersionError, LogCorrupted) as err:  # the state's retention, a damaged log
         raise fail(str(err), 1) from None
+    except ScratchFailed as err:
+        raise fail(f"{err}{SCRATCH_HINT}", 1) from None
+    except sqlite3.Error as err:  # reading the state's retention
+        raise fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1) from None
     for line in report(verdict):
         typer.echo(line)
     raise typer.Exit(0 if verdict.ok else 1)
@@ -218,8 +228,6 @@ def verify(
 def _no_events_log(data_dir: Path, events_file: Path, files_given: bool) -> str:
     """Why there is nothing to replay after the files: a history read from files names
     them, so an auditor is not shown every output as missing."""
-    import sqlite3
-
     from engine.state import StateStore
     from engine.state_file import StateVersionError
 

@@ -68,10 +68,21 @@ def room_hint(err: BaseException | None) -> str:
     return NO_ROOM if isinstance(err, OSError) and err.errno in full else ""
 
 
-MAYBE_NO_ROOM = "; if the disk is full or a file is at its size limit" + NO_ROOM.replace(
-    ";", ",", 1
-)
+MAYBE_NO_ROOM = "; if the disk is full or a file is at its size limit," + NO_ROOM[1:]
 """The same, for an I/O error that a full disk also gives (SQLite's "disk I/O error")."""
+
+
+SCRATCH_HINT = (
+    "; if that disk is full, free space or set TMPDIR to a directory with room, then run it again"
+)
+"""The end of the line when a command's scratch directory (replays, under TMPDIR) fails."""
+
+
+def sqlite_hint(err: Exception) -> str:
+    """`NO_ROOM` for SQLite's "database or disk is full", `MAYBE_NO_ROOM` for its "disk I/O
+    error" (a write past a file-size limit, or a full disk while making the -shm file)."""
+    said = str(err)
+    return NO_ROOM if "full" in said else MAYBE_NO_ROOM if "disk I/O error" in said else ""
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -7,13 +7,15 @@ handbook.
 from __future__ import annotations
 
 import json
+import sqlite3
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from engine.cli_options import Policies, compile_policies, fail, room_hint
+from engine.cli_options import SCRATCH_HINT, Policies, compile_policies, fail, room_hint
 from engine.errors import Diagnostic, PolicyError
 
 
@@ -146,7 +148,12 @@ def simulate(
         raise fail(f"no such input file: {source}")
     baseline, changed = compile_policies(policies), compile_policies(candidate)
     typer.echo(f"policy set {baseline.hash} (current) vs {changed.hash} (candidate)")
-    for line in report(compare(baseline, changed, source), show):
+    try:
+        comparison = compare(baseline, changed, source)
+    except sqlite3.Error as err:  # its databases are scratch ones, under TMPDIR
+        where = f"the simulation's scratch files under {tempfile.gettempdir()}"
+        raise fail(f"{where}: {err}{SCRATCH_HINT}", 1) from None
+    for line in report(comparison, show):
         typer.echo(line)
 
 

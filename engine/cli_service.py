@@ -17,8 +17,6 @@ import typer
 
 from engine.cli_options import (
     KAFKA_FLAGS,
-    MAYBE_NO_ROOM,
-    NO_ROOM,
     DataDir,
     Embedded,
     Policies,
@@ -26,6 +24,7 @@ from engine.cli_options import (
     fail,
     kafka_config,
     kafka_options,
+    sqlite_hint,
     wants_kafka,
 )
 from engine.ledger import StateModeError
@@ -218,7 +217,8 @@ def status(
     try:
         store = StateStore.open_readonly(data_dir)
     except (FileNotFoundError, StateVersionError, sqlite3.Error) as err:
-        raise fail(f"cannot read the state in {data_dir}: {err}", 1) from None
+        hint = sqlite_hint(err) if isinstance(err, sqlite3.Error) else ""
+        raise fail(f"cannot read the state in {data_dir}: {err}{hint}", 1) from None
     try:
         watermark = store.watermark()
         found: dict[str, Any] = {
@@ -242,7 +242,7 @@ def status(
             "counts": store.stats(),
         }
     except sqlite3.Error as err:
-        raise fail(f"cannot read the state in {data_dir}: {err}", 1) from None
+        raise fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1) from None
     finally:
         store.close()
     if as_json:
@@ -322,9 +322,7 @@ def _run_kafka(
 def _state_failed(data_dir: Path, err: sqlite3.Error) -> typer.Exit:
     """The one line a command ends with when the state file fails it: damaged, or its disk
     full (SQLite says "disk I/O error" when a file-size limit refuses a write)."""
-    hint = NO_ROOM if "full" in str(err) else ""
-    hint = MAYBE_NO_ROOM if "disk I/O error" in str(err) else hint
-    return fail(f"the state in {data_dir}: {err}{hint}", 1)
+    return fail(f"the state in {data_dir}: {err}{sqlite_hint(err)}", 1)
 
 
 @kafka_options("events_topic", "decisions_topic", "deadletter_topic", "budget_topic")

@@ -54,6 +54,10 @@ class NoHistory(ValueError):
     """The data directory holds no embedded decisions log to verify."""
 
 
+class ScratchFailed(RuntimeError):
+    """The replay's own scratch files (under TMPDIR) failed: a full disk, most likely."""
+
+
 def verify(
     data_dir: Path,
     inputs: Iterable[Record],
@@ -80,6 +84,9 @@ def verify(
                 failed = _failed(scan_topic(log_dir, DEADLETTER_TOPIC))
                 _replay(Path(scratch), spool, sink, inputs, sets, first, failed, batch, progress)
                 _unmatched(spool, verdict, keep)
+            except sqlite3.Error as err:  # its databases are the scratch ones
+                where = Path(scratch).parent  # the directory itself is gone by now
+                raise ScratchFailed(f"the replay's scratch files under {where}: {err}") from err
             finally:
                 spool.close()
     finally:

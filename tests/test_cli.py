@@ -445,17 +445,27 @@ def test_a_directory_that_cannot_be_made_is_one_line_and_exit_1(
 def test_a_write_with_no_room_is_one_line_naming_what_to_do(
     tmp_path: Path, command: list[str], written: str
 ) -> None:
-    # Files may not grow past 1 kB (RLIMIT_FSIZE), as on a full disk: the write fails.
+    out = tmp_path / "out"
+    done = goodwill_with_small_files(1_000, *command, str(out))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"goodwill: {written.format(out=out)}; free space (or raise the quota or the file-size"
+        " limit), then run the same command again: what was stored is kept"
+    ]
+
+
+def goodwill_with_small_files(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """`goodwill ARGS` whose files may not grow past `limit` bytes (RLIMIT_FSIZE): a write
+    past it fails (EFBIG; SQLite says "disk I/O error"), as on a full disk."""
     import resource
     import signal
 
     def small_files() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, 1_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-c", "from engine.cli import main; main()", *command, str(out)],
+    return subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -463,11 +473,45 @@ def test_a_write_with_no_room_is_one_line_naming_what_to_do(
         check=False,
         preexec_fn=small_files,
     )
+
+
+MAYBE_FULL = (
+    ": disk I/O error; if the disk is full or a file is at its size limit, free space (or raise"
+    " the quota or the file-size limit), then run the same command again: what was stored is"
+    " kept"
+)
+SCRATCH_FULL = (
+    ": disk I/O error; if that disk is full, free space or set TMPDIR to a directory with room,"
+    " then run it again"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "limit", "said"),
+    [
+        # Reading a state file makes its 32 kB -shm file: no room for it below that.
+        (["status"], 30_000, "cannot read the state in {data}" + MAYBE_FULL),
+        (["explain", "ev-000050"], 30_000, "cannot read the state in {data}" + MAYBE_FULL),
+        (["verify"], 100_000, "the replay's scratch files under {tmp}" + SCRATCH_FULL),
+        (
+            ["simulate", str(EXAMPLE), "--candidate", "policies"],
+            30_000,
+            "the simulation's scratch files under {tmp}" + SCRATCH_FULL,
+        ),
+    ],
+)
+def test_a_command_that_reads_with_no_room_to_write_is_one_line(
+    first_run: tuple[Path, str], command: list[str], limit: int, said: str
+) -> None:
+    data, _ = first_run
+    args = [*command] if command[0] == "simulate" else [*command, "--data-dir", str(data)]
+    if command == ["verify"]:
+        args.append(str(EXAMPLE))
+    done = goodwill_with_small_files(limit, *args)
     assert done.returncode == 1
-    assert done.stderr.splitlines() == [
-        f"goodwill: {written.format(out=out)}; free space (or raise the quota or the file-size"
-        " limit), then run the same command again: what was stored is kept"
-    ]
+    tmp = tempfile.gettempdir()
+    assert done.stderr.splitlines()[-1] == "goodwill: " + said.format(data=data, tmp=tmp)
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
