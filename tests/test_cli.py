@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from engine.cli import main
+from tests.limits import goodwill_limited
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -446,33 +447,12 @@ def test_a_write_with_no_room_is_one_line_naming_what_to_do(
     tmp_path: Path, command: list[str], written: str
 ) -> None:
     out = tmp_path / "out"
-    done = goodwill_with_small_files(1_000, *command, str(out))
+    done = goodwill_limited(1_000, *command, str(out))
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"goodwill: {written.format(out=out)}; free space (or raise the quota or the file-size"
         " limit), then run the same command again: what was stored is kept"
     ]
-
-
-def goodwill_with_small_files(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
-    """`goodwill ARGS` whose files may not grow past `limit` bytes (RLIMIT_FSIZE): a write
-    past it fails (EFBIG; SQLite says "disk I/O error"), as on a full disk."""
-    import resource
-    import signal
-
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return subprocess.run(
-        [sys.executable, "-c", "from engine.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-        preexec_fn=small_files,
-    )
 
 
 MAYBE_FULL = (
@@ -507,7 +487,7 @@ def test_a_command_that_reads_with_no_room_to_write_is_one_line(
     args = [*command] if command[0] == "simulate" else [*command, "--data-dir", str(data)]
     if command == ["verify"]:
         args.append(str(EXAMPLE))
-    done = goodwill_with_small_files(limit, *args)
+    done = goodwill_limited(limit, *args)
     assert done.returncode == 1
     tmp = tempfile.gettempdir()
     assert done.stderr.splitlines()[-1] == "goodwill: " + said.format(data=data, tmp=tmp)

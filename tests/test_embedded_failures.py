@@ -10,7 +10,6 @@ kill is SIGKILL at some point of a run reading a larger stream.
 from __future__ import annotations
 
 import json
-import resource
 import signal
 import sqlite3
 import subprocess
@@ -25,6 +24,7 @@ from engine.embedded import run_embedded
 from engine.state import StateStore
 from events.codec import DecodeError, decode
 from events.log import FileLog
+from tests.limits import goodwill_limited
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -33,26 +33,7 @@ LOGS = ("log/goodwill.decisions.jsonl", "log/goodwill.deadletter.jsonl")
 
 def _run(data: Path, file_limit: int | None = None) -> subprocess.CompletedProcess[str]:
     command = ["run", str(EXAMPLE), "--data-dir", str(data), "--batch", "100", "--quiet"]
-    return _goodwill_limited(file_limit, *command)
-
-
-def _goodwill_limited(file_limit: int | None, *args: str) -> subprocess.CompletedProcess[str]:
-    """`goodwill ARGS`, whose files may not grow past `file_limit` bytes."""
-
-    def limit_files() -> None:
-        assert file_limit is not None
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-
-    return subprocess.run(
-        [sys.executable, "-c", "from engine.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-        preexec_fn=None if file_limit is None else limit_files,
-    )
+    return goodwill_limited(file_limit, *command)
 
 
 def _logs(data: Path) -> dict[str, bytes | None]:
@@ -180,13 +161,13 @@ def test_emit_to_a_full_embedded_log_names_the_file_and_what_to_do(tmp_path: Pat
     data = tmp_path / "data"
     log = data / "log" / "goodwill.events.jsonl"
 
-    full = _goodwill_limited(20_000, "emit", str(source), "--data-dir", str(data))
+    full = goodwill_limited(20_000, "emit", str(source), "--data-dir", str(data))
     assert full.returncode == 1
     assert full.stderr.splitlines()[-1] == (
         f"goodwill: {log}: File too large; free space (or raise the quota or the file-size"
         " limit), then run the same command again: what was stored is kept"
     )
-    again = _goodwill_limited(None, "emit", str(source), "--data-dir", str(data))
+    again = goodwill_limited(None, "emit", str(source), "--data-dir", str(data))
     assert again.returncode == 0, again.stderr
     with FileLog.open(data / "log") as opened:  # the torn line is cut; the rest reads
         sent = opened.read("goodwill.events", 0, 0, 1_000)

@@ -33,6 +33,7 @@ from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics, make_consumer, make_producer
 from events.log import FileLog, read_jsonl_source
+from tests.limits import small_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOP = ROOT / "examples" / "shop-day.jsonl"
@@ -419,17 +420,11 @@ def test_a_disk_that_refuses_writes_is_retried_and_nothing_is_lost_once_it_takes
     create_topics(kafka_config, partitions=1)
     produce(kafka_config, shop_lines())
     data_dir = tmp_path / "data"
-    small = 150_000
-
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (small, resource.RLIM_INFINITY))
-
     service = subprocess.Popen(
         service_args(kafka_config, data_dir, "--batch", "40"),
         env=clean_env(),
         stderr=subprocess.PIPE,
-        preexec_fn=small_files,
+        preexec_fn=small_files(150_000),
     )
     assert service.stderr is not None
     try:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -25,6 +23,7 @@ from engine.service_options import ServiceOptions
 from engine.state import StateStore
 from events.kafka import KafkaConfig, create_topics
 from events.log import Record
+from tests.limits import small_files
 from tests.test_kafka_service import (
     DECIDED,
     POLICIES,
@@ -61,12 +60,7 @@ def rebuild_cli(
     file_limit: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`goodwill rebuild`; with `file_limit`, its files may not grow past that many bytes
-    (RLIMIT_FSIZE), so a write past it fails as on a full disk."""
-
-    def limit_files() -> None:
-        assert file_limit is not None
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    (tests/limits.py), so a write past it fails as on a full disk."""
 
     args = [
         sys.executable, "-m", "engine.cli", "rebuild",
@@ -85,7 +79,7 @@ def rebuild_cli(
         capture_output=True,
         text=True,
         timeout=120,
-        preexec_fn=None if file_limit is None else limit_files,
+        preexec_fn=None if file_limit is None else small_files(file_limit),
     )
 
 
