@@ -207,7 +207,9 @@ class Delivery:
     def _observe(self, started: float) -> None:
         assert self.processor is not None and self.consumer is not None and self.store
         tally = self._tally()
-        self.metrics.on_tally(tally.outcomes, tally.by_policy, tally.deadlettered, tally.duplicates)
+        self.metrics.on_tally(
+            tally.outcomes, tally.by_policy, tally.deadlettered, tally.duplicates, tally.time_jumps
+        )
         for tp, position in self.positions.items():
             high = self.consumer.highwater(tp)
             if high is not None:

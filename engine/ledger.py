@@ -247,6 +247,13 @@ class Ledger:
             mark = self._part_times[key] = None if row is None else row[0]
             return mark
 
+    def ahead(self, at: datetime) -> int:
+        """How far (`micros`) an event at `at` is ahead of the watermark; 0 if not."""
+        watermark = self._watermark
+        if watermark is None:
+            return 0
+        return max(0, self._time(at) - watermark)
+
     def note_time(self, source: str, partition: int, at: datetime) -> None:
         """An event at `at` from (source, partition) is being decided; stored with the
         partition's next position (`set_position`), so that a partition coming back to

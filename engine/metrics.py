@@ -100,6 +100,11 @@ class Metrics:
         self.duplicates = PromCounter(
             "goodwill_duplicates", "records whose event_id was already decided", registry=r
         )
+        self.time_jumps = PromCounter(
+            "goodwill_event_time_jumps",
+            "events that moved event time more than a week ahead at once (a wrong date?)",
+            registry=r,
+        )
         self.latency = Histogram(
             "goodwill_decision_latency_seconds",
             "from the input record's Kafka timestamp to its outputs' acknowledgement",
@@ -169,6 +174,7 @@ class Metrics:
         self._seen: dict[str, Counter[str]] = {"outcome": Counter(), "policy": Counter()}
         self._dead: Counter[str] = Counter()
         self._duplicates = 0
+        self._time_jumps = 0
 
     def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
         """Serve /metrics, /healthz and /readyz on host:port from a daemon thread."""
@@ -215,6 +221,7 @@ class Metrics:
         by_policy: Mapping[str, int],
         deadlettered: Mapping[str, int],
         duplicates: int,
+        time_jumps: int = 0,
     ) -> None:
         """Bring the counters up to the processor's running totals."""
         for outcome, total in outcomes.items():
@@ -226,6 +233,9 @@ class Metrics:
         if duplicates > self._duplicates:
             self.duplicates.inc(duplicates - self._duplicates)
             self._duplicates = duplicates
+        if time_jumps > self._time_jumps:
+            self.time_jumps.inc(time_jumps - self._time_jumps)
+            self._time_jumps = time_jumps
 
     @staticmethod
     def _advance(metric: PromCounter, seen: Counter[str], label: str, total: int) -> None:

@@ -12,6 +12,7 @@ from engine.alerts import ALERT_WINDOW
 from engine.embedded import Summary
 from engine.facts import to_minor
 from engine.say import money_text
+from engine.service import TIME_JUMP_DAYS
 from events.codec import encode
 from events.models import DecisionData, Envelope, FollowupOverdue, RootcauseAlert
 
@@ -96,6 +97,11 @@ class Printer:
             echo(f"  {n:>4} to {to}: {reason}")
         echo(f"follow-ups         {t.followups_promised} promised, {t.overdue} overdue")
         echo(f"root-cause alerts  {t.alerts}")
+        if t.time_jumps:
+            echo(
+                f"event time         {t.time_jumps} event(s) moved it more than {TIME_JUMP_DAYS}"
+                " days ahead at once: see the warnings; a date may be wrong"
+            )
         dead = sum(t.deadlettered.values())
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.deadlettered.items()))
         echo(f"dead-lettered      {dead}" + (f" ({reasons}) → {s.deadletter_file}" if dead else ""))

@@ -54,6 +54,13 @@ FORWARDED = frozenset(("budget.allocated", "rep.assigned", "item.defect_reported
 _ACTIVATIONS = "activations"  # meta: policy sets this store has recorded activating
 
 
+TIME_JUMP_DAYS: Final = 7
+"""An event more than this many days ahead of the watermark is logged and counted
+(`Tally.time_jumps`, goodwill_event_time_jumps_total): a shop idle that long without a
+`clock.tick` is rarer than a mistyped date."""
+TIME_JUMP_US: Final = TIME_JUMP_DAYS * 86_400 * 1_000_000
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failure of the surroundings, which retrying may cure: the disk, memory, or a
     database that is locked, full or damaged. Anything else that processing a record
@@ -257,6 +264,8 @@ class Processor:
             self._deadletter(record, LATE, self._late(event.occurred_at))
             return
         lane = record.partition
+        if store.ahead(event.occurred_at) > TIME_JUMP_US:
+            self._time_jump(record, event)
         store.note_time(record.topic, lane, event.occurred_at)
         # Deadlines this event's time passes fall due before it is decided, on the state
         # as it stood: whether a case was resolved by its deadline does not depend on
@@ -338,6 +347,25 @@ class Processor:
                 f" {budget.period} (policies/budgets.yaml): allocate it per {budget.period}"
             )
         return None
+
+    def _time_jump(self, record: Record, event: Envelope) -> None:
+        """Say that `event` moves event time far ahead at once: one wrong `occurred_at` (a
+        year mistyped) would make every open follow-up fall due and, with retention, every
+        later event late. It is decided all the same: only the log knows event time."""
+        watermark = self.store.watermark()
+        assert watermark is not None
+        days = (event.occurred_at - watermark).days
+        self.tally.time_jumps += 1
+        self._said.append(
+            (
+                logging.WARNING,
+                "%s (%s) moves event time %d days ahead at once, from %s to %s: if its"
+                " occurred_at is wrong, the follow-ups it passes are escalated and retention"
+                " counts from it; correct the producer",
+                (_where(record), event.event_id, days, watermark.isoformat(),
+                 event.occurred_at.isoformat()),
+            )
+        )  # fmt: skip
 
     def _late(self, at: datetime) -> str:
         watermark = self.store.watermark()
@@ -473,10 +501,7 @@ class Processor:
         self.store.outbox_add(
             DEADLETTER_TOPIC, record.key, record.value, headers, "deadletter", ident
         )
-        if record.topic.startswith("file:"):  # a FILE given to `goodwill run`: FILE:LINE
-            where = f"{relpath(Path(record.topic[5:]))}:{record.offset}"
-        else:
-            where = f"{record.topic}[{record.partition}]@{record.offset}"
+        where = _where(record)
         if self.recall is None:
             self._said.append(
                 (logging.WARNING, "dead-lettered %s: %s: %s", (where, reason, detail))
@@ -485,6 +510,13 @@ class Processor:
             self._said.append(
                 (logging.INFO, "was dead-lettered %s: %s: %s", (where, reason, detail))
             )
+
+
+def _where(record: Record) -> str:
+    """Where a record was read, for people: FILE:LINE, or topic[partition]@offset."""
+    if record.topic.startswith("file:"):  # a FILE given to `goodwill run`
+        return f"{relpath(Path(record.topic[5:]))}:{record.offset}"
+    return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
 RELAY_CHUNK: Final = 500

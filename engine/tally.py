@@ -25,6 +25,7 @@ class Tally:
     alerts: int = 0
     recalled: int = 0  # decisions folded as recorded facts during a rebuild
     deferred: int = 0  # split mode: decisions sent to the budget stage to finish
+    time_jumps: int = 0  # events that moved event time forward by more than TIME_JUMP_DAYS
 
     def add(self, other: Tally) -> None:
         """Add `other`'s counts to these."""

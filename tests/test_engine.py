@@ -511,6 +511,24 @@ def test_a_dead_letter_is_reported_once_its_batch_commits_not_at_each_try(
     assert engine.processor.tally.deadlettered == {"invalid_json": 1}
 
 
+def test_an_event_far_ahead_of_event_time_is_decided_and_said_once(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A mistyped year moves every deadline and the retention horizon with it: it is
+    # decided (only the log knows event time), and the log says so where it was read.
+    caplog.set_level(logging.WARNING, logger="goodwill.service")
+    week = sample("order.placed", event_id="o7", order_id="o-7", occurred_at="2026-11-09T10:00:00Z")
+    engine.feed(week)  # exactly 7 days after the last event: an idle week, said nothing
+    assert engine.processor.tally.time_jumps == 0
+    typo = sample("order.placed", event_id="o9", order_id="o-9", occurred_at="2099-11-09T10:00:01Z")
+    (decided,) = engine.feed(typo)
+    assert decided.data.caused_by == "o9"  # type: ignore[attr-defined]
+    assert engine.processor.tally.time_jumps == 1
+    (said,) = [r.getMessage() for r in caplog.records if "ahead at once" in r.getMessage()]
+    assert said.startswith("in[0]@5 (o9) moves event time 26663 days ahead at once, from"
+                           " 2026-11-09T10:00:00+00:00 to 2099-11-09T10:00:01+00:00")  # fmt: skip
+
+
 def placed_again() -> dict[str, Any]:
     # A second order for the known customer: folding it changes the customer's row.
     return sample("order.placed", event_id="o2", order_id="ord-2", amount="80.00")
