@@ -358,7 +358,7 @@ class Processor:
         self.tally.time_jumps += 1
         self._said.append(
             (
-                logging.WARNING,
+                logging.WARNING if self.recall is None else logging.INFO,  # rebuilding: old news
                 "%s (%s) moves event time %d days ahead at once, from %s to %s: if its"
                 " occurred_at is wrong, the follow-ups it passes are escalated and retention"
                 " counts from it; correct the producer",
