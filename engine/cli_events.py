@@ -6,6 +6,7 @@ their cause is fixed, and the JSON Schemas producers validate against.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 EMBEDDED_EVENTS = "goodwill.events"  # engine.embedded.EVENTS_TOPIC, without importing the engine
 _SHOWN = 20  # problems listed for one invalid event
+_AHEAD = timedelta(days=1)  # beyond clock skew: an event dated later than this is warned of
 
 
 def schema(
@@ -77,11 +79,20 @@ def emit(
         raise fail(f"cannot read {source}: {err.strerror or err}") from None
     parsed = read_events(data, "<stdin>" if source == "-" else source)
     good = []
+    now = datetime.now(UTC)  # a producer's check only: Goodwill's decisions never read a clock
     for where, event in parsed:
         if isinstance(event, DecodeError):
             _report(where, event)
-        else:
-            good.append(event)
+            continue
+        good.append(event)
+        ahead = event.occurred_at - now
+        if ahead > _AHEAD:  # a mistyped date: every deadline would move with it
+            typer.echo(
+                f"{where}: warning: occurred_at {event.occurred_at.isoformat()} is"
+                f" {_span(ahead)} ahead of this machine's clock; it is sent, and Goodwill's"
+                " event time (follow-up deadlines, retention) moves to it",
+                err=True,
+            )
     bad = len(parsed) - len(good)
     if cfg is not None:
         try:
@@ -103,6 +114,12 @@ def emit(
         f"sent {len(good)} event(s) to {where}" + (f"; {bad} invalid, not sent" if bad else "")
     )
     raise typer.Exit(1 if bad else 0)
+
+
+def _span(delta: timedelta) -> str:
+    return (
+        f"{delta.days:,} days" if delta.days >= 2 else f"{delta.total_seconds() / 3600:.0f} hours"
+    )
 
 
 def _report(where: str, err: DecodeError) -> None:

@@ -349,6 +349,31 @@ def test_emit_names_every_problem_of_an_invalid_event(tmp_path: Path) -> None:
     assert "sent 1 event(s)" in result.stdout and "1 invalid, not sent" in result.stdout
 
 
+def test_emit_warns_of_an_event_dated_well_ahead_of_the_clock_and_sends_it(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+
+    def tick(ident: str, at: datetime) -> str:
+        when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return json.dumps(
+            {"event_id": ident, "type": "clock.tick", "occurred_at": when,
+             "schema_version": 1, "source": "cron", "data": {}}
+        )  # fmt: skip
+
+    source = tmp_path / "ticks.jsonl"
+    source.write_text(tick("soon", now + timedelta(hours=2)) + "\n")
+    source.write_text(source.read_text() + tick("typo", now + timedelta(days=400, hours=1)) + "\n")
+    sent = goodwill("emit", source, "--data-dir", tmp_path / "data")
+    assert sent.returncode == 0, sent.stderr  # warned of, not refused: it may be a backfill
+    (warning,) = sent.stderr.splitlines()
+    assert warning.startswith(f"{source}:2: warning: occurred_at ")
+    assert " is 400 days ahead of this machine's clock; it is sent" in warning
+    assert sent.stdout.startswith("sent 2 event(s)")
+
+
 def test_emit_lists_twenty_problems_of_an_event_and_counts_the_rest(tmp_path: Path) -> None:
     order = json.loads(EXAMPLE.read_bytes().splitlines()[10])
     order["data"]["items"] = [{"sku": "S", "qty": i, "unit_price": "1.00"} for i in range(-24, 1)]
