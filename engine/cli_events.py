@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 EMBEDDED_EVENTS = "goodwill.events"  # engine.embedded.EVENTS_TOPIC, without importing the engine
 _SHOWN = 20  # problems listed for one invalid event
-_AHEAD = timedelta(days=1)  # beyond clock skew: an event dated later than this is warned of
 
 
 def schema(
@@ -68,7 +67,7 @@ def emit(
     from events.codec import DecodeError, encode
     from events.kafka import KafkaUnavailable, PublishError
     from events.log import FileLog, LogError
-    from events.producer import EventProducer, event_key, read_events
+    from events.producer import EventProducer, dated_ahead, event_key, read_events
 
     flags = kafka or {}
     # Settings first: a wrong address is refused before the events are read and reported.
@@ -79,14 +78,13 @@ def emit(
         raise fail(f"cannot read {source}: {err.strerror or err}") from None
     parsed = read_events(data, "<stdin>" if source == "-" else source)
     good = []
-    now = datetime.now(UTC)  # a producer's check only: Goodwill's decisions never read a clock
+    now = datetime.now(UTC)
     for where, event in parsed:
         if isinstance(event, DecodeError):
             _report(where, event)
             continue
         good.append(event)
-        ahead = event.occurred_at - now
-        if ahead > _AHEAD:  # a mistyped date: every deadline would move with it
+        if (ahead := dated_ahead(event, now)) is not None:
             typer.echo(
                 f"{where}: warning: occurred_at {event.occurred_at.isoformat()} is"
                 f" {_span(ahead)} ahead of this machine's clock; it is sent, and Goodwill's"

@@ -10,8 +10,9 @@ are built from `events.kafka`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,21 @@ from kafka import KafkaProducer
 from events.codec import DecodeError, decode, encode
 from events.kafka import KafkaConfig, PublishError, make_producer
 from events.models import CATALOG, Envelope
+
+log = logging.getLogger("goodwill.producer")
+
+FUTURE_SLACK = timedelta(days=1)
+"""Clock skew allowed: an event dated later than this ahead of the sender's clock is
+warned of (`dated_ahead`)."""
+
+
+def dated_ahead(event: Envelope, now: datetime | None = None) -> timedelta | None:
+    """How far `event` is dated ahead of this machine's clock, if by more than
+    `FUTURE_SLACK`: a mistyped date, most likely, which would move Goodwill's event time
+    (every follow-up deadline, the retention horizon) with it. A producer's check only:
+    Goodwill's decisions never read a clock."""
+    ahead = event.occurred_at - (now or datetime.now(UTC))
+    return ahead if ahead > FUTURE_SLACK else None
 
 
 def read_events(data: bytes, name: str) -> list[tuple[str, Envelope | DecodeError]]:
@@ -128,6 +144,14 @@ class EventProducer:
         elif not isinstance(event, Envelope):
             text = json.dumps(event, ensure_ascii=False, default=_as_json)
             event = decode(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: not_utf8
+        if (ahead := dated_ahead(event)) is not None:
+            log.warning(
+                "%s is dated %s, %d days ahead of this machine's clock; it is sent, and"
+                " Goodwill's event time (follow-up deadlines, retention) moves to it",
+                event.event_id,
+                event.occurred_at.isoformat(),
+                ahead.days,
+            )
         value, key, topic = encode(event), event_key(event), self.cfg.events_topic
         if event.type in BROADCAST:
             for partition in sorted(self._producer.partitions_for(topic) or {0}):

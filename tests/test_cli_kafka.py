@@ -141,6 +141,28 @@ def test_the_python_helper_takes_decimals_and_datetimes_and_refuses_the_rest(
     assert json.loads(record.value)["data"]["amount"] == "12.50"
 
 
+@pytest.mark.kafka
+def test_the_python_helper_warns_of_an_event_dated_well_ahead_and_sends_it(
+    kafka_config: KafkaConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from events.producer import EventProducer
+
+    create_topics(kafka_config, partitions=1)
+    soon = datetime.now(UTC) + timedelta(hours=2)  # within clock skew: not warned of
+    typo = datetime.now(UTC) + timedelta(days=26_645, hours=1)  # 2099 for 2026
+    with (
+        caplog.at_level("WARNING", logger="goodwill.producer"),
+        EventProducer(kafka_config) as producer,
+    ):
+        producer.send({**EVENT, "event_id": "soon", "occurred_at": soon})
+        producer.send({**EVENT, "event_id": "typo", "occurred_at": typo})
+    (said,) = [r.getMessage() for r in caplog.records if r.name == "goodwill.producer"]
+    assert said.startswith(f"typo is dated {typo.isoformat()}, 26645 days ahead")
+    assert len(read_topic(kafka_config, kafka_config.events_topic, 2)) == 2  # both sent
+
+
 def test_emit_without_kafka_feeds_the_embedded_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
