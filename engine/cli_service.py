@@ -28,6 +28,7 @@ from engine.cli_options import (
     wants_kafka,
 )
 from engine.ledger import StateModeError
+from engine.tally import Tally
 
 
 class BudgetStageMode(StrEnum):
@@ -100,7 +101,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print decisions as JSON lines")] = False,
     quiet: Annotated[
         bool,
-        typer.Option("--quiet", "-q", help="print only the summary (and dead letters, on stderr)"),
+        typer.Option(
+            "--quiet",
+            "-q",
+            help="print only the summary (and dead letters and, every 100,000 records, how far"
+            " it has got, on stderr)",
+        ),
     ] = False,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="records per transaction")] = 500,
     embedded: Embedded = False,
@@ -177,10 +183,11 @@ def run(
             " log, which `goodwill run` with no file reads"
         )
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
+    progress = _Progress() if quiet or as_json else None  # else each decision shows it
     try:
         with stop_after_batch() as stopping:
             summary = run_embedded(
-                compiled, data_dir, source, batch, printer.output, retain_days, stopping
+                compiled, data_dir, source, batch, printer.output, retain_days, stopping, progress
             )
     except KeyboardInterrupt:
         raise fail(
@@ -317,6 +324,26 @@ def _run_kafka(
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file (the running service retries a full disk)
         raise _state_failed(data_dir, err) from None
+
+
+class _Progress:
+    """A line on stderr each `EVERY` records a quiet or --json run reads: a long run is
+    not silent until its summary."""
+
+    EVERY = 100_000
+
+    def __init__(self) -> None:
+        self.shown = 0
+
+    def __call__(self, tally: Tally) -> None:
+        if tally.read // self.EVERY > self.shown:
+            self.shown = tally.read // self.EVERY
+            typer.echo(
+                f"  {tally.read:,} records read: {sum(tally.outcomes.values()):,} decided,"
+                f" {sum(tally.deadlettered.values()):,} dead-lettered,"
+                f" {tally.duplicates:,} already decided",
+                err=True,
+            )
 
 
 def _state_failed(data_dir: Path, err: sqlite3.Error) -> typer.Exit:

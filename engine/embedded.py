@@ -179,9 +179,11 @@ def run_embedded(
     on_output: Listener | None = None,
     retain_days: int | None = None,
     stopping: Callable[[], bool] = lambda: False,
+    progress: Callable[[Tally], None] | None = None,
 ) -> Summary:
-    """Decide `source` (or the embedded log) into `data_dir`. `stopping` is asked after
-    each batch is decided and published; when it says so, the run ends there."""
+    """Decide `source` (or the embedded log) into `data_dir`. After each batch is decided
+    and published, `progress` is told the counts so far and `stopping` is asked whether to
+    end the run there."""
     data_dir.mkdir(parents=True, exist_ok=True)
     # The log's lock first: a second run on this directory is refused before it touches
     # the state (a --retain-days it was given must not change the running one's).
@@ -221,6 +223,8 @@ def run_embedded(
                 processor.process(chunk)
                 relay(store, out)
                 chunk = []
+                if progress is not None:
+                    progress(processor.tally)
                 if stopped := stopping():
                     break
         if chunk:

@@ -160,6 +160,30 @@ def test_the_readmes_note_is_one_the_example_run_writes(first_run: tuple[Path, s
     assert notes and all(note.startswith(quoted[1] + " ") for note in notes)
 
 
+def test_a_quiet_run_says_how_far_it_has_got(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import cli_service
+
+    monkeypatch.setattr(cli_service._Progress, "EVERY", 200)  # 100,000 in a real run
+
+    def run(*flags: str) -> str:
+        data = tmp_path / "-".join(("data", *flags))
+        with pytest.raises(SystemExit) as ended:
+            main(["run", str(EXAMPLE), "--data-dir", str(data), "--batch", "100", *flags])
+        assert ended.value.code == 0
+        return capsys.readouterr().err
+
+    said = [line for line in run("--quiet").splitlines() if "records read" in line]
+    # The example's bad lines are its lines 25, 113, 207, 301, 388, 466 and 549.
+    assert said == [
+        "  200 records read: 198 decided, 2 dead-lettered, 0 already decided",
+        "  400 records read: 395 decided, 5 dead-lettered, 0 already decided",
+        "  600 records read: 593 decided, 7 dead-lettered, 0 already decided",
+    ]
+    assert "records read" not in run()  # each decision printed shows the way
+
+
 def test_readable_output_and_summary(tmp_path: Path) -> None:
     result = goodwill("run", EXAMPLE, "--data-dir", tmp_path / "d")
     assert result.returncode == 0
