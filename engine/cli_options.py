@@ -23,6 +23,7 @@ from engine.errors import PolicyError
 
 if TYPE_CHECKING:
     from engine.compile import CompiledSet
+    from engine.tally import Tally
     from events.kafka import KafkaConfig
 
 
@@ -83,6 +84,28 @@ def sqlite_hint(err: Exception) -> str:
     error" (a write past a file-size limit, or a full disk while making the -shm file)."""
     said = str(err)
     return NO_ROOM if "full" in said else MAYBE_NO_ROOM if "disk I/O error" in said else ""
+
+
+class Progress:
+    """A line on stderr each `EVERY` records a long run reads (a quiet `run`, `simulate`),
+    so that it is not silent until its summary. Called with the run's counts after each
+    batch."""
+
+    EVERY = 100_000
+
+    def __init__(self, label: str = "") -> None:
+        self.label = label
+        self.shown = 0
+
+    def __call__(self, tally: Tally) -> None:
+        if tally.read // self.EVERY > self.shown:
+            self.shown = tally.read // self.EVERY
+            typer.echo(
+                f"  {self.label}{tally.read:,} records read: {sum(tally.outcomes.values()):,}"
+                f" decided, {sum(tally.deadlettered.values()):,} dead-lettered,"
+                f" {tally.duplicates:,} already decided",
+                err=True,
+            )
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -15,7 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli_options import SCRATCH_HINT, Policies, compile_policies, fail, room_hint
+from engine.cli_options import (
+    SCRATCH_HINT,
+    Policies,
+    Progress,
+    compile_policies,
+    fail,
+    room_hint,
+)
 from engine.errors import Diagnostic, PolicyError
 
 
@@ -149,7 +156,7 @@ def simulate(
     baseline, changed = compile_policies(policies), compile_policies(candidate)
     typer.echo(f"policy set {baseline.hash} (current) vs {changed.hash} (candidate)")
     try:
-        comparison = compare(baseline, changed, source)
+        comparison = compare(baseline, changed, source, Progress)
     except sqlite3.Error as err:  # its databases are scratch ones, under TMPDIR
         where = f"the simulation's scratch files under {tempfile.gettempdir()}"
         raise fail(f"{where}: {err}{SCRATCH_HINT}", 1) from None

@@ -20,6 +20,7 @@ from engine.cli_options import (
     DataDir,
     Embedded,
     Policies,
+    Progress,
     compile_policies,
     fail,
     kafka_config,
@@ -28,7 +29,6 @@ from engine.cli_options import (
     wants_kafka,
 )
 from engine.ledger import StateModeError
-from engine.tally import Tally
 
 
 class BudgetStageMode(StrEnum):
@@ -183,7 +183,7 @@ def run(
             " log, which `goodwill run` with no file reads"
         )
     printer = Printer(json_lines=as_json, quiet=quiet, currency=compiled.policy_set.currency)
-    progress = _Progress() if quiet or as_json else None  # else each decision shows it
+    progress = Progress() if quiet or as_json else None  # else each decision shows it
     try:
         with stop_after_batch() as stopping:
             summary = run_embedded(
@@ -324,26 +324,6 @@ def _run_kafka(
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # a damaged state file (the running service retries a full disk)
         raise _state_failed(data_dir, err) from None
-
-
-class _Progress:
-    """A line on stderr each `EVERY` records a quiet or --json run reads: a long run is
-    not silent until its summary."""
-
-    EVERY = 100_000
-
-    def __init__(self) -> None:
-        self.shown = 0
-
-    def __call__(self, tally: Tally) -> None:
-        if tally.read // self.EVERY > self.shown:
-            self.shown = tally.read // self.EVERY
-            typer.echo(
-                f"  {tally.read:,} records read: {sum(tally.outcomes.values()):,} decided,"
-                f" {sum(tally.deadlettered.values()):,} dead-lettered,"
-                f" {tally.duplicates:,} already decided",
-                err=True,
-            )
 
 
 def _state_failed(data_dir: Path, err: sqlite3.Error) -> typer.Exit:

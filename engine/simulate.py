@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from engine.compile import CompiledSet
 from engine.embedded import run_embedded
+from engine.tally import Tally
 from events.models import DecisionData, Envelope
 
 
@@ -52,7 +54,9 @@ class Comparison:
     events: int
 
 
-def _decisions(compiled: CompiledSet, source: Path) -> dict[str, DecisionData]:
+def _decisions(
+    compiled: CompiledSet, source: Path, progress: Callable[[Tally], None] | None = None
+) -> dict[str, DecisionData]:
     found: dict[str, DecisionData] = {}
 
     def keep(event: Envelope) -> None:
@@ -64,7 +68,7 @@ def _decisions(compiled: CompiledSet, source: Path) -> dict[str, DecisionData]:
     service_log.setLevel(logging.ERROR)  # dead letters were already reported by `run`
     try:
         with tempfile.TemporaryDirectory(prefix="goodwill-simulate-") as scratch:
-            run_embedded(compiled, Path(scratch), source, 1000, keep)
+            run_embedded(compiled, Path(scratch), source, 1000, keep, progress=progress)
     finally:
         service_log.setLevel(level)
     return found
@@ -77,8 +81,15 @@ def _brief(d: DecisionData) -> str:
     return f"{d.outcome} [{grants or '-'}] → {routes or '-'} ({rules or 'no policy'})"
 
 
-def compare(baseline: CompiledSet, candidate: CompiledSet, source: Path) -> Comparison:
-    before, after = _decisions(baseline, source), _decisions(candidate, source)
+def compare(
+    baseline: CompiledSet,
+    candidate: CompiledSet,
+    source: Path,
+    progress: Callable[[str], Callable[[Tally], None]] | None = None,
+) -> Comparison:
+    """Decide `source` with each set; `progress(label)` gives each run's progress callback."""
+    before = _decisions(baseline, source, progress("current: ") if progress else None)
+    after = _decisions(candidate, source, progress("candidate: ") if progress else None)
     result = Comparison(Totals(), Totals(), [], len(before))
     for cause in before:  # input order: dicts keep insertion order
         old, new = before[cause], after[cause]

@@ -163,9 +163,9 @@ def test_the_readmes_note_is_one_the_example_run_writes(first_run: tuple[Path, s
 def test_a_quiet_run_says_how_far_it_has_got(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import cli_service
+    from engine.cli_options import Progress
 
-    monkeypatch.setattr(cli_service._Progress, "EVERY", 200)  # 100,000 in a real run
+    monkeypatch.setattr(Progress, "EVERY", 200)  # 100,000 in a real run
 
     def run(*flags: str) -> str:
         data = tmp_path / "-".join(("data", *flags))
@@ -182,6 +182,26 @@ def test_a_quiet_run_says_how_far_it_has_got(
         "  600 records read: 593 decided, 7 dead-lettered, 0 already decided",
     ]
     assert "records read" not in run()  # each decision printed shows the way
+
+
+def test_simulate_says_how_far_each_set_has_got(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.workload import generate
+    from engine.cli_options import Progress
+
+    monkeypatch.setattr(Progress, "EVERY", 1_000)  # 100,000 in a real run
+    stream = tmp_path / "stream.jsonl"
+    stream.write_bytes(b"\n".join(generate(2_500, 250)) + b"\n")
+    with pytest.raises(SystemExit) as ended:
+        main(["simulate", str(stream), "--candidate", "policies"])
+    assert ended.value.code == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "records read" in line]
+    assert said == [  # after each batch of 1,000 the simulation decides
+        f"  {label}: {n:,} records read: {n:,} decided, 0 dead-lettered, 0 already decided"
+        for label in ("current", "candidate")
+        for n in (1_000, 2_000)
+    ]
 
 
 def test_readable_output_and_summary(tmp_path: Path) -> None:
