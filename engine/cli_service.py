@@ -398,7 +398,7 @@ def rebuild(
         retain_days=retain_days,
     )
     try:
-        report = rebuild_state(cfg, compiled, options)
+        report = rebuild_state(cfg, compiled, options, progress=Progress())
     except (KafkaUnavailable, StateModeError) as err:
         raise fail(str(err), 1) from None
     except sqlite3.Error as err:  # its disk full, most likely: it was an empty directory

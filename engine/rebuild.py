@@ -23,7 +23,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from engine.outcome import Outcome
 from engine.service import BUDGET_TOPIC, DEADLETTER_TOPIC, DECISIONS_TOPIC, Processor
 from engine.service_options import ServiceOptions
 from engine.state import StateStore
+from engine.tally import Tally
 from events.codec import DecodeError, decode
 from events.kafka import KafkaConfig, make_consumer, to_record
 from events.log import Record
@@ -336,10 +337,11 @@ def rebuild(
     compiled: CompiledSet,
     options: ServiceOptions,
     stop: threading.Event | None = None,
+    progress: Callable[[Tally], None] | None = None,
 ) -> RebuildReport:
     """Rebuild `options.data_dir`'s state from Kafka: the recorded history as facts, then
     every input after it decided normally. Outputs of those decisions stay in the outbox
-    for the service to publish."""
+    for the service to publish. `progress` is told the counts after each batch."""
     data_dir: Path = options.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     store = StateStore.open(data_dir / "state.db")
@@ -355,6 +357,7 @@ def rebuild(
         # With the budget stage, recorded charges are its to fold (it replays its topic).
         split = options.budget_stage == "kafka"
         processor = Processor(store, Decider(compiled), split=split)
+        processor.on_batch = progress
         report = fold_history(cfg, processor, options, stop)
         keep(options.data_dir, compiled.policy_set)
         processor.activate()

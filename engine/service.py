@@ -124,6 +124,8 @@ class Processor:
         self._lane: int | None = None  # the partition of the event being decided
         # On Kafka: told of each decoded input, to check it came on its key's partition.
         self.placement: Callable[[Record, Envelope], None] | None = None
+        # Told the counts so far after each batch it commits (a long rebuild's progress).
+        self.on_batch: Callable[[Tally], None] | None = None
 
     def activate(self) -> Envelope | None:
         """Record `policy_set.activated` when this policy set was not the active one."""
@@ -167,6 +169,8 @@ class Processor:
             try:
                 with self._transaction():
                     self._decide_batch(records, failed)
+                if self.on_batch is not None:
+                    self.on_batch(self.tally)
                 return
             except _RecordFailed as err:
                 cause = err.__cause__

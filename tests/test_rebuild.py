@@ -250,6 +250,22 @@ def test_a_rebuild_with_no_room_left_is_refused_until_it_is_done_again(
 
 
 @pytest.mark.kafka
+def test_a_rebuild_tells_how_far_it_has_got_after_each_batch(
+    kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
+) -> None:
+    from engine.rebuild import rebuild
+    from engine.service_options import ServiceOptions
+
+    lose_state_mid_stream(kafka_config, compiled, tmp_path / "lost")
+    read: list[int] = []
+    options = ServiceOptions(data_dir=tmp_path / "rebuilt", batch=100, idle_polls=3)
+    report = rebuild(kafka_config, compiled, options, progress=lambda t: read.append(t.read))
+    # Batches of at most 100 records, through the recorded history and on past it.
+    assert len(read) >= len(shop_lines()) // 100
+    assert read == sorted(read) and read[-1] == report.inputs == len(shop_lines())
+
+
+@pytest.mark.kafka
 def test_rebuild_refuses_a_data_dir_that_holds_state(
     kafka_config: KafkaConfig, compiled: CompiledSet, tmp_path: Path
 ) -> None:
