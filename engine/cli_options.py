@@ -87,9 +87,9 @@ def sqlite_hint(err: Exception) -> str:
 
 
 class Progress:
-    """A line on stderr each `EVERY` records a long run reads (a quiet `run`, `simulate`),
-    so that it is not silent until its summary. Called with the run's counts after each
-    batch."""
+    """A line on stderr each `EVERY` records a long run reads (a quiet `run`, `simulate`,
+    `rebuild`), so that it is not silent until its summary. Called with the run's counts
+    after each batch."""
 
     EVERY = 100_000
 

@@ -169,9 +169,7 @@ class Processor:
             try:
                 with self._transaction():
                     self._decide_batch(records, failed)
-                if self.on_batch is not None:
-                    self.on_batch(self.tally)
-                return
+                break
             except _RecordFailed as err:
                 cause = err.__cause__
                 assert isinstance(cause, Exception)
@@ -186,6 +184,8 @@ class Processor:
                         self.process([record])
                     return
                 failed[0] = self._failed(records[0], exc)
+        if self.on_batch is not None:  # outside the try: its failure is not the batch's
+            self.on_batch(self.tally)
 
     def _failed(self, record: Record, exc: Exception) -> str:
         log.error(
