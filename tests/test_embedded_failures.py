@@ -22,9 +22,9 @@ import pytest
 from engine.compile import load
 from engine.embedded import run_embedded
 from engine.state import StateStore
-from events.codec import DecodeError, decode
 from events.log import FileLog
 from tests.limits import goodwill_limited
+from tests.test_kafka_service import _invalid
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "shop-day.jsonl"
@@ -155,7 +155,7 @@ def test_a_run_killed_at_any_point_is_gone_on_from_as_if_it_had_not_been(
 
 
 def test_emit_to_a_full_embedded_log_names_the_file_and_what_to_do(tmp_path: Path) -> None:
-    good = [line for line in EXAMPLE.read_bytes().splitlines()[:200] if _valid(line)]
+    good = [line for line in EXAMPLE.read_bytes().splitlines()[:200] if not _invalid(line)]
     source = tmp_path / "events.jsonl"
     source.write_bytes(b"\n".join(good) + b"\n")
     data = tmp_path / "data"
@@ -174,11 +174,3 @@ def test_emit_to_a_full_embedded_log_names_the_file_and_what_to_do(tmp_path: Pat
     ids = [json.loads(line)["event_id"] for line in good]
     assert 0 < len(sent) - len(ids) < len(ids)  # the first try stored some, not all
     assert [json.loads(r.value)["event_id"] for r in sent[-len(ids) :]] == ids
-
-
-def _valid(line: bytes) -> bool:
-    try:
-        decode(line)
-    except DecodeError:
-        return False
-    return True
