@@ -25,7 +25,7 @@ from engine.cli_options import (
     fail,
     kafka_config,
     kafka_options,
-    sqlite_hint,
+    state_unreadable,
     wants_kafka,
 )
 
@@ -62,7 +62,7 @@ def explain(
         try:
             store = StateStore.open_readonly(db)  # beside a running service too
         except sqlite3.Error as err:
-            raise fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1) from None
+            raise state_unreadable(data_dir, err) from None
         try:
             # The outbox keeps unpublished and recent outputs; the embedded decisions log
             # has every published one.
@@ -219,7 +219,7 @@ def verify(
     except ScratchFailed as err:
         raise fail(f"{err}{SCRATCH_HINT}", 1) from None
     except sqlite3.Error as err:  # reading the state's retention
-        raise fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1) from None
+        raise state_unreadable(data_dir, err) from None
     for line in report(verdict):
         typer.echo(line)
     raise typer.Exit(0 if verdict.ok else 1)

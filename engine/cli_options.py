@@ -86,6 +86,11 @@ def sqlite_hint(err: Exception) -> str:
     return NO_ROOM if "full" in said else MAYBE_NO_ROOM if "disk I/O error" in said else ""
 
 
+def state_unreadable(data_dir: Path, err: Exception) -> typer.Exit:
+    """The one line a reading command ends with when `data_dir`'s state cannot be read."""
+    return fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1)
+
+
 class Progress:
     """A line on stderr each `EVERY` records a long run reads (a quiet `run`, `simulate`,
     `rebuild`), so that it is not silent until its summary. Called with the run's counts

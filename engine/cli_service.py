@@ -26,6 +26,7 @@ from engine.cli_options import (
     kafka_config,
     kafka_options,
     sqlite_hint,
+    state_unreadable,
     wants_kafka,
 )
 from engine.ledger import StateModeError
@@ -224,8 +225,7 @@ def status(
     try:
         store = StateStore.open_readonly(data_dir)
     except (FileNotFoundError, StateVersionError, sqlite3.Error) as err:
-        hint = sqlite_hint(err) if isinstance(err, sqlite3.Error) else ""
-        raise fail(f"cannot read the state in {data_dir}: {err}{hint}", 1) from None
+        raise state_unreadable(data_dir, err) from None
     try:
         watermark = store.watermark()
         found: dict[str, Any] = {
@@ -249,7 +249,7 @@ def status(
             "counts": store.stats(),
         }
     except sqlite3.Error as err:
-        raise fail(f"cannot read the state in {data_dir}: {err}{sqlite_hint(err)}", 1) from None
+        raise state_unreadable(data_dir, err) from None
     finally:
         store.close()
     if as_json:

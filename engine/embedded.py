@@ -181,9 +181,9 @@ def run_embedded(
     stopping: Callable[[], bool] = lambda: False,
     progress: Callable[[Tally], None] | None = None,
 ) -> Summary:
-    """Decide `source` (or the embedded log) into `data_dir`. After each batch is decided
-    and published, `progress` is told the counts so far and `stopping` is asked whether to
-    end the run there."""
+    """Decide `source` (or the embedded log) into `data_dir`. `progress` is told the counts
+    so far after each batch commits (`Processor.on_batch`); `stopping` is asked after each
+    batch is decided and published, and when it says so, the run ends there."""
     data_dir.mkdir(parents=True, exist_ok=True)
     # The log's lock first: a second run on this directory is refused before it touches
     # the state (a --retain-days it was given must not change the running one's).
@@ -208,6 +208,7 @@ def run_embedded(
         settle_published(store, out)
         relay(store, out)  # outputs a crash left unpublished go out first, unchanged
         processor = Processor(store, Decider(compiled), on_output)
+        processor.on_batch = progress
         keep(data_dir, compiled.policy_set)
         processor.activate()
         if source is not None:
@@ -223,8 +224,6 @@ def run_embedded(
                 processor.process(chunk)
                 relay(store, out)
                 chunk = []
-                if progress is not None:
-                    progress(processor.tally)
                 if stopped := stopping():
                     break
         if chunk:

@@ -125,7 +125,10 @@ class _TopicFile:
 
     def sync(self) -> None:
         self.write_out()
-        os.fsync(self.writer.fileno())
+        try:
+            os.fsync(self.writer.fileno())
+        except OSError as err:
+            raise _named(err, self.path) from None
 
     def close(self) -> None:
         try:
@@ -258,10 +261,7 @@ class FileLog:
             raise LogError(f"{self.directory}: the log is closed")
         for file in self._topics.values():
             if not file.failed:
-                try:
-                    file.sync()
-                except OSError as err:
-                    raise _named(err, file.path) from None
+                file.sync()
         if self._new_files:
             # A new file's directory entry is only durable once the directory is synced.
             dir_fd = os.open(self.directory, os.O_RDONLY)
